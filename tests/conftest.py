@@ -1,0 +1,67 @@
+"""Shared fixtures: the real annotation files from the shared folder and data roots built on them."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+# Tests never reach a model hub or W&B's servers.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MSRVTT_CSVS = ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv", "MSRVTT_JSFUSION_test.csv")
+MSRVTT_NUM_VIDEOS = 10_000  # video0 .. video9999 cover the train, 7k and 1k-A test ids
+MSRVTT_CAPTIONS_PER_VIDEO = 2
+
+
+@pytest.fixture(scope="session")
+def shared_annotations() -> Path:
+    """The folder holding the real annotation files (`$VOP_SHARED/data/annotations`)."""
+    shared = Path(os.environ.get("VOP_SHARED", REPO_ROOT.parent / "shared"))
+    path = shared / "data" / "annotations"
+    if not path.is_dir():
+        pytest.skip(f"real annotation files not found at {path}; set VOP_SHARED to the shared folder")
+    return path
+
+
+def _msrvtt_data_json() -> dict:
+    """A small MSRVTT_data.json with the real file's keys, 2 captions for each video.
+
+    Sentences run caption-round by caption-round (all videos' first caption, then all second ones)
+    so, as in the real file, a video's captions are not adjacent and the parser must group them.
+    """
+    videos = [
+        {"category": i % 20, "url": f"https://www.youtube.com/watch?v=id{i}", "video_id": f"video{i}",
+         "start time": 0.0, "end time": 10.0, "split": "train" if i < 6513 else "validate" if i < 7010 else "test",
+         "id": i}
+        for i in range(MSRVTT_NUM_VIDEOS)
+    ]
+    sentences = [
+        {"caption": f"caption {k} of video{i}", "video_id": f"video{i}", "sen_id": k * MSRVTT_NUM_VIDEOS + i}
+        for k in range(MSRVTT_CAPTIONS_PER_VIDEO)
+        for i in range(MSRVTT_NUM_VIDEOS)
+    ]
+    return {"info": {"year": "2016", "version": "1.0"}, "videos": videos, "sentences": sentences}
+
+
+@pytest.fixture(scope="session")
+def msrvtt_data_json_text() -> str:
+    # Generated once per session; each test writes its own copy so it may edit it.
+    return json.dumps(_msrvtt_data_json())
+
+
+@pytest.fixture
+def msrvtt_root(tmp_path: Path, shared_annotations: Path, msrvtt_data_json_text: str) -> Path:
+    """A MSR-VTT data root: the real csv files (symlinked) plus a generated MSRVTT_data.json."""
+    source = shared_annotations / "msrvtt"
+    annotations = tmp_path / "msrvtt" / "annotations"
+    annotations.mkdir(parents=True)
+    for name in MSRVTT_CSVS:
+        if not (source / name).is_file():
+            pytest.skip(f"real MSR-VTT file {source / name} not found")
+        (annotations / name).symlink_to(source / name)
+    (annotations / "MSRVTT_data.json").write_text(msrvtt_data_json_text)
+    return tmp_path / "msrvtt"

@@ -1,0 +1,90 @@
+"""Helpers shared by the dataset parsers: existence checks with actionable errors, file readers.
+
+Every parser (MSR-VTT, DiDeMo, ActivityNet, LSMDC) fails the same way when data is missing, so a
+user who has not downloaded a dataset gets one message that says what to fetch and where to put it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+README_DATASETS = "README.md#datasets"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset folder or annotation file is missing; the message says how to get it."""
+
+
+class AnnotationError(ValueError):
+    """An annotation file exists but its content does not fit the expected format."""
+
+
+def _layout_block(layout: str) -> str:
+    # Indent so the tree stands out from the sentence above it in a traceback.
+    if not layout:
+        return ""
+    lines = "\n".join("    " + line for line in layout.strip("\n").splitlines())
+    return f"\nExpected layout:\n{lines}"
+
+
+def require_dir(path: str | Path, dataset: str, layout: str = "") -> Path:
+    """Return `path` as a Path if it is a directory, else raise DataNotFoundError.
+
+    Meant for a dataset's data root: a missing root almost always means the dataset was never
+    downloaded or `data.root` points to the wrong place, so the message says both.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path
+    problem = "is not a directory" if path.exists() else "does not exist"
+    raise DataNotFoundError(
+        f"{dataset} data root {path} {problem}: the dataset is not downloaded here, or data.root "
+        f"points elsewhere. Download it as described in {README_DATASETS}, then pass "
+        f"data.root=<folder laid out as below> on the command line or in the data config."
+        f"{_layout_block(layout)}"
+    )
+
+
+def require_file(path: str | Path, what: str, dataset: str, layout: str = "") -> Path:
+    """Return `path` as a Path if it is a file, else raise DataNotFoundError.
+
+    `what` names the file's role and where to obtain it, e.g. "the MSR-VTT captions
+    (MSRVTT_data.json, part of the MSR-VTT annotation download)".
+    """
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    raise DataNotFoundError(
+        f"{dataset}: missing {path}. This should be {what}. "
+        f"See {README_DATASETS} for how to get it.{_layout_block(layout)}"
+    )
+
+
+def read_csv(path: Path, columns: list[str], dataset: str) -> list[dict[str, str]]:
+    """Read a headed CSV into row dicts, checking that the header holds `columns`."""
+    # utf-8-sig: tolerate a byte-order mark from files re-saved by spreadsheet tools.
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f, restval="")  # a short row reads as empty fields, not None
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise AnnotationError(f"{dataset}: {path} lacks column(s) {missing}; header is {header}")
+        reader.fieldnames = header
+        return list(reader)
+
+
+def read_json(path: Path, dataset: str) -> Any:
+    """Load a JSON file, naming the file when it is not valid JSON (e.g. a truncated download)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{dataset}: {path} is not valid JSON ({err}); re-download it") from err
+
+
+def few(items: list[str], n: int = 5) -> str:
+    """Show up to `n` items for an error message, e.g. "video1, video7, ... (12 in all)"."""
+    shown = ", ".join(items[:n])
+    return shown if len(items) <= n else f"{shown}, ... ({len(items)} in all)"
