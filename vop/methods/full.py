@@ -1,0 +1,9 @@
+"""Full fine-tuning: every CLIP tensor trains, the temperature included."""
+from vop.methods.base import TuningMethod
+
+
+class FullTuning(TuningMethod):
+    name = "full"
+
+    def patterns(self) -> list[str]:
+        return [r".*"]

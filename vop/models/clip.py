@@ -1,0 +1,100 @@
+"""CLIP from HF transformers, run layer by layer so tuning methods can hook into every block."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPConfig, CLIPModel
+
+from vop.models.hooks import TowerHooks
+
+log = logging.getLogger(__name__)
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained CLIP weights could not be loaded (offline, wrong id or missing folder)."""
+
+
+class CLIPVideoModel(nn.Module):
+    """CLIP's two towers with a video read-out: mean of L2-normalised frame embeddings.
+
+    The towers are HF's modules; only the loop over their blocks lives here so that
+    `self.hooks` (see vop/models/hooks.py) can change what happens around each block.
+    """
+
+    def __init__(self, clip: CLIPModel):
+        super().__init__()
+        self.clip = clip
+        self.hooks: TowerHooks = TowerHooks()
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, attn_implementation: str = "sdpa") -> "CLIPVideoModel":
+        """Load HF CLIP weights from the hub cache or a local folder."""
+        try:
+            clip = CLIPModel.from_pretrained(name_or_path, attn_implementation=attn_implementation)
+        except OSError as err:
+            local = Path(name_or_path).expanduser()
+            where = f"the folder {local} is missing or incomplete" if local.exists() or "/" not in name_or_path \
+                else f"{name_or_path!r} is not in the local HF cache and could not be downloaded"
+            raise WeightsNotFoundError(
+                f"could not load CLIP weights {name_or_path!r}: {where}. Download them once "
+                f"(`huggingface-cli download {name_or_path}`) or point `model.net.name_or_path=` to a local "
+                "folder holding config.json and model.safetensors (an OpenAI `ViT-B-32.pt` can be converted, "
+                "see README). Offline: set HF_HUB_OFFLINE=1 once the files are cached."
+            ) from err
+        return cls(clip)
+
+    @classmethod
+    def from_config(cls, vision: dict, text: dict, projection_dim: int, seed: int = 0,
+                    attn_implementation: str = "sdpa") -> "CLIPVideoModel":
+        """A randomly initialised CLIP (tests, the demo); `seed` makes it reproducible."""
+        config = CLIPConfig(text_config=dict(text), vision_config=dict(vision), projection_dim=projection_dim)
+        config._attn_implementation = attn_implementation
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            clip = CLIPModel(config)
+        return cls(clip)
+
+    def set_hooks(self, hooks: TowerHooks) -> None:
+        self.hooks = hooks
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        return self.clip.logit_scale
+
+    @property
+    def image_size(self) -> int:
+        return self.clip.config.vision_config.image_size
+
+    # ----------------------------------------------------------------- encoders
+    def encode_frames(self, pixels: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """pixels [B*T, 3, H, W] (normalised) -> L2-normalised frame embeddings [B*T, D]."""
+        vision = self.clip.vision_model
+        x = vision.embeddings(pixels.to(vision.embeddings.patch_embedding.weight.dtype))  # [BT, N, W]
+        x = vision.pre_layrnorm(x)
+        for i, layer in enumerate(vision.encoder.layers):
+            x = self.hooks.vision_layer(i, layer, x, num_frames)
+        cls_token = vision.post_layernorm(x[:, 0])  # [BT, W]
+        return F.normalize(self.clip.visual_projection(cls_token), dim=-1)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B, T, 3, H, W] -> video embeddings [B, D]: mean of normalised frame embeddings."""
+        b, t = frames.shape[:2]
+        per_frame = self.encode_frames(frames.flatten(0, 1), num_frames=t).view(b, t, -1)  # [B, T, D]
+        return F.normalize(per_frame.mean(dim=1), dim=-1)
+
+    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids [B, L] -> L2-normalised text embeddings [B, D]."""
+        text = self.clip.text_model
+        x = self.hooks.embed_text(self, input_ids)  # [B, L, W]
+        for i, layer in enumerate(text.encoder.layers):
+            x = self.hooks.text_layer(i, layer, x)
+        x = text.final_layer_norm(x)
+        # End-of-text has the largest id in CLIP's vocabulary and argmax returns the first
+        # maximum, so this finds the first EOT whether padding is 0 (OpenAI) or EOT (HF).
+        eot = input_ids.argmax(dim=-1)
+        return F.normalize(self.clip.text_projection(self.hooks.pool_text(x, eot)), dim=-1)

@@ -1,0 +1,44 @@
+"""Per-layer insertion points of the CLIP towers.
+
+`CLIPVideoModel` runs both transformer towers layer by layer and calls these methods at the
+points where tuning methods change the computation: prompt tokens inserted before a layer and
+dropped after it (VoP), layers that mix information across the frames of one video (VoP^F),
+adapters around a block. The base class is the identity, i.e. plain CLIP. A method subclasses
+it, keeps its new parameters on it, and installs it with `model.set_hooks(...)`; every parameter
+under `model.hooks` therefore counts as a *new* parameter (its own learning rate).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def causal_mask(x: torch.Tensor) -> torch.Tensor:
+    """Additive causal mask [1, 1, L, L] for x [B, L, W], in x's dtype.
+
+    An explicit mask (rather than `is_causal`) keeps every attention implementation (eager,
+    SDPA) causal, and follows the sequence length when prompts change it.
+    """
+    length = x.shape[1]
+    mask = torch.full((length, length), torch.finfo(x.dtype).min, dtype=x.dtype, device=x.device)
+    return mask.triu(1)[None, None]
+
+
+class TowerHooks(nn.Module):
+    """Identity hooks: the model computes exactly CLIP."""
+
+    def embed_text(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token + positional embeddings of the text tower, [B, L] -> [B, L, W]."""
+        return model.clip.text_model.embeddings(input_ids=input_ids)
+
+    def vision_layer(self, index: int, layer: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Run vision block `index` on x [B*T, N, W]; the T frames of a video are contiguous."""
+        return layer(x, None)
+
+    def text_layer(self, index: int, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Run text block `index` on x [B, L, W] (causal)."""
+        return layer(x, causal_mask(x))
+
+    def pool_text(self, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        """Text feature [B, W] read at the end-of-text positions eot [B] of x [B, L, W]."""
+        return x[torch.arange(x.shape[0], device=x.device), eot]
