@@ -1,0 +1,16 @@
+"""Evaluate: `python eval.py method=zeroshot data=msrvtt9k` or `python eval.py ckpt=<run dir>`."""
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import vop  # noqa: F401  (registers the config resolvers)
+from vop.engine.evaluate import evaluate_run
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate_run(cfg, overrides=HydraConfig.get().overrides.task)
+
+
+if __name__ == "__main__":
+    main()

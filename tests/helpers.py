@@ -1,0 +1,31 @@
+"""Composing the real configs in tests, shrunk to the tiny model and a small synthetic dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import vop  # noqa: F401  (registers the resolvers)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+# A synthetic dataset small enough for many one-epoch runs on 2 CPU cores.
+SMALL_SYNTHETIC = [
+    "data.splits.num_train=48", "data.splits.num_test=16", "data.splits.frames=12",
+    "data.splits.width=64", "data.splits.height=48", "data.num_frames=4", "data.batch_size=8",
+    "data.eval_batch_size=8", "data.num_workers=0",
+]
+
+
+def compose_cfg(config_name: str, overrides: list[str], tmp: Path) -> DictConfig:
+    """The real config with run outputs and data under `tmp` (no Hydra run dir needed)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=[
+            f"paths.output_dir={tmp / 'run'}", f"paths.data_dir={tmp / 'data'}",
+            "trainer.progress=false", *overrides])
+
+
+def tiny_synthetic(method: str, tmp: Path, extra: list[str] = (), config_name: str = "train") -> DictConfig:
+    return compose_cfg(config_name, [f"method={method}", "model=clip_tiny", "data=synthetic", "trainer.epochs=1",
+                                     *SMALL_SYNTHETIC, *extra], tmp)

@@ -1,0 +1,85 @@
+"""Checkpoints: the trainable tensors only, as safetensors, with the resolved config inside.
+
+safetensors holds plain tensors and string metadata, so loading a checkpoint never unpickles
+arbitrary objects. Writes go to a temporary file first, then an atomic rename.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+FORMAT = "vop-checkpoint-1"
+FILENAME = "checkpoint.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not belong to this model/method or is not a vop checkpoint."""
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: Path, model: nn.Module, cfg: DictConfig, extra: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "config": json.dumps(OmegaConf.to_container(cfg, resolve=True)),
+            "extra": json.dumps(extra or {})}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(trainable_state(model), str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_path(ckpt: str | Path) -> Path:
+    """A run directory (its checkpoint.safetensors) or a checkpoint file."""
+    path = Path(ckpt).expanduser()
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (give a run directory or a {FILENAME} file)")
+    return path
+
+
+def read_checkpoint(ckpt: str | Path) -> tuple[dict[str, torch.Tensor], DictConfig]:
+    path = resolve_path(ckpt)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for foreign files
+        raise CheckpointError(f"{path} is not a safetensors checkpoint: {err}") from err
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by vop (metadata format={meta.get('format')!r})")
+    return tensors, OmegaConf.create(json.loads(meta["config"]))
+
+
+def check_compatible(saved: DictConfig, cfg: DictConfig, path: str | Path) -> None:
+    """Refuse a checkpoint whose model or method differs from the configured one."""
+    for key in ("model", "method"):
+        want, have = cfg[key].name, saved[key].name
+        if want != have:
+            raise CheckpointError(f"checkpoint {path} was trained with {key}={have}, but {key}={want} is configured")
+
+
+def load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Copy saved tensors into the model's trainable parameters; the sets must be equal."""
+    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing, unexpected = sorted(expected - tensors.keys()), sorted(tensors.keys() - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path} does not match the model's trainable tensors: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    with torch.no_grad():
+        for name, value in tensors.items():
+            param = model.get_parameter(name)
+            if param.shape != value.shape:
+                raise CheckpointError(f"checkpoint {path}: {name} has shape {tuple(value.shape)}, "
+                                      f"the model expects {tuple(param.shape)}")
+            param.copy_(value)

@@ -1,0 +1,60 @@
+"""`eval.py`: evaluate pretrained CLIP (method=zeroshot) or a trained run (ckpt=...)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vop.engine import setup
+from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path
+from vop.engine.precision import resolve_device, resolve_precision
+from vop.engine.rundir import prefixed, save_config, save_metrics
+
+log = logging.getLogger(__name__)
+
+# Groups a checkpoint brings with it unless the command line chooses them explicitly.
+FROM_CHECKPOINT = ("model", "method", "data", "decoder")
+
+
+def chosen_on_command_line(overrides: Sequence[str], group: str) -> bool:
+    return any(o.lstrip("+~").split("=")[0].split(".")[0] == group for o in overrides)
+
+
+def merge_checkpoint_config(cfg: DictConfig, saved: DictConfig, overrides: Sequence[str], path: Path) -> DictConfig:
+    """Take the trained run's model/method/data/decoder, except groups named on the command line."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for group in FROM_CHECKPOINT:
+            if not chosen_on_command_line(overrides, group):
+                cfg[group] = saved[group]
+    check_compatible(saved, cfg, path)
+    return cfg
+
+
+def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    tensors = None
+    if cfg.ckpt:
+        path = resolve_path(cfg.ckpt)
+        tensors, saved = read_checkpoint(path)
+        cfg = merge_checkpoint_config(cfg, saved, overrides, path)
+        log.info("evaluating %s (model %s, method %s, data %s)", path, cfg.model.name, cfg.method.name, cfg.data.name)
+    setup.seed_everything(cfg.seed)
+    device = resolve_device(cfg.trainer.device)
+    dtype = resolve_precision(cfg.trainer.precision, device)
+    split_name = cfg.data.test_split
+    split = setup.load_splits(cfg, split_name)[split_name]
+    model, tokenizer, _, count = setup.build_model(cfg)
+    if tensors is not None:
+        load_trainable(model, tensors, cfg.ckpt)
+    model.to(device)
+    evaluator = setup.build_evaluator(cfg, split, instantiate(cfg.decoder), tokenizer, device, dtype,
+                                      model.image_size)
+    metrics = prefixed(evaluator(model), split_name)
+    run_dir = Path(cfg.paths.output_dir)
+    save_config(run_dir, cfg)
+    save_metrics(run_dir, {**metrics, "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)})
+    log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
+    return metrics

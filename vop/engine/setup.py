@@ -1,0 +1,64 @@
+"""Builds the run's parts from the composed config (everything with `_target_` is instantiated)."""
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from vop.data.dataset import Collate, VideoTextDataset, make_loader
+from vop.data.decoders.base import Decoder
+from vop.data.split import Split
+from vop.engine.evaluator import Evaluator
+from vop.methods.base import ParameterCount, TuningMethod
+from vop.models.clip import CLIPVideoModel
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: DictConfig) -> tuple[CLIPVideoModel, object, TuningMethod, ParameterCount]:
+    """CLIP, its tokenizer, and the tuning method applied to it (frozen except its parameters)."""
+    model: CLIPVideoModel = instantiate(cfg.model.net)
+    tokenizer = instantiate(cfg.model.tokenizer)
+    method: TuningMethod = instantiate(cfg.method.tuner)
+    count = method.apply(model)
+    return model, tokenizer, method, count
+
+
+def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
+    splits: dict[str, Split] = instantiate(cfg.data.splits)
+    for name in names:
+        if name not in splits:
+            raise KeyError(f"data={cfg.data.name} has no split {name!r}; it has {sorted(splits)}")
+    return splits
+
+
+def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin_memory: bool) -> DataLoader:
+    data = cfg.data
+    dataset = VideoTextDataset(split, decoder, data.num_frames, data.train_sampling, data.frame_size,
+                               per="caption", seed=cfg.seed)
+    # drop_last keeps every step's contrastive problem the same size (B negatives).
+    return make_loader(dataset, data.batch_size, shuffle=True, num_workers=data.num_workers,
+                       collate=Collate(tokenizer, data.max_text_len), seed=cfg.seed, drop_last=True,
+                       pin_memory=pin_memory)
+
+
+def build_evaluator(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, device: torch.device,
+                    dtype: torch.dtype, image_size: int) -> Evaluator:
+    data = cfg.data
+    dataset = VideoTextDataset(split, decoder, data.num_frames, data.test_sampling, data.frame_size,
+                               per="video", seed=cfg.seed)
+    loader = make_loader(dataset, data.eval_batch_size, shuffle=False, num_workers=data.num_workers,
+                         collate=Collate(), seed=cfg.seed, pin_memory=device.type == "cuda")
+    return Evaluator(split, loader, tokenizer, data.max_text_len, device, dtype, image_size,
+                     chunk_size=cfg.trainer.eval_chunk_size, progress=cfg.trainer.progress)
