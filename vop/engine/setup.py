@@ -36,7 +36,9 @@ def build_model(cfg: DictConfig) -> tuple[CLIPVideoModel, object, TuningMethod, 
 
 
 def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
-    splits: dict[str, Split] = instantiate(cfg.data.splits)
+    # Build a partial and call it here, so a missing-data error reaches the user as written
+    # instead of wrapped (and escaped) in Hydra's InstantiationException.
+    splits: dict[str, Split] = instantiate(cfg.data.splits, _partial_=True)()
     for name in names:
         if name not in splits:
             raise KeyError(f"data={cfg.data.name} has no split {name!r}; it has {sorted(splits)}")
