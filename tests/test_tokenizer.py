@@ -10,6 +10,7 @@ from vop.data.tokenizer import VOCAB_SIZE, load_tokenizer, openai_bpe_tokenizer,
 
 SOT, EOT = 49406, 49407
 
+LONG = " ".join(["antidisestablishmentarianism and a cat"] * 30)  # far longer than 77 tokens
 SENTENCES = [
     "a man is cooking pasta in a kitchen",
     "A Woman SINGS on stage!!! Then... she bows?",
@@ -17,7 +18,9 @@ SENTENCES = [
     "café, naïve résumé — Straße über Łódź; 東京 タワー 🙂",
     "   extra   whitespace\tand\nnewlines   ",
     "",
-    " ".join(["antidisestablishmentarianism and a cat"] * 30),  # far longer than 77 tokens
+    LONG,
+    "rock &amp; roll &lt;live&gt; &quot;show&quot;",  # HTML entities, as in scraped captions
+    "cafÃ© ﬁsh ＡＢＣ",  # mojibake, a ligature, full-width letters: ftfy repairs them
 ]
 
 
@@ -63,10 +66,10 @@ def test_ids_match_openai_reference_short_context(tokenizer, reference) -> None:
 
 
 def test_truncation_keeps_eot_last(tokenizer) -> None:
-    ids = tokenize(tokenizer, [SENTENCES[-1]], max_len=16)[0]
+    ids = tokenize(tokenizer, [LONG], max_len=16)[0]
     assert ids[0] == SOT and ids[-1] == EOT
     assert (ids == EOT).sum() == 1
-    full = tokenize(tokenizer, [SENTENCES[-1]], max_len=400)[0]
+    full = tokenize(tokenizer, [LONG], max_len=400)[0]
     assert torch.equal(ids[:-1], full[:15])  # the kept tokens are the first ones
 
 

@@ -9,20 +9,21 @@ Two ways to get a tokenizer:
 `tokenize()` then produces OpenAI's `clip.tokenize` layout: SOT + BPE tokens + EOT, truncated
 with EOT kept last, zero-padded to `max_len`.
 
-Known difference from OpenAI's Python tokenizer: OpenAI runs `ftfy.fix_text` and a double
-`html.unescape` before BPE; HF's tokenizer applies NFC + whitespace collapse + lower-case only.
-Ordinary captions (any script, accents, emoji, punctuation) give identical ids; text that ftfy
-would repair differs: HTML entities (`&amp;`), mojibake (`Ã©`), Latin ligatures (`ﬁ`) and
-full-width letters (`Ａ`). Clean such annotations beforehand if bit-exact ids matter.
+OpenAI's Python tokenizer runs `ftfy.fix_text` and a double `html.unescape` before BPE; HF's
+tokenizer only normalises (NFC, whitespace, lower case). `tokenize()` applies OpenAI's cleaning
+first, so ids equal OpenAI's also for HTML entities (`&amp;`), mojibake (`Ã©`), ligatures (`ﬁ`)
+and full-width letters.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import html
 import importlib.util
 from pathlib import Path
 
+import ftfy
 import numpy as np
 import torch
 from transformers import CLIPTokenizer
@@ -132,7 +133,7 @@ def tokenize(tokenizer: CLIPTokenizer, texts: list[str], max_len: int = 77) -> t
     if max_len < 2:
         raise ValueError(f"max_len must leave room for SOT and EOT, got {max_len}")
     sot, eot = tokenizer.convert_tokens_to_ids([SOT_TOKEN, EOT_TOKEN])
-    encoded = _encode_without_specials(tokenizer, list(texts))
+    encoded = _encode_without_specials(tokenizer, [basic_clean(t) for t in texts])
     out = np.zeros((len(encoded), max_len), dtype=np.int64)  # [B, max_len]
     out[:, 0] = sot
     for row, ids in enumerate(encoded):
@@ -140,6 +141,11 @@ def tokenize(tokenizer: CLIPTokenizer, texts: list[str], max_len: int = 77) -> t
         out[row, 1 : 1 + len(body)] = body
         out[row, 1 + len(body)] = eot
     return torch.from_numpy(out)
+
+
+def basic_clean(text: str) -> str:
+    """OpenAI CLIP's text cleaning: repair broken unicode, unescape HTML (twice, as OpenAI does)."""
+    return html.unescape(html.unescape(ftfy.fix_text(text))).strip()
 
 
 def _encode_without_specials(tokenizer: CLIPTokenizer, texts: list[str]) -> list[list[int]]:
