@@ -10,11 +10,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MSRVTT_CSVS = ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv", "MSRVTT_JSFUSION_test.csv")
 MSRVTT_NUM_VIDEOS = 10_000  # video0 .. video9999 cover the train, 7k and 1k-A test ids
 MSRVTT_CAPTIONS_PER_VIDEO = 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`-m gpu` on a machine without CUDA: the GPU tests are skipped, not failed."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

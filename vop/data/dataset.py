@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vop.data.deferred import stack_videos
 from vop.data.decoders.base import Decoder, VideoDecodeError, read_frames
 from vop.data.frames import fit_frames
 from vop.data.split import Split
@@ -58,7 +59,7 @@ class Collate:
         self.tokenizer, self.max_text_len = tokenizer, max_text_len
 
     def __call__(self, items: list[dict]) -> dict:
-        batch = {"video": torch.stack([it["video"] for it in items]),  # [B, T, S, S, 3]
+        batch = {"video": stack_videos([it["video"] for it in items]),  # [B, T, S, S, 3] (or deferred)
                  "index": torch.tensor([it["index"] for it in items]),
                  "video_id": [it["video_id"] for it in items]}
         if self.tokenizer is not None:

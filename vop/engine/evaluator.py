@@ -8,6 +8,7 @@ from tqdm import tqdm
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.data.tokenizer import tokenize
+from vop.engine.device_feed import DeviceFeed
 from vop.engine.precision import autocast
 from vop.metrics.retrieval import RetrievalMetrics
 from vop.models.clip import CLIPVideoModel
@@ -35,7 +36,7 @@ class Evaluator:
         return metric.compute()
 
     def encode_videos(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> None:
-        for batch in tqdm(self.loader, desc=f"eval {self.split.name} videos", disable=not self.progress,
+        for batch in tqdm(DeviceFeed(self.loader, self.device), desc=f"eval {self.split.name} videos", disable=not self.progress,
                           unit="batch", leave=False):
             frames = self.transform(batch["video"].to(self.device, non_blocking=True), self.dtype)
             with autocast(self.device, self.dtype):

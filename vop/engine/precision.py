@@ -33,3 +33,14 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none (the scaler is a no-op)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 matmuls/convolutions on Ampere+ GPUs for what still runs in fp32 (ignored elsewhere)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled

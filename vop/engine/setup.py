@@ -14,6 +14,7 @@ from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
 from vop.data.split import Split
 from vop.engine.evaluator import Evaluator
+from vop.engine.speed import apply_speed_options
 from vop.methods.base import ParameterCount, TuningMethod
 from vop.models.clip import CLIPVideoModel
 
@@ -32,6 +33,7 @@ def build_model(cfg: DictConfig) -> tuple[CLIPVideoModel, object, TuningMethod, 
     tokenizer = instantiate(cfg.model.tokenizer)
     method: TuningMethod = instantiate(cfg.method.tuner)
     count = method.apply(model)
+    apply_speed_options(model, cfg.trainer)
     return model, tokenizer, method, count
 
 

@@ -13,9 +13,10 @@ from tqdm import tqdm
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine import setup
 from vop.engine.checkpoint import FILENAME, save_checkpoint
+from vop.engine.device_feed import DeviceFeed
 from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps
-from vop.engine.precision import autocast, resolve_device, resolve_precision
+from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from vop.engine.rundir import prefixed, save_config, save_metrics
 from vop.losses import info_nce
 
@@ -58,7 +59,7 @@ class Trainer:
         self.scheduler = instantiate(cfg.scheduler.schedule)(
             self.optimizer, num_warmup_steps=warmup_steps(total, cfg.scheduler.warmup_ratio),
             num_training_steps=total)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.scaler = grad_scaler(self.device, self.dtype)
         self.transform = VideoTransform(size=self.model.image_size, train=True)
         self.crop_rng = torch.Generator().manual_seed(self.cfg.seed)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -90,7 +91,7 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.trainer.epochs}",
                    disable=not self.cfg.trainer.progress, unit="step")
         tic, seen = time.perf_counter(), 0
-        for i, batch in enumerate(self.loader):
+        for i, batch in enumerate(DeviceFeed(self.loader, self.device)):  # batch n+1 copies during step n
             if i == self.steps_per_epoch:
                 break
             loss = self.train_step(batch)

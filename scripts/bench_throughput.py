@@ -1,0 +1,22 @@
+"""Training/eval throughput per data path, side by side in one run, printed as JSON.
+
+`python scripts/bench_throughput.py data=msrvtt9k` (configs/bench.yaml; README "Speed and memory").
+"""
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.engine.bench import run_bench  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="bench")
+def main(cfg: DictConfig) -> None:
+    run_bench(cfg)
+
+
+if __name__ == "__main__":
+    main()

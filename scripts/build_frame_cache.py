@@ -1,0 +1,22 @@
+"""Decode every video of a dataset once into the frame cache: `python scripts/build_frame_cache.py data=msrvtt9k`.
+
+Resumable: run it again after an interruption and it continues. See README, "Speed and memory".
+"""
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.engine.cache_entry import run_build  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="build_frame_cache")
+def main(cfg: DictConfig) -> None:
+    run_build(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Precision on GPUs we do not have (mocked capability), gradient checkpointing, TF32/compile switches."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.helpers import tiny_synthetic
+from vop.engine.precision import grad_scaler, resolve_precision
+from vop.engine.setup import build_model
+from vop.engine.speed import apply_speed_options
+from vop.losses import info_nce
+
+
+def mock_gpu(monkeypatch, major: int, minor: int, name: str) -> None:
+    props = SimpleNamespace(major=major, minor=minor, name=name, total_memory=16 * 2**30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *_: props)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (major, minor))
+    monkeypatch.setattr(torch.version, "hip", None)
+
+
+def test_auto_precision_on_a_t4_is_fp16_with_grad_scaler(monkeypatch):
+    mock_gpu(monkeypatch, 7, 5, "Tesla T4")
+    dtype = resolve_precision("auto", torch.device("cuda"))
+    assert dtype == torch.float16
+    assert grad_scaler(torch.device("cuda"), dtype).is_enabled()
+
+
+def test_auto_precision_on_ampere_is_bf16_without_scaler(monkeypatch):
+    mock_gpu(monkeypatch, 8, 0, "A100")
+    dtype = resolve_precision("auto", torch.device("cuda"))
+    assert dtype == torch.bfloat16
+    assert not grad_scaler(torch.device("cuda"), dtype).is_enabled()
+
+
+def test_auto_precision_on_cpu_is_fp32():
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    assert not grad_scaler(torch.device("cpu"), torch.float32).is_enabled()
+
+
+def loss_and_grads(model, frames, ids):
+    model.zero_grad(set_to_none=True)
+    loss = info_nce(model.encode_text(ids), model.encode_video(frames), model.logit_scale)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("method", ["full", "bias"])
+def test_grad_checkpointing_gives_the_same_loss_and_gradients(method, tmp_path):
+    cfg = tiny_synthetic(method, tmp_path)
+    model = build_model(cfg)[0].train()
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randn(3, 2, 3, 224, 224, generator=gen)  # [B, T, 3, H, W]
+    ids = torch.randint(1, 1000, (3, 8), generator=gen)
+    ids[:, -1] = 49407  # end of text
+    loss, grads = loss_and_grads(model, frames, ids)
+    calls = []
+    model.clip.vision_model.encoder.layers[0].register_forward_pre_hook(lambda *_: calls.append(1))  # (recomputation stops early, before post-hooks)
+    model.grad_checkpointing = True
+    loss_ckpt, grads_ckpt = loss_and_grads(model, frames, ids)
+    assert len(calls) == 2  # forward, then the recomputation in backward: checkpointing is on
+    assert torch.equal(loss, loss_ckpt) and grads.keys() == grads_ckpt.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(grads_ckpt[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_trainer_switches_reach_the_model(tmp_path):
+    cfg = tiny_synthetic("bias", tmp_path, ["trainer.grad_checkpointing=true", "trainer.tf32=false",
+                                             "trainer.compile=true"])
+    model = build_model(cfg)[0]
+    assert model.grad_checkpointing and not torch.backends.cuda.matmul.allow_tf32
+    assert all(block._compiled_call_impl is not None for block in model.clip.vision_model.encoder.layers)
+    cfg.trainer.tf32 = True
+    apply_speed_options(model, cfg.trainer)
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+
