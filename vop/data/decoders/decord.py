@@ -15,6 +15,7 @@ from vop.data.frames import resized_size
 
 # decord's C++ errors start with "[12:34:56] /some/file.cc:123: " (sometimes twice); strip that so
 # the reason a user reads is the FFmpeg/decord message itself.
+MIN_RESIZE_WIDTH = 96
 _LOG_PREFIX = re.compile(r"^(\s*\[[0-9:]+\]\s*\S+:\d+:\s*)+")
 
 
@@ -72,7 +73,10 @@ class DecordDecoder(Decoder):
                                          "file?") from err
         if min(height, width) <= 0 or min(height, width) == self.short_side:
             return -1, -1
-        return resized_size(height, width, self.short_side)
+        size = resized_size(height, width, self.short_side)
+        # decord 0.6 returns wrongly sized buffers for some small widths (16, 24, 48, 72 measured);
+        # such tiny targets decode at full size and are resized by the workers instead.
+        return size if size[1] >= MIN_RESIZE_WIDTH else (-1, -1)
 
     def num_frames(self, path: str | Path) -> int:
         return len(self._open(path))
