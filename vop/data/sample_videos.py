@@ -52,7 +52,8 @@ def reencode(src: str | Path, dst: str | Path, gop: int, width: int | None = Non
     dst.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(src)) as inp, av.open(str(dst), mode="w") as out:
         source = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=source.average_rate or 25)
+        rate = source.average_rate or 25
+        stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height = width or source.codec_context.width, height or source.codec_context.height
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "23", "preset": "veryfast", "g": str(gop), "keyint_min": str(gop),
@@ -60,8 +61,11 @@ def reencode(src: str | Path, dst: str | Path, gop: int, width: int | None = Non
         for t, frame in enumerate(inp.decode(source)):
             if max_frames is not None and t >= max_frames:
                 break
-            image = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
-            image.pts = None  # let the encoder number frames at the output rate
+            # A fresh frame: the decoded one carries the source's picture types, which would make
+            # x264 place keyframes where the source had them instead of every `gop` frames.
+            rgb = frame.to_ndarray(format="rgb24", width=stream.width, height=stream.height)
+            image = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            image.pts, image.time_base = t, 1 / rate  # constant frame rate, numbered from 0
             out.mux(stream.encode(image))
         out.mux(stream.encode())
     return dst
