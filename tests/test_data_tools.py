@@ -22,7 +22,7 @@ def run_script(name: str, *overrides: str, cwd: Path) -> dict:
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / name), *overrides], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout[proc.stdout.index("{"):])
+    return json.loads(proc.stdout)  # logs go to stderr: stdout is pure JSON
 
 
 def tools_cfg(*overrides: str):
@@ -38,7 +38,7 @@ def test_dataset_stats_activitynet_without_videos(tmp_path: Path, shared_annotat
     val, train = out["splits"]["val_1"], out["splits"]["train"]
     assert (val["annotated_videos"], val["queries"], val["present_videos"], val["missing_videos"]) == (4917, 4917, 0, 4917)
     assert train["annotated_videos"] == 10_009 and train["captions_per_video"] == {"min": 1, "mean": 1.0, "max": 1}
-    assert not (tmp_path / "outputs").exists()  # tools write no run directory
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("*.log"))  # no run dir, no log file
 
 
 def test_dataset_stats_msrvtt(msrvtt_root: Path, tmp_path: Path) -> None:
