@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from tests.helpers import tiny_synthetic
 from vop.data.bad_videos import BadVideoCounter, BadVideosError, usable_test_split, usable_train_split
-from vop.data.dataset import Collate, VideoTextDataset
+from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import VideoDecodeError
 from vop.data.decoders.decord import DecordDecoder
 from vop.data.manifest import read_manifest, scan, write_manifest
@@ -157,3 +157,17 @@ def test_eval_missing_test_video(tmp_path: Path) -> None:
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert saved["comparable"] is False and saved["test/excluded_videos"] == 1
     assert saved["test/t2v_R@1"] == metrics["test/t2v_R@1"]
+
+
+def test_skips_reach_the_main_process_from_worker_processes(split: Split) -> None:
+    break_video(split.video_paths[2], "zero_bytes")
+    dataset = VideoTextDataset(split, DecordDecoder(), 4, "rand", 48, skip_bad=True)
+    loader = make_loader(dataset, batch_size=3, shuffle=True, num_workers=2, collate=Collate(), seed=0)
+    counter = BadVideoCounter(split.num_videos, 0.5)
+    served = []
+    for batch in loader:  # items are decoded in two worker processes
+        counter.update(batch["skipped"])
+        served += batch["index"].tolist()
+    assert counter.report() == {"train/bad_videos": 1, "train/skipped_draws": 1}
+    assert counter.bad == {str(split.video_paths[2]): "file is empty (0 bytes) (split 'train', item 2, video 'v2')"}
+    assert len(served) == 6 and 2 not in served
