@@ -16,18 +16,24 @@ class VideoTextDataset(Dataset):
     """`per="caption"`: one item per (video, caption) pair (training);
     `per="video"`: one item per video (evaluation encodes each video once).
 
-    Item: {"video": uint8 [T, S, S, 3], "text": str, "video_id": str, "index": int} where
-    `index` is the video's index in the split. Random frame sampling draws from a generator
+    Item: {"video": uint8 [T, S, S, 3], "text": str, "video_id": str, "index": int, "skipped": list}
+    where `index` is the video's index in the split. Random frame sampling draws from a generator
     seeded by (seed, epoch, item), so it does not depend on worker count or order.
+
+    `skip_bad` (training): a video that fails to decode is replaced by another item drawn from a
+    generator seeded by (seed, epoch, item, attempt), and {"path", "reason", "video_id"} goes into
+    "skipped" so the main process can count and log it (workers are separate processes).
+    Without it (evaluation) the error propagates, naming the video.
     """
 
     def __init__(self, split: Split, decoder: Decoder, num_frames: int, sampling: str, frame_size: int,
-                 per: str = "caption", seed: int = 0):
+                 per: str = "caption", seed: int = 0, skip_bad: bool = False, max_attempts: int = 20):
         if per not in ("caption", "video"):
             raise ValueError(f"per={per!r}: expected 'caption' or 'video'")
         self.split, self.decoder, self.per = split, decoder, per
         self.num_frames, self.sampling, self.frame_size = num_frames, sampling, frame_size
         self.seed, self.epoch = seed, 0
+        self.skip_bad, self.max_attempts = skip_bad, max_attempts
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -39,6 +45,24 @@ class VideoTextDataset(Dataset):
         return self.split.caption_video[item] if self.per == "caption" else item
 
     def __getitem__(self, item: int) -> dict:
+        skipped: list[dict] = []
+        for attempt in range(self.max_attempts if self.skip_bad else 1):
+            try:
+                return {**self._load(item), "skipped": skipped}
+            except VideoDecodeError as err:
+                if not self.skip_bad:
+                    raise VideoDecodeError(err.path, f"{err.reason}. scripts/check_videos.py lists every such "
+                                           "video; with its manifest, data.allow_missing_test=true excludes "
+                                           "them from evaluation") from err
+                skipped.append({"path": err.path, "reason": err.reason, "video_id": self.split.video_ids[
+                    self.video_of(item)]})
+                # Deterministic replacement: the same draw whatever the worker count or order.
+                item = int(np.random.default_rng([self.seed, self.epoch, item, attempt + 1]).integers(len(self)))
+        raise VideoDecodeError(skipped[-1]["path"], (
+            f"{self.max_attempts} videos drawn in a row failed to decode, e.g. {skipped[0]['path']} "
+            f"({skipped[0]['reason']}); the videos look missing or unreadable: check data.root"))
+
+    def _load(self, item: int) -> dict:
         video = self.video_of(item)
         path = self.split.video_paths[video]
         rng = np.random.default_rng([self.seed, self.epoch, item])
@@ -61,7 +85,8 @@ class Collate:
     def __call__(self, items: list[dict]) -> dict:
         batch = {"video": stack_videos([it["video"] for it in items]),  # [B, T, S, S, 3] (or deferred)
                  "index": torch.tensor([it["index"] for it in items]),
-                 "video_id": [it["video_id"] for it in items]}
+                 "video_id": [it["video_id"] for it in items],
+                 "skipped": [record for it in items for record in it.get("skipped", ())]}
         if self.tokenizer is not None:
             batch["input_ids"] = tokenize(self.tokenizer, [it["text"] for it in items], self.max_text_len)
         return batch

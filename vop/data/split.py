@@ -36,3 +36,10 @@ class Split:
     @property
     def num_captions(self) -> int:
         return len(self.captions)
+
+    def subset(self, keep: list[int]) -> "Split":
+        """The split restricted to the videos `keep` (indices, in order) and their captions."""
+        new_index = {old: new for new, old in enumerate(keep)}
+        pairs = [(c, new_index[v]) for c, v in zip(self.captions, self.caption_video) if v in new_index]
+        return Split(self.name, [self.video_ids[i] for i in keep], [self.video_paths[i] for i in keep],
+                     [c for c, _ in pairs], [v for _, v in pairs], dict(self.info))

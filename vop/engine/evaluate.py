@@ -45,7 +45,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     device = resolve_device(cfg.trainer.device)
     dtype = resolve_precision(cfg.trainer.precision, device)
     split_name = cfg.data.test_split
-    split = setup.load_splits(cfg, split_name)[split_name]
+    _, split, _, report = setup.usable_splits(cfg, None, setup.load_splits(cfg, split_name)[split_name])
     model, tokenizer, _, count = setup.build_model(cfg)
     if tensors is not None:
         load_trainable(model, tensors, cfg.ckpt)
@@ -55,6 +55,6 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     metrics = prefixed(evaluator(model), split_name)
     run_dir = Path(cfg.paths.output_dir)
     save_config(run_dir, cfg)
-    save_metrics(run_dir, {**metrics, "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)})
+    save_metrics(run_dir, {**metrics, **report, "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)})
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
     return metrics

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from vop.data.bad_videos import BadVideoCounter, usable_test_split, usable_train_split
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
 from vop.data.split import Split
@@ -47,10 +48,24 @@ def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
     return splits
 
 
+def usable_splits(cfg: DictConfig, train: Split | None, test: Split) -> tuple[Split | None, Split, BadVideoCounter | None, dict]:
+    """Drop missing/broken training videos, check the test videos (README "Bad videos").
+
+    Returns (train, test, the counter enforcing data.max_bad_fraction, report for metrics.json).
+    """
+    data = cfg.data
+    test, report = usable_test_split(test, data.allow_missing_test, data.manifest)
+    counter = None
+    if train is not None:
+        train, counter = usable_train_split(train, data.max_bad_fraction, data.manifest)
+    return train, test, counter, report
+
+
 def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin_memory: bool) -> DataLoader:
     data = cfg.data
+    # skip_bad: an unreadable video is replaced by another draw and reported in the batch.
     dataset = VideoTextDataset(split, decoder, data.num_frames, data.train_sampling, data.frame_size,
-                               per="caption", seed=cfg.seed)
+                               per="caption", seed=cfg.seed, skip_bad=True)
     # drop_last keeps every step's contrastive problem the same size (B negatives).
     return make_loader(dataset, data.batch_size, shuffle=True, num_workers=data.num_workers,
                        collate=Collate(tokenizer, data.max_text_len), seed=cfg.seed, drop_last=True,

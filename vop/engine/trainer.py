@@ -33,10 +33,11 @@ class Trainer:
         data = cfg.data
         # Annotations first: a missing dataset should fail in seconds, before weights load.
         splits = setup.load_splits(cfg, data.train_split, data.test_split)
+        self.train_split, self.test_split, self.bad_videos, self.data_report = setup.usable_splits(
+            cfg, splits[data.train_split], splits[data.test_split])  # README "Bad videos"
         self.model, self.tokenizer, self.method, self.count = setup.build_model(cfg)
         self.model.to(self.device)
         self.decoder = instantiate(cfg.decoder)
-        self.train_split, self.test_split = splits[data.train_split], splits[data.test_split]
         self.evaluator = setup.build_evaluator(cfg, self.test_split, self.decoder, self.tokenizer, self.device,
                                                self.dtype, self.model.image_size)
         self.logger = RunLogger(self.run_dir, cfg)
@@ -94,6 +95,7 @@ class Trainer:
         for i, batch in enumerate(DeviceFeed(self.loader, self.device)):  # batch n+1 copies during step n
             if i == self.steps_per_epoch:
                 break
+            self.bad_videos.update(batch["skipped"])  # counts, logs, stops above data.max_bad_fraction
             loss = self.train_step(batch)
             seen += batch["video"].shape[0]
             rate = seen / (time.perf_counter() - tic)
@@ -133,7 +135,8 @@ class Trainer:
 
     def finish(self, metrics: dict) -> dict:
         split = self.cfg.data.test_split
-        result = {**metrics, "trainable_params": self.count.trainable, "total_params": self.count.total,
+        result = {**metrics, **self.data_report, **self.bad_videos.report(),
+                  "trainable_params": self.count.trainable, "total_params": self.count.total,
                   f"{split}/num_videos": self.test_split.num_videos,
                   f"{split}/num_queries": self.test_split.num_captions,
                   f"{split}/chance_R@1": 100.0 / self.test_split.num_videos}

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+from vop.data.split import Split
 
 README_DATASETS = "README.md#datasets"
 
@@ -88,3 +91,60 @@ def few(items: list[str], n: int = 5) -> str:
     """Show up to `n` items for an error message, e.g. "video1, video7, ... (12 in all)"."""
     shown = ", ".join(items[:n])
     return shown if len(items) <= n else f"{shown}, ... ({len(items)} in all)"
+
+
+# Containers the peer downloads come in; lookups by stem try them all, so an ActivityNet copy in
+# .mkv or a DiDeMo copy re-encoded to .mp4 loads without renaming files.
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".wmv")
+
+
+class VideoFinder:
+    """Finds a video in one folder by its name without extension; the folder is listed once.
+
+    A missing folder finds nothing: every lookup then returns the default name, so annotation-level
+    work (statistics, checks) runs with no videos downloaded.
+    """
+
+    def __init__(self, folder: Path, default_ext: str = ".mp4") -> None:
+        self.folder, self.default_ext = Path(folder), default_ext
+        self.by_stem: dict[str, str] = {}
+        if self.folder.is_dir():
+            # sorted + first wins: deterministic when one stem exists with two extensions.
+            for name in sorted(os.listdir(self.folder)):
+                stem, ext = os.path.splitext(name)
+                if ext.lower() in VIDEO_EXTENSIONS:
+                    self.by_stem.setdefault(stem, name)
+
+    def find(self, *stems: str) -> Path:
+        """The first of `stems` present (any extension); else `<stems[0]><default_ext>`."""
+        for stem in stems:
+            if stem in self.by_stem:
+                return self.folder / self.by_stem[stem]
+        return self.folder / f"{stems[0]}{self.default_ext}"
+
+
+def annotation_and_video_dirs(root: str | Path, annotation_dir: str | Path | None, video_dir: str | Path | None,
+                              dataset: str, layout: str) -> tuple[Path, Path]:
+    """`root/annotations` and `root/videos` unless overridden; the root must exist only when used."""
+    root = Path(root).expanduser()
+    if annotation_dir is None or video_dir is None:
+        require_dir(root, dataset, layout)
+    ann = Path(annotation_dir).expanduser() if annotation_dir is not None else root / "annotations"
+    videos = Path(video_dir).expanduser() if video_dir is not None else root / "videos"
+    return ann, videos
+
+
+def paragraph(sentences: list[str]) -> str:
+    """Join a video's sentences into one query, as the paragraph-retrieval protocol does."""
+    return " ".join(s.strip() for s in sentences if s and s.strip())
+
+
+def grouped_split(name: str, captions: dict[str, list[str]], paths: dict[str, Path], info: dict) -> Split:
+    """A Split from {video_id: its captions} (insertion order kept) and {video_id: file}."""
+    video_ids = list(captions)
+    texts: list[str] = []
+    links: list[int] = []
+    for index, video_id in enumerate(video_ids):
+        texts.extend(captions[video_id])
+        links.extend([index] * len(captions[video_id]))
+    return Split(name, video_ids, [paths[v] for v in video_ids], texts, links, info)

@@ -5,14 +5,17 @@ import os
 import re
 from pathlib import Path
 
+import av
 import decord
 import numpy as np
 import torch
 
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
+from vop.data.frames import resized_size
 
 # decord's C++ errors start with "[12:34:56] /some/file.cc:123: " (sometimes twice); strip that so
 # the reason a user reads is the FFmpeg/decord message itself.
+MIN_RESIZE_WIDTH = 96
 _LOG_PREFIX = re.compile(r"^(\s*\[[0-9:]+\]\s*\S+:\d+:\s*)+")
 
 
@@ -30,9 +33,14 @@ class DecordDecoder(Decoder):
     which is cheap next to decoding.
     """
 
-    def __init__(self, num_threads: int = 1) -> None:
+    def __init__(self, num_threads: int = 1, short_side: int | None = None) -> None:
         if num_threads < 0:
             raise ValueError(f"DecordDecoder: num_threads must be >= 0 (0 = FFmpeg's choice), got {num_threads}")
+        if short_side is not None and short_side <= 0:
+            raise ValueError(f"DecordDecoder: short_side must be positive or null, got {short_side}")
+        # short_side: decord resizes while converting to RGB (its width/height arguments), so
+        # workers never hold full-size frames; the size comes from the container header.
+        self.short_side = short_side
         # One thread per worker by default: parallelism comes from DataLoader workers, and FFmpeg
         # threads on top of them oversubscribe the cores.
         self.num_threads = num_threads
@@ -43,12 +51,32 @@ class DecordDecoder(Decoder):
             raise VideoDecodeError(path, "file not found")
         if os.path.getsize(path) == 0:
             raise VideoDecodeError(path, "file is empty (0 bytes)")
+        size = self._target_size(path)
         try:
-            return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.num_threads)
+            return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.num_threads,
+                                      width=size[1], height=size[0])
         except (decord.DECORDError, RuntimeError) as err:
             # Non-video files, missing moov atoms and truncated packets all fail here.
             raise VideoDecodeError(path, f"decord could not open it ({_reason(err)}); is it a complete "
                                          "video file? FFmpeg's own message is on stderr") from err
+
+    def _target_size(self, path: str) -> tuple[int, int]:
+        """(height, width) to decode at; (-1, -1) keeps decord's full size."""
+        if self.short_side is None:
+            return -1, -1
+        try:
+            with av.open(path) as container:  # header only: no packet is read
+                stream = container.streams.video[0]
+                height, width = stream.codec_context.height, stream.codec_context.width
+        except (av.FFmpegError, IndexError) as err:
+            raise VideoDecodeError(path, f"could not read its video header ({err}); is it a complete video "
+                                         "file?") from err
+        if min(height, width) <= 0 or min(height, width) == self.short_side:
+            return -1, -1
+        size = resized_size(height, width, self.short_side)
+        # decord 0.6 returns wrongly sized buffers for some small widths (16, 24, 48, 72 measured);
+        # such tiny targets decode at full size and are resized by the workers instead.
+        return size if size[1] >= MIN_RESIZE_WIDTH else (-1, -1)
 
     def num_frames(self, path: str | Path) -> int:
         return len(self._open(path))

@@ -1,0 +1,24 @@
+"""Print JSON counts per split: `python scripts/dataset_stats.py data=<name> [data.root=...]`.
+
+Works with no videos present (annotation-level counts; every video then counts as missing).
+"""
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.data.stats import dataset_stats  # noqa: E402
+from vop.data.tools import load_selected_splits  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="tools")
+def main(cfg: DictConfig) -> None:
+    print(json.dumps({"data": cfg.data.name, "splits": dataset_stats(load_selected_splits(cfg))}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Prepare a dataset: `python scripts/prepare_data.py data=<name> data.root=... [prepare.reencode=true]`.
+
+Creates `<root>/annotations` and `<root>/videos`, checks the annotation files (a missing or
+malformed one fails naming it and where to get it) and prints the counts; with
+`prepare.reencode=true` also writes a 3 fps, short-side-224 copy of every present video under
+`prepare.out_root` (resumable; see README "Data preparation").
+"""
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.data.prepare import prepare  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="tools")
+def main(cfg: DictConfig) -> None:
+    print(json.dumps(prepare(cfg), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""DiDeMo as paragraph-to-video retrieval: each video's descriptions form one query.
+
+`{train,val,test}_data.json` are lists of {video, description, times, ...}, several entries per
+video (one per described moment); the query is a video's descriptions joined with spaces in file
+order, over the whole video. An optional `{split}_list.txt` (one video file name per line)
+restricts a split to the videos listed, as peers do for the videos they could download.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vop.data.annotations.common import (
+    AnnotationError,
+    VideoFinder,
+    annotation_and_video_dirs,
+    grouped_split,
+    paragraph,
+    read_json,
+    require_file,
+)
+from vop.data.split import Split
+
+DATASET = "DiDeMo"
+SOURCE = "the DiDeMo annotations (github.com/LisaAnne/LocalizingMoments, folder data/)"
+LAYOUT = """\
+<data.root>/
+  annotations/
+    train_data.json  val_data.json  test_data.json
+    train_list.txt   val_list.txt   test_list.txt   (optional: the videos to keep)
+  videos/
+    <name as in the json's "video">  (or the same name with another extension, e.g. .mp4)"""
+
+
+def load_didemo(
+    root: str | Path,
+    annotation_dir: str | Path | None = None,
+    video_dir: str | Path | None = None,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+) -> dict[str, Split]:
+    """Return {"train", "val", "test"}: one paragraph per video, videos restricted by `{split}_list.txt` if present."""
+    ann, videos = annotation_and_video_dirs(root, annotation_dir, video_dir, DATASET, LAYOUT)
+    finder = VideoFinder(videos)
+    return {name: _split(name, ann, finder) for name in splits}
+
+
+def _split(name: str, ann: Path, finder: VideoFinder) -> Split:
+    path = require_file(ann / f"{name}_data.json", f"the {name} split of {SOURCE}", DATASET, LAYOUT)
+    sentences = _sentences_by_video(path)
+    list_path = ann / f"{name}_list.txt"
+    if list_path.is_file():
+        keep = {line.strip() for line in list_path.read_text(encoding="utf-8").splitlines() if line.strip()}
+        sentences = {video: s for video, s in sentences.items() if video in keep}
+    captions = {video: [paragraph(s)] for video, s in sentences.items()}
+    paths = {video: _find(finder, video) for video in captions}
+    info = {"dataset": "didemo", "captions_from": str(path), "paragraphs": True,
+            "restricted_by": str(list_path) if list_path.is_file() else None}
+    return grouped_split(name, captions, paths, info)
+
+
+def _sentences_by_video(path: Path) -> dict[str, list[str]]:
+    data = read_json(path, DATASET)
+    if not isinstance(data, list):
+        raise AnnotationError(f"{DATASET}: {path} should be a list of {{video, description, ...}} entries")
+    by_video: dict[str, list[str]] = {}
+    for i, entry in enumerate(data):
+        video = entry.get("video") if isinstance(entry, dict) else None
+        description = entry.get("description") if isinstance(entry, dict) else None
+        if not isinstance(video, str) or not isinstance(description, str):
+            raise AnnotationError(f"{DATASET}: {path}: entry {i} lacks a text 'video' or 'description'")
+        by_video.setdefault(video, []).append(description)
+    empty = [v for v, s in by_video.items() if not paragraph(s)]
+    if empty:
+        raise AnnotationError(f"{DATASET}: {path}: video {empty[0]!r} has only empty descriptions")
+    return by_video
+
+
+def _find(finder: VideoFinder, video: str) -> Path:
+    """The exact file name if present; else the same stem in another container (copies re-encoded to .mp4)."""
+    exact = finder.folder / video
+    other = finder.by_stem.get(os.path.splitext(video)[0])
+    return finder.folder / other if other is not None and not exact.is_file() else exact

@@ -1,0 +1,103 @@
+"""Missing, unreadable and truncated videos: excluded, skipped, counted and logged, never silent.
+
+- Before a run: videos whose file is missing, or that the manifest (scripts/check_videos.py)
+  marks as broken, are found at once. Training excludes them; evaluation refuses them, naming
+  them, unless `data.allow_missing_test=true`, which excludes them and marks the metrics as not
+  comparable to published numbers (the test set is no longer the protocol's).
+- During training: a video that fails to decode is skipped by the dataset (another item is
+  drawn); the skip travels back in the batch (workers are separate processes), and
+  `BadVideoCounter` in the main process logs each bad path once and stops the run when more than
+  `data.max_bad_fraction` of the training videos are bad.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from vop.data.annotations.common import few
+from vop.data.manifest import read_manifest
+from vop.data.split import Split
+
+log = logging.getLogger(__name__)
+
+
+class BadVideosError(RuntimeError):
+    """Too many training videos are bad, or test videos are missing and that is not allowed."""
+
+
+def unusable_videos(split: Split, manifest: dict[str, dict]) -> dict[int, str]:
+    """{video index: reason} for videos whose file is missing or that the manifest marks as broken."""
+    bad = {}
+    for index, path in enumerate(split.video_paths):
+        record = manifest.get(str(path))
+        if record is not None and record.get("status") != "ok":
+            bad[index] = f"{record.get('status')}: {record.get('error')} (manifest)"
+        elif not os.path.isfile(path):
+            bad[index] = "file not found"
+    return bad
+
+
+def _describe(split: Split, bad: dict[int, str]) -> str:
+    return few([f"{split.video_paths[i]} ({reason})" for i, reason in bad.items()], n=3)
+
+
+def usable_train_split(split: Split, max_bad_fraction: float, manifest_path: str | None) -> tuple[Split, "BadVideoCounter"]:
+    """The training split without unusable videos, and the counter that enforces the limit."""
+    bad = unusable_videos(split, read_manifest(manifest_path))
+    counter = BadVideoCounter(split.num_videos, max_bad_fraction, split.name)
+    if not bad:
+        return split, counter
+    log.warning("%s: excluding %d of %d videos that are missing or broken: %s", split.name, len(bad),
+                split.num_videos, _describe(split, bad))
+    counter.add({str(split.video_paths[i]): reason for i, reason in bad.items()})
+    return split.subset([i for i in range(split.num_videos) if i not in bad]), counter
+
+
+def usable_test_split(split: Split, allow_missing: bool, manifest_path: str | None) -> tuple[Split, dict]:
+    """The test split, and the report for metrics.json: excluded videos and whether comparable."""
+    bad = unusable_videos(split, read_manifest(manifest_path))
+    report = {f"{split.name}/excluded_videos": len(bad), "comparable": not bad}
+    if not bad:
+        return split, report
+    if not allow_missing:
+        raise BadVideosError(
+            f"{len(bad)} of {split.num_videos} {split.name} videos are missing or broken: {_describe(split, bad)}. "
+            "Published numbers use every test video: restore them (README 'Bad videos'), or pass "
+            "data.allow_missing_test=true to exclude them (metrics are then marked comparable=false).")
+    log.warning("%s: EXCLUDING %d of %d videos (data.allow_missing_test=true): %s; the metrics are NOT "
+                "comparable to published numbers", split.name, len(bad), split.num_videos, _describe(split, bad))
+    keep = [i for i in range(split.num_videos) if i not in bad]
+    if not keep:
+        raise BadVideosError(f"every {split.name} video is missing or broken, e.g. {_describe(split, bad)}")
+    return split.subset(keep), report
+
+
+class BadVideoCounter:
+    """Counts distinct bad training videos in the main process and enforces `max_bad_fraction`."""
+
+    def __init__(self, num_videos: int, max_bad_fraction: float, split_name: str = "train") -> None:
+        if not 0.0 <= max_bad_fraction <= 1.0:
+            raise ValueError(f"data.max_bad_fraction must lie in [0, 1], got {max_bad_fraction}")
+        self.num_videos, self.max_bad_fraction, self.split_name = num_videos, max_bad_fraction, split_name
+        self.bad: dict[str, str] = {}  # path -> reason
+        self.skips = 0  # draws replaced, a video counted each time it was drawn
+
+    def update(self, records: list[dict]) -> None:
+        """Records from a batch's "skipped" list: {"path", "reason", "video_id"}."""
+        self.skips += len(records)
+        new = {r["path"]: r["reason"] for r in records if r["path"] not in self.bad}
+        for path, reason in new.items():
+            log.warning("skipped bad training video %s: %s", path, reason)
+        self.add(new)
+
+    def add(self, bad: dict[str, str]) -> None:
+        self.bad.update(bad)
+        if len(self.bad) > self.max_bad_fraction * self.num_videos:
+            raise BadVideosError(
+                f"{len(self.bad)} of {self.num_videos} {self.split_name} videos "
+                f"({100 * len(self.bad) / self.num_videos:.2f}%) are missing or unreadable, more than "
+                f"data.max_bad_fraction={self.max_bad_fraction}: {few(list(self.bad), n=3)}. Check data.root and the "
+                "videos (scripts/check_videos.py lists every bad one), or raise data.max_bad_fraction.")
+
+    def report(self) -> dict:
+        return {f"{self.split_name}/bad_videos": len(self.bad), f"{self.split_name}/skipped_draws": self.skips}
