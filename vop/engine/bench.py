@@ -86,7 +86,10 @@ def make_decoder(name: str, cfg: DictConfig, splits: dict):
     """(decoder, None) or (None, why this path is skipped here)."""
     try:
         if name == "decord":
-            return instantiate(OmegaConf.load(Path(vop.ROOT, "configs/decoder/decord.yaml"))), None
+            # The decoder config interpolates data.* (e.g. short_side), so resolve it beside cfg.data.
+            decord = OmegaConf.merge({"data": cfg.data}, {"decoder": OmegaConf.load(
+                Path(vop.ROOT, "configs/decoder/decord.yaml"))})
+            return instantiate(decord.decoder), None
         if name == "nvdec":
             return NvdecDecoder(fallback="error"), None
         if name in ("frames_gpu", "frames_cpu"):
