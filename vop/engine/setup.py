@@ -26,9 +26,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: DictConfig) -> tuple[CLIPVideoModel, object, TuningMethod, ParameterCount]:
+def build_clip(cfg: DictConfig, random_init: bool = False) -> CLIPVideoModel:
+    """The configured CLIP; `random_init` builds it from `model.arch` (no download) when the weights
+    come from elsewhere anyway (a complete released checkpoint, parameter counts)."""
+    if random_init and cfg.model.get("arch") is not None:
+        return CLIPVideoModel.from_config(**cfg.model.arch,
+                                          attn_implementation=cfg.model.net.get("attn_implementation", "sdpa"))
+    return instantiate(cfg.model.net)
+
+
+def build_model(cfg: DictConfig, random_init: bool = False) -> tuple[CLIPVideoModel, object, TuningMethod,
+                                                                      ParameterCount]:
     """CLIP, its tokenizer, and the tuning method applied to it (frozen except its parameters)."""
-    model: CLIPVideoModel = instantiate(cfg.model.net)
+    model = build_clip(cfg, random_init)
     tokenizer = instantiate(cfg.model.tokenizer)
     method: TuningMethod = instantiate(cfg.method.tuner)
     count = method.apply(model)
