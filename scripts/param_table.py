@@ -1,13 +1,14 @@
 """Trainable parameters of every method config: `python scripts/param_table.py model=clip_b32 [format=json]`.
 
-The model is built with random weights from `model.arch` (no download); the counts do not depend
-on the weights.
+The model is built from `model.arch` (no download) on PyTorch's meta device: shapes only, no
+memory and no initialisation, since the counts do not depend on the weights.
 """
 import json
 import sys
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
@@ -23,7 +24,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def main(cfg: DictConfig) -> None:
     if cfg.format not in ("markdown", "json"):
         raise ValueError(f"format={cfg.format!r}: expected markdown or json")
-    rows = table(lambda: build_clip(cfg, random_init=True), method_configs(CONFIGS / "method"))
+    def build():
+        with torch.device("meta"):
+            return build_clip(cfg, random_init=True)
+
+    rows = table(build, method_configs(CONFIGS / "method"))
     print(json.dumps(to_records(rows), indent=2) if cfg.format == "json" else to_markdown(rows, cfg.model.name))
 
 
