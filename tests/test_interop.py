@@ -154,3 +154,25 @@ def test_eval_loads_a_released_vop_file(tmp_path, readout):
     metrics = evaluate_run(cfg, overrides=["method=vop", *overrides])
     assert 0 <= metrics["test/t2v_R@1"] <= 100 and metrics["test/t2v_MnR"] >= 1
     assert Path(cfg.paths.output_dir, "metrics.json").is_file()
+
+
+@pytest.mark.slow  # two interpreter start-ups with transformers: ~1 minute on 2 shared cores
+def test_convert_script_writes_a_loadable_hf_folder(tmp_path):
+    """An OpenAI-format file -> HF folder that `from_pretrained` and the tokenizer loader accept."""
+    import subprocess
+    import sys as _sys
+
+    from vop.data.tokenizer import load_tokenizer
+    from vop.models.clip import CLIPVideoModel
+
+    source = tiny_model()
+    torch.save(hf_to_openai(source.clip.state_dict()), tmp_path / "tiny.pt")
+    arch = "+model.arch.vision={%s}" % ",".join(f"{k}:{v}" for k, v in TINY.vision.items())
+    text = "+model.arch.text={%s}" % ",".join(f"{k}:{v}" for k, v in TINY.text.items())
+    proc = subprocess.run([_sys.executable, "scripts/convert_openai.py", "model=clip_tiny", f"src={tmp_path / 'tiny.pt'}",
+                           f"dst={tmp_path / 'hf'}", arch, text, f"+model.arch.projection_dim={TINY.projection_dim}"],
+                          cwd=Path(CONFIG_DIR).parent, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = CLIPVideoModel.from_pretrained(str(tmp_path / "hf"))
+    assert all(torch.equal(a, b) for a, b in zip(source.clip.state_dict().values(), loaded.clip.state_dict().values()))
+    assert len(load_tokenizer(str(tmp_path / "hf"))) == 49408

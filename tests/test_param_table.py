@@ -40,6 +40,14 @@ def test_every_method_config_has_a_row(b32_rows):
     assert "| vop | 122,880 |" in to_markdown(list(b32_rows.values()), "clip_b32")
 
 
+def test_records_are_json(b32_rows):
+    from vop.methods.table import to_records
+
+    records = json.loads(json.dumps(to_records(list(b32_rows.values()))))
+    assert {r["method"]: r["trainable"] for r in records}["proj"] == 655_360
+
+
+@pytest.mark.slow  # an interpreter start-up with transformers and Hydra
 def test_script_prints_json_for_the_tiny_model():
     proc = subprocess.run([sys.executable, "scripts/param_table.py", "model=clip_tiny", "format=json"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)

@@ -96,3 +96,11 @@ def hf_to_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def strip_prefix(state: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Remove DataParallel's `module.` prefix where present."""
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+
+
+def read_openai_file(path: str) -> dict[str, torch.Tensor]:
+    """OpenAI's `ViT-B-32.pt` (a TorchScript archive) or a plain state dict saved with torch.save."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a TorchScript archive is not a pickle: read its tensors through torch.jit
+        return {k: v for k, v in torch.jit.load(path, map_location="cpu").state_dict().items()}
