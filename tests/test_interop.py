@@ -145,8 +145,8 @@ def test_full_clip_state_dict_loads_into_baselines(tmp_path):
         assert torch.equal(target.clip.text_projection.weight, source.clip.text_projection.weight)
 
 
-@pytest.mark.parametrize("readout", ["eot", "released"])
-def test_eval_loads_a_released_vop_file(tmp_path, readout):
+def test_eval_loads_a_released_vop_file(tmp_path, readout="released"):
+    # The published numbers need the released read-out; the default (eot) path runs in every training test.
     path = tmp_path / "VoP_tiny.pth"
     torch.save(released_vop_state(tiny_model("vop")), path)
     overrides = [f"ckpt={path}", f"method.tuner.readout={readout}"]
