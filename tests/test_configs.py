@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, compose_cfg
 
@@ -61,3 +62,38 @@ def test_unknown_option_fails_with_hydra_message(tmp_path):
 def test_unknown_key_fails(tmp_path):
     with pytest.raises(ConfigCompositionException, match="no_such_key"):
         compose_cfg("train", ["trainer.no_such_key=1"], tmp_path)
+
+
+def test_method_data_files_name_an_existing_method(tmp_path):
+    """configs/method_data/<method>_<data>.yaml: per-dataset recipe deltas picked up by train.yaml."""
+    methods = options("method")
+    for name in options("method_data"):
+        method = max((m for m in methods if name.startswith(m + "_")), key=len, default=None)
+        assert method, f"configs/method_data/{name}.yaml does not start with a method name"
+        data = name[len(method) + 1:]
+        if data in options("data"):
+            cfg = compose_cfg("train", [f"method={method}", f"data={data}"], tmp_path)
+            delta = OmegaConf.load(Path(CONFIG_DIR, "method_data", f"{name}.yaml"))
+            assert all(cfg.method[k] == v for k, v in delta.method.items())
+
+
+def test_method_data_is_applied(tmp_path):
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, configs)
+    (configs / "method_data" / "vop_synthetic.yaml").write_text("# @package _global_\nmethod:\n  lr_new: 0.123\n")
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        out = [f"paths.output_dir={tmp_path}"]
+        assert compose("train", overrides=["method=vop", "data=synthetic", *out]).method.lr_new == 0.123
+        assert compose("train", overrides=["method=vop", "data=msrvtt9k", *out]).method.lr_new == 3e-5
+
+
+def test_method_caps_the_caption_length(tmp_path):
+    from vop.engine.setup import max_text_len
+
+    assert max_text_len(compose_cfg("train", ["method=vop", "data=msrvtt9k"], tmp_path)) == 69
+    assert max_text_len(compose_cfg("train", ["method=bias", "data=msrvtt9k"], tmp_path)) == 77
+    assert max_text_len(compose_cfg("train", ["method=vop", "data=synthetic"], tmp_path)) == 32

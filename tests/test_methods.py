@@ -106,3 +106,62 @@ def test_weight_decay_skips_one_dimensional_tensors():
     assert all(p.ndim > 1 for p in groups["pretrained"]["params"])
     assert groups["pretrained_no_decay"]["weight_decay"] == 0.0
     assert all(p.ndim <= 1 for p in groups["pretrained_no_decay"]["params"])
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_embedding_shapes(name):
+    model, _, _ = apply_method(name)
+    frames, ids = fake_batch(b=2, t=3)
+    with torch.no_grad():
+        assert model.encode_video(frames).shape == (2, 64)
+        assert model.encode_text(ids).shape == (2, 64)
+
+
+def trainable_names(name: str, **overrides) -> set[str]:
+    model, _, _ = apply_method(name, **overrides)
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_proj_trains_the_two_projections():
+    assert trainable_names("proj") == {"clip.visual_projection.weight", "clip.text_projection.weight"}
+
+
+def test_partial_trains_the_last_k_blocks_of_each_tower():
+    names = trainable_names("partial", vision_layers=2, text_layers=1)
+    blocks = {n.split(".layers.")[0].split(".")[1] + n.split(".layers.")[1].split(".")[0] for n in names}
+    assert blocks == {"vision_model0", "vision_model1", "text_model1"}
+    with pytest.raises(ValueError, match="vision_layers=3"):
+        apply_method("partial", vision_layers=3)
+
+
+def test_run_block_is_the_hf_layer():
+    from vop.models.hooks import causal_mask, run_block
+
+    layer = tiny_model().clip.text_model.encoder.layers[0]
+    x = torch.randn(2, 7, 64)
+    torch.testing.assert_close(run_block(layer, x, causal_mask(x)), layer(x, causal_mask(x)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["adapter_attn", "adapter_ffn"])
+def test_adapters_start_as_clip_and_sit_in_every_block(name):
+    model, _, _ = apply_method(name)
+    plain = tiny_model()
+    frames, ids = fake_batch(b=2, t=2)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_video(frames), plain.encode_video(frames))
+        torch.testing.assert_close(model.encode_text(ids), plain.encode_text(ids))
+    names = trainable_names(name, bottleneck=5)
+    assert all(n.startswith(("hooks.vision.", "hooks.text.")) for n in names)
+    assert len(names) == 4 * 2 * 2  # down/up weight+bias, 2 blocks, 2 towers
+    assert model.hooks.vision[0].down.out_features == 82
+
+
+def test_adapter_position_changes_the_computation():
+    (a, _, _), (f, _, _) = apply_method("adapter_attn"), apply_method("adapter_ffn")
+    for model in (a, f):
+        with torch.no_grad():
+            for adapter in model.hooks.vision:
+                torch.nn.init.normal_(adapter.up.weight)
+    frames, _ = fake_batch(b=1, t=2)
+    with torch.no_grad():
+        assert not torch.allclose(a.encode_video(frames), f.encode_video(frames))

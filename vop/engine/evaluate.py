@@ -1,4 +1,5 @@
-"""`eval.py`: evaluate pretrained CLIP (method=zeroshot) or a trained run (ckpt=...)."""
+"""`eval.py`: evaluate pretrained CLIP (method=zeroshot), a trained run (ckpt=...), or a released
+OpenAI-format checkpoint (ckpt=file.pth with model= and method= naming its backbone and method)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ from vop.engine import setup
 from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path
 from vop.engine.precision import resolve_device, resolve_precision
 from vop.engine.rundir import prefixed, save_config, save_metrics
+from vop.models.released import is_released, load_released
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,11 @@ def merge_checkpoint_config(cfg: DictConfig, saved: DictConfig, overrides: Seque
 
 
 def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
-    tensors = None
-    if cfg.ckpt:
+    tensors, released = None, bool(cfg.ckpt) and is_released(cfg.ckpt)
+    if released:  # an OpenAI-format .pth (the VoP authors' files): the command line names model/method
+        log.info("evaluating released checkpoint %s with model %s, method %s", cfg.ckpt, cfg.model.name,
+                 cfg.method.name)
+    elif cfg.ckpt:
         path = resolve_path(cfg.ckpt)
         tensors, saved = read_checkpoint(path)
         cfg = merge_checkpoint_config(cfg, saved, overrides, path)
@@ -46,8 +51,10 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     dtype = resolve_precision(cfg.trainer.precision, device)
     split_name = cfg.data.test_split
     _, split, _, report = setup.usable_splits(cfg, None, setup.load_splits(cfg, split_name)[split_name])
-    model, tokenizer, _, count = setup.build_model(cfg)
-    if tensors is not None:
+    model, tokenizer, _, count = setup.build_model(cfg, random_init=released)
+    if released:
+        load_released(model, cfg.ckpt)
+    elif tensors is not None:
         load_trainable(model, tensors, cfg.ckpt)
     model.to(device)
     evaluator = setup.build_evaluator(cfg, split, instantiate(cfg.decoder), tokenizer, device, dtype,

@@ -28,14 +28,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: DictConfig) -> tuple[CLIPVideoModel, object, TuningMethod, ParameterCount]:
+def build_clip(cfg: DictConfig, random_init: bool = False) -> CLIPVideoModel:
+    """The configured CLIP; `random_init` builds it from `model.arch` (no download) when the weights
+    come from elsewhere anyway (a complete released checkpoint, parameter counts)."""
+    if random_init and cfg.model.get("arch") is not None:
+        return CLIPVideoModel.from_config(**cfg.model.arch,
+                                          attn_implementation=cfg.model.net.get("attn_implementation", "sdpa"))
+    return instantiate(cfg.model.net)
+
+
+def build_model(cfg: DictConfig, random_init: bool = False) -> tuple[CLIPVideoModel, object, TuningMethod,
+                                                                      ParameterCount]:
     """CLIP, its tokenizer, and the tuning method applied to it (frozen except its parameters)."""
-    model: CLIPVideoModel = instantiate(cfg.model.net)
+    model = build_clip(cfg, random_init)
     tokenizer = instantiate(cfg.model.tokenizer)
     method: TuningMethod = instantiate(cfg.method.tuner)
     count = method.apply(model)
     apply_speed_options(model, cfg.trainer)
     return model, tokenizer, method, count
+
+
+def max_text_len(cfg: DictConfig) -> int:
+    """Caption length in tokens: `data.max_text_len`, capped by `method.max_text_len` when the method
+    sets one (VoP: 77 positions - 8 text prompts = 69)."""
+    limit = cfg.method.get("max_text_len")
+    return min(cfg.data.max_text_len, limit) if limit else cfg.data.max_text_len
 
 
 def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
@@ -68,7 +85,7 @@ def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin
                                per="caption", seed=cfg.seed, skip_bad=True)
     # drop_last keeps every step's contrastive problem the same size (B negatives).
     return make_loader(dataset, data.batch_size, shuffle=True, num_workers=data.num_workers,
-                       collate=Collate(tokenizer, data.max_text_len), seed=cfg.seed, drop_last=True,
+                       collate=Collate(tokenizer, max_text_len(cfg)), seed=cfg.seed, drop_last=True,
                        pin_memory=pin_memory)
 
 
@@ -79,5 +96,5 @@ def build_evaluator(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, 
                                per="video", seed=cfg.seed)
     loader = make_loader(dataset, data.eval_batch_size, shuffle=False, num_workers=data.num_workers,
                          collate=Collate(), seed=cfg.seed, pin_memory=device.type == "cuda")
-    return Evaluator(split, loader, tokenizer, data.max_text_len, device, dtype, image_size,
+    return Evaluator(split, loader, tokenizer, max_text_len(cfg), device, dtype, image_size,
                      chunk_size=cfg.trainer.eval_chunk_size, progress=cfg.trainer.progress)

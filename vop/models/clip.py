@@ -84,7 +84,7 @@ class CLIPVideoModel(nn.Module):
         """pixels [B*T, 3, H, W] (normalised) -> L2-normalised frame embeddings [B*T, D]."""
         vision = self.clip.vision_model
         x = vision.embeddings(pixels.to(vision.embeddings.patch_embedding.weight.dtype))  # [BT, N, W]
-        x = vision.pre_layrnorm(x)
+        x = self.hooks.vision_input(vision, x, num_frames)  # pre-LayerNorm (and prompts)
         for i, layer in enumerate(vision.encoder.layers):
             x = self._layer(self.hooks.vision_layer, i, layer, x, num_frames)
         cls_token = vision.post_layernorm(x[:, 0])  # [BT, W]

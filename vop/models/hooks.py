@@ -24,8 +24,25 @@ def causal_mask(x: torch.Tensor) -> torch.Tensor:
     return mask.triu(1)[None, None]
 
 
+def run_block(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
+              after_attn: nn.Module | None = None, after_mlp: nn.Module | None = None) -> torch.Tensor:
+    """HF `CLIPEncoderLayer.forward` written out, with optional modules applied to the attention
+    output and to the MLP output before each residual add (adapters). Without them it computes
+    exactly `layer(x, mask)` (tests/test_methods.py checks this)."""
+    h, _ = layer.self_attn(hidden_states=layer.layer_norm1(x), attention_mask=mask)
+    x = x + (after_attn(h) if after_attn is not None else h)
+    h = layer.mlp(layer.layer_norm2(x))
+    return x + (after_mlp(h) if after_mlp is not None else h)
+
+
 class TowerHooks(nn.Module):
     """Identity hooks: the model computes exactly CLIP."""
+
+    def vision_input(self, vision: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Patch + position embeddings x [B*T, N, W] -> input of vision block 0 (pre-LayerNorm).
+
+        VoP inserts its layer-0 prompts here, before the pre-LayerNorm."""
+        return vision.pre_layrnorm(x)
 
     def embed_text(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
         """Token + positional embeddings of the text tower, [B, L] -> [B, L, W]."""

@@ -1,0 +1,33 @@
+"""OpenAI CLIP weights -> an HF folder (config.json, model.safetensors, tokenizer files).
+
+`python scripts/convert_openai.py src=ViT-B-32.pt dst=checkpoints/clip-vit-base-patch32 model=clip_b32`,
+then `model.net.name_or_path=checkpoints/clip-vit-base-patch32`. The architecture comes from
+`model.arch`; the tokenizer is OpenAI's BPE vocabulary (vop.data.tokenizer.openai_bpe_tokenizer).
+"""
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+
+import vop  # noqa: E402,F401
+from vop.data.tokenizer import openai_bpe_tokenizer  # noqa: E402
+from vop.engine.setup import build_clip  # noqa: E402
+from vop.models.convert import openai_to_hf, read_openai_file, strip_prefix  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="convert_openai")
+def main(cfg: DictConfig) -> None:
+    if cfg.model.get("arch") is None:
+        raise ValueError(f"model={cfg.model.name} has no `arch` section to build the HF model from")
+    model = build_clip(cfg, random_init=True)
+    model.clip.load_state_dict(openai_to_hf(strip_prefix(read_openai_file(cfg.src))), strict=True)
+    model.clip.save_pretrained(cfg.dst)
+    openai_bpe_tokenizer().save_pretrained(cfg.dst)
+    print(f"wrote {cfg.dst}: use model.net.name_or_path={cfg.dst}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Trainable parameters of every method config: `python scripts/param_table.py model=clip_b32 [format=json]`.
+
+The model is built from `model.arch` (no download) on PyTorch's meta device: shapes only, no
+memory and no initialisation, since the counts do not depend on the weights.
+"""
+import json
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+
+import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.engine.setup import build_clip  # noqa: E402
+from vop.methods.table import method_configs, table, to_markdown, to_records  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="param_table")
+def main(cfg: DictConfig) -> None:
+    if cfg.format not in ("markdown", "json"):
+        raise ValueError(f"format={cfg.format!r}: expected markdown or json")
+    def build():
+        with torch.device("meta"):
+            return build_clip(cfg, random_init=True)
+
+    rows = table(build, method_configs(CONFIGS / "method"))
+    print(json.dumps(to_records(rows), indent=2) if cfg.format == "json" else to_markdown(rows, cfg.model.name))
+
+
+if __name__ == "__main__":
+    main()

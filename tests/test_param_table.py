@@ -1,0 +1,56 @@
+"""scripts/param_table.py's counts for ViT-B/32 (built on the meta device: shapes only)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tests.helpers import CONFIG_DIR
+from vop.methods.table import method_configs, table, to_markdown
+from vop.models.clip import CLIPVideoModel
+
+REPO = Path(CONFIG_DIR).parent
+
+
+@pytest.fixture(scope="module")
+def b32_rows():
+    arch = OmegaConf.load(f"{CONFIG_DIR}/model/clip_b32.yaml").arch
+
+    def build():
+        with torch.device("meta"):
+            return CLIPVideoModel.from_config(**arch)
+
+    return {r.method: r for r in table(build, method_configs(Path(CONFIG_DIR, "method")))}
+
+
+def test_b32_counts(b32_rows):
+    assert b32_rows["full"].trainable == b32_rows["full"].total == 151_277_313
+    assert b32_rows["bias"].trainable == 171_008
+    assert b32_rows["bias (layernorm=false)"].trainable == 138_240
+    assert b32_rows["proj"].trainable == 655_360
+    assert b32_rows["vop"].trainable == b32_rows["vop_f"].trainable == 122_880
+    assert b32_rows["zeroshot"].trainable == 0
+
+
+def test_every_method_config_has_a_row(b32_rows):
+    assert {p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml")} <= set(b32_rows)
+    assert "| vop | 122,880 |" in to_markdown(list(b32_rows.values()), "clip_b32")
+
+
+def test_records_are_json(b32_rows):
+    from vop.methods.table import to_records
+
+    records = json.loads(json.dumps(to_records(list(b32_rows.values()))))
+    assert {r["method"]: r["trainable"] for r in records}["proj"] == 655_360
+
+
+@pytest.mark.slow  # an interpreter start-up with transformers and Hydra
+def test_script_prints_json_for_the_tiny_model():
+    proc = subprocess.run([sys.executable, "scripts/param_table.py", "model=clip_tiny", "format=json"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["method"]: r for r in json.loads(proc.stdout)}
+    assert rows["full"]["trainable"] == rows["full"]["total"] and rows["full"]["percent"] == 100.0

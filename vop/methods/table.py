@@ -1,0 +1,69 @@
+"""Trainable-parameter counts of every method config on one model (scripts/param_table.py)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from vop.methods.base import ParameterCount, TuningMethod, count_parameters
+from vop.models.clip import CLIPVideoModel
+
+# The VoP paper's figure 1 (MSR-VTT-9k, ViT-B/32): trainable share in percent (../shared/REFERENCE.md).
+PAPER_PERCENT = {"full": 100.0, "bias": 0.10, "proj": 0.54, "partial": 6.41, "adapter_attn": 1.65,
+                 "adapter_ffn": 1.65, "vop": 0.10, "vop_f": 0.10, "vop_fp": 0.38, "vop_fc": 11.78}
+
+# Extra rows: a method config with some knobs changed (BitFit without LayerNorm biases).
+VARIANTS = {"bias": {"layernorm": False}}
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    trainable: int
+    total: int
+    percent: float        # of the model with the method's additions
+    percent_clip: float   # of CLIP alone
+    paper_percent: float | None
+
+
+def method_configs(folder: Path) -> dict[str, object]:
+    """Every configs/method/*.yaml, loaded on its own (so `frames` takes its default of 12)."""
+    return {p.stem: OmegaConf.load(p) for p in sorted(Path(folder).glob("*.yaml"))}
+
+
+def count_method(model: CLIPVideoModel, tuner_cfg) -> tuple[ParameterCount, int]:
+    model = copy.deepcopy(model)  # methods change the model; a copy is much faster than a new init
+    clip_total = count_parameters(model).total
+    method: TuningMethod = instantiate(tuner_cfg)
+    return method.apply(model), clip_total
+
+
+def table(build: Callable[[], CLIPVideoModel], configs: dict[str, object]) -> list[Row]:
+    model, rows = build(), []
+    for name, cfg in configs.items():
+        variants = [(name, cfg.tuner)]
+        if name in VARIANTS:
+            changed = OmegaConf.merge(cfg.tuner, VARIANTS[name])
+            label = ", ".join(f"{k}={str(v).lower()}" for k, v in VARIANTS[name].items())
+            variants.append((f"{name} ({label})", changed))
+        for label, tuner in variants:
+            count, clip_total = count_method(model, tuner)
+            rows.append(Row(label, count.trainable, count.total, round(count.percent, 4),
+                            round(100.0 * count.trainable / clip_total, 4), PAPER_PERCENT.get(label)))
+    return rows
+
+
+def to_markdown(rows: list[Row], model: str) -> str:
+    lines = [f"| method ({model}) | trainable | total | % | % of CLIP | paper % (B/32) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        paper = "" if r.paper_percent is None else f"{r.paper_percent:.2f}"
+        lines.append(f"| {r.method} | {r.trainable:,} | {r.total:,} | {r.percent:.2f} | {r.percent_clip:.2f} | {paper} |")
+    return "\n".join(lines)
+
+
+def to_records(rows: list[Row]) -> list[dict]:
+    return [asdict(r) for r in rows]
