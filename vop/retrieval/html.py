@@ -71,7 +71,7 @@ def _query_html(view: QueryView) -> str:
 STYLE = f"""body{{font-family:sans-serif;margin:24px;background:#fafafa;color:#222}}
 .result{{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px;margin-bottom:16px}}
 h2{{font-size:16px;margin:0 0 8px}} .mode{{background:#444;color:#fff;border-radius:3px;padding:1px 6px;font-size:12px}}
-.hits{{display:flex;flex-direction:column;gap:6px}} .hit{{border:2px solid #eee;border-radius:4px;padding:4px}}
+.hits{{display:flex;flex-wrap:wrap;gap:6px}} .hit{{border:2px solid #eee;border-radius:4px;padding:4px}}
 .hit.gt{{border-color:{GT_COLOUR};background:#eef8f0}} .badge{{color:#fff;background:{GT_COLOUR};border-radius:3px;
 padding:0 5px;font-size:11px}} .meta{{font-size:12px;color:#555}} .label{{font-size:13px;margin:2px 0}}
 .thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}}"""
