@@ -80,10 +80,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=64)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=65536, help="TorchIndex chunk size")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; dim {args.dim}, k {args.k}")
+    import faiss
+
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__} "
+          f"({faiss.omp_get_max_threads()} threads); dim {args.dim}, k {args.k}, median of {args.repeats}")
     for n in args.sizes:
         gallery, queries = random_gallery(n, args.dim), random_gallery(args.queries, args.dim, seed=1)
         print(f"gallery {n:,} x {args.dim} float32 = {gallery.numel() * 4 / 2**20:,.0f} MiB")

@@ -49,7 +49,7 @@ def stage1(args: argparse.Namespace) -> Path:
                          f"trainer.epochs={args.stage1_epochs}", "method.lr=2e-3", "method.lr_new=2e-3",
                          "optim.weight_decay=0.05"], out, args.data_dir)
     metrics = train(cfg)
-    log.info("stage 1 (image-caption pretraining): image->caption R@1 %.1f", metrics["test/t2v_R@1"])
+    log.info("stage 1 (image-caption pretraining): caption->image R@1 %.1f", metrics["test/t2v_R@1"])
     return out / "checkpoint.safetensors"
 
 

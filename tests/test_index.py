@@ -1,6 +1,11 @@
 """Top-k indexes: chunked torch search equals brute force; faiss equals torch."""
+from pathlib import Path
+
 import pytest
 import torch
+from hydra.utils import instantiate
+
+from tests.helpers import CONFIG_DIR, compose_cfg
 
 from vop.retrieval.index import FaissIndex, TorchIndex
 
@@ -43,3 +48,11 @@ def test_bad_arguments_are_named():
         FaissIndex(random_unit(10, 4, 0), kind="hnsw")
     with pytest.raises(ValueError, match=r"\[N, D\]"):
         TorchIndex(torch.zeros(0, 4))
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (Path(CONFIG_DIR) / "index").glob("*.yaml")))
+def test_every_index_config_builds_and_searches(option, tmp_path):
+    pytest.importorskip("faiss")
+    cfg = compose_cfg("retrieve", [f"index={option}"], tmp_path)
+    index = instantiate(cfg.index)(random_unit(100, 8, 0))
+    assert index.search(random_unit(2, 8, 1), 3)[1].shape == (2, 3)

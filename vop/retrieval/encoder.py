@@ -47,7 +47,7 @@ class Encoder:
         self.device = resolve_device(cfg.trainer.device)
         self.dtype = resolve_precision(cfg.trainer.precision, self.device)
         self.model, self.tokenizer, _, _ = setup.build_model(cfg)
-        self.ckpt = str(resolve_path(ckpt)) if ckpt else None
+        self.ckpt = str(resolve_path(ckpt).resolve()) if ckpt else None  # absolute: galleries move between cwds
         if ckpt:
             tensors, _ = read_checkpoint(ckpt)
             load_trainable(self.model, tensors, ckpt)
