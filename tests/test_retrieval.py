@@ -73,6 +73,8 @@ def test_video_file_query_ranks_the_captions(built):
     assert result.scores[0] == pytest.approx(expected.max().item(), abs=1e-5)
     assert result.ids[0] == gallery.captions[int(expected.argmax())]
     assert pipeline(gallery.video_paths[row]).mode == "v2t"  # a string naming a video file too
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        pipeline("missing.mp4")
 
 
 def test_a_gallery_refuses_another_encoder(trained, built, tmp_path):

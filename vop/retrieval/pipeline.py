@@ -35,10 +35,11 @@ class RetrievalResult:
 
 
 def query_mode(query: str | Path) -> str:
-    """A `Path`, or a string naming an existing video file, is a video query; any other string is text."""
-    if isinstance(query, Path) or (is_video_file(query) and Path(query).is_file()):
+    """A `Path`, or a string ending in a video suffix (.mp4, ...), is a video query; other strings are text."""
+    if isinstance(query, Path) or is_video_file(str(query)):
         if not Path(query).is_file():
-            raise FileNotFoundError(f"query video {query}: no such file")
+            raise FileNotFoundError(f"query video {query}: no such file (a query ending in a video suffix is "
+                                    "read as a video file)")
         return "v2t"
     return "t2v"
 
