@@ -45,6 +45,9 @@ def compose_train(overrides: list[str], out: Path, data_dir: str) -> "OmegaConf"
 def stage1(args: argparse.Namespace) -> Path:
     """Pretrain on image-caption pairs; returns the checkpoint holding every parameter."""
     out = Path(args.out) / "stage1_pretrain"
+    if args.reuse_stage1 and (out / "checkpoint.safetensors").is_file():
+        log.info("stage 1: reusing %s", out / "checkpoint.safetensors")
+        return out / "checkpoint.safetensors"
     cfg = compose_train(["method=full", "data=synthetic_stills", f"data.splits.num_train={args.stage1_videos}",
                          f"trainer.epochs={args.stage1_epochs}", "method.lr=2e-3", "method.lr_new=2e-3",
                          "optim.weight_decay=0.05"], out, args.data_dir)
@@ -76,6 +79,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stage2-videos", type=int, default=400)
     parser.add_argument("--stage2-epochs", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4, help="frames per video in stage 2")
+    parser.add_argument("--reuse-stage1", action="store_true", help="keep an existing stage-1 checkpoint in --out")
     parser.add_argument("--lr-scale", type=float, default=100.0, help="multiplies each method's lr and lr_new")
     return parser.parse_args()
 
