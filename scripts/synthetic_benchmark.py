@@ -77,7 +77,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stage1-videos", type=int, default=600)
     parser.add_argument("--stage1-epochs", type=int, default=6)
     parser.add_argument("--stage2-videos", type=int, default=400)
-    parser.add_argument("--stage2-epochs", type=int, default=2)
+    parser.add_argument("--stage2-epochs", type=int, default=3)
     parser.add_argument("--frames", type=int, default=4, help="frames per video in stage 2")
     parser.add_argument("--reuse-stage1", action="store_true", help="keep an existing stage-1 checkpoint in --out")
     parser.add_argument("--lr-scale", type=float, default=100.0, help="multiplies each method's lr and lr_new")
