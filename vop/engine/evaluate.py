@@ -14,6 +14,8 @@ from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpo
 from vop.engine.precision import resolve_device, resolve_precision
 from vop.engine.rundir import prefixed, save_config, save_metrics
 from vop.models.released import is_released, load_released
+from vop.retrieval.html import write_page
+from vop.retrieval.views import example_views
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,15 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     elif tensors is not None:
         load_trainable(model, tensors, cfg.ckpt)
     model.to(device)
-    evaluator = setup.build_evaluator(cfg, split, instantiate(cfg.decoder), tokenizer, device, dtype,
-                                      model.image_size)
+    decoder = instantiate(cfg.decoder)
+    evaluator = setup.build_evaluator(cfg, split, decoder, tokenizer, device, dtype, model.image_size)
     metrics = prefixed(evaluator(model), split_name)
     run_dir = Path(cfg.paths.output_dir)
     save_config(run_dir, cfg)
     save_metrics(run_dir, {**metrics, **report, "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)})
+    if cfg.get("examples"):
+        page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),
+                             run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")
+        log.info("%d example queries: %s (and .png)", cfg.examples, page)
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
     return metrics

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
-from vop.data.tokenizer import tokenize
-from vop.engine.device_feed import DeviceFeed
-from vop.engine.precision import autocast
+from vop.engine.encode import encode_captions, encode_video_batches
 from vop.metrics.retrieval import RetrievalMetrics
 from vop.models.clip import CLIPVideoModel
 
@@ -30,23 +27,26 @@ class Evaluator:
         was_training = model.training
         model.eval()
         metric = RetrievalMetrics(chunk_size=self.chunk_size).to(self.device)
-        self.encode_videos(model, metric)
-        self.encode_texts(model, metric)
+        video_emb = self.encode_videos(model, metric)
+        text_emb = self.encode_texts(model, metric)
+        # Kept for result pages (eval.py examples=N): caption rows [M, D], video rows [N, D] in split order.
+        self.embeddings = (text_emb, video_emb)
         model.train(was_training)
         return metric.compute()
 
-    def encode_videos(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> None:
-        for batch in tqdm(DeviceFeed(self.loader, self.device), desc=f"eval {self.split.name} videos", disable=not self.progress,
-                          unit="batch", leave=False):
-            frames = self.transform(batch["video"].to(self.device, non_blocking=True), self.dtype)
-            with autocast(self.device, self.dtype):
-                emb = model.encode_video(frames)  # [B, D]
-            metric.update(video_emb=emb.float(), video_index=batch["index"].to(self.device))
+    def encode_videos(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> torch.Tensor:
+        embs, indices = [], []
+        for emb, index in encode_video_batches(model, self.loader, self.transform, self.device, self.dtype,
+                                               self.progress, desc=f"eval {self.split.name} videos"):
+            metric.update(video_emb=emb, video_index=index.to(self.device))  # emb [B, D]
+            embs.append(emb)
+            indices.append(index)
+        return torch.cat(embs)[torch.cat(indices).argsort().to(self.device)]  # [N, D]
 
-    def encode_texts(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> None:
-        captions, owners = self.split.captions, torch.tensor(self.split.caption_video)
-        for start in range(0, len(captions), self.text_batch):
-            ids = tokenize(self.tokenizer, captions[start:start + self.text_batch], self.max_text_len)
-            with autocast(self.device, self.dtype):
-                emb = model.encode_text(ids.to(self.device))  # [b, D]
-            metric.update(text_emb=emb.float(), text_video=owners[start:start + self.text_batch].to(self.device))
+    def encode_texts(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> torch.Tensor:
+        owners, embs = torch.tensor(self.split.caption_video), []
+        for start, emb in encode_captions(model, self.tokenizer, self.split.captions, self.max_text_len,
+                                          self.device, self.dtype, self.text_batch):
+            metric.update(text_emb=emb, text_video=owners[start:start + emb.shape[0]].to(self.device))
+            embs.append(emb)
+        return torch.cat(embs)  # [M, D]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import CLIPConfig, CLIPModel
@@ -52,14 +53,41 @@ class CLIPVideoModel(nn.Module):
 
     @classmethod
     def from_config(cls, vision: dict, text: dict, projection_dim: int, seed: int = 0,
-                    attn_implementation: str = "sdpa") -> "CLIPVideoModel":
-        """A randomly initialised CLIP (tests, the demo); `seed` makes it reproducible."""
+                    attn_implementation: str = "sdpa", weights: str | None = None) -> "CLIPVideoModel":
+        """A randomly initialised CLIP (tests, the demo); `seed` makes it reproducible.
+
+        `weights`: a safetensors file with every parameter of this architecture (e.g. the
+        checkpoint of a `method=full` run), loaded over the random init: a small "pretrained"
+        CLIP, as the synthetic benchmark's stage 1 makes.
+        """
         config = CLIPConfig(text_config=dict(text), vision_config=dict(vision), projection_dim=projection_dim)
         config._attn_implementation = attn_implementation
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             clip = CLIPModel(config)
-        return cls(clip)
+        model = cls(clip)
+        if weights:
+            model.load_weights(weights)
+        return model
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load every parameter from a safetensors file; anything missing or extra is an error."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(f"model.net.weights={str(path)!r}: no such file")
+        tensors = load_file(str(path))
+        expected = dict(self.named_parameters())
+        missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
+        if missing or unexpected:
+            raise ValueError(f"model.net.weights={str(path)!r} does not fit this model: missing {missing[:5]} "
+                             f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}); it must hold "
+                             "all parameters, e.g. the checkpoint of a method=full run of the same model config")
+        with torch.no_grad():
+            for name, value in tensors.items():
+                if expected[name].shape != value.shape:
+                    raise ValueError(f"model.net.weights={str(path)!r}: {name} has shape {tuple(value.shape)}, "
+                                     f"the model expects {tuple(expected[name].shape)}")
+                expected[name].copy_(value)
 
     def set_hooks(self, hooks: TowerHooks) -> None:
         self.hooks = hooks

@@ -1,0 +1,65 @@
+"""make_table on fixture runs: layout, averaging, gains vs full, the paper's column, CSV, errors."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from vop.tables import PAPER_GAIN, make_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_run(folder: Path, method: str, t2v_r1: float, trainable: int = 10, total: int | None = 1000,
+              data: str = "msrvtt9k") -> Path:
+    folder.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"method": {"name": method}, "model": {"name": "clip_b32"},
+                                     "data": {"name": data, "test_split": "test"}}), folder / "config.yaml")
+    metrics = {f"test/{d}_{m}": 1.0 for d in ("t2v", "v2t") for m in ("R@1", "R@5", "R@10", "MdR", "MnR")}
+    metrics.update({"test/t2v_R@1": t2v_r1, "trainable_params": trainable})
+    if total is not None:
+        metrics["total_params"] = total
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_table_from_a_multirun_folder(tmp_path):
+    sweep = tmp_path / "multirun"
+    write_run(sweep / "0_full", "full", 40.0, trainable=1000)
+    write_run(sweep / "1_bias", "bias", 37.0)
+    write_run(sweep / "2_bias", "bias", 38.0)  # a second seed: averaged
+    write_run(sweep / "3_zeroshot", "zeroshot", 30.0, trainable=0)
+    extra = write_run(tmp_path / "other" / "run", "bias", 20.0, data="didemo")
+    markdown = make_table([sweep, extra], tmp_path / "out" / "table")
+    lines = markdown.splitlines()
+    assert "**data=msrvtt9k, model=clip_b32**" in lines and "**data=didemo, model=clip_b32**" in lines
+    block = markdown.split("**data=msrvtt9k, model=clip_b32**")[1]
+    rows = [line for line in block.splitlines() if line.startswith("| ")][1:]
+    # Paper order: zeroshot, full, bias; bias is the mean of two runs, 2.5 below full.
+    assert [r.split("|")[1].strip() for r in rows[:3]] == ["zeroshot", "full", "bias"]
+    bias = rows[2].split("|")
+    assert bias[3].strip() == "37.5" and bias[-4].strip() == "-2.5" and bias[-3].strip() == "-2.0"
+    assert bias[-2].strip() == "2" and bias[2].strip() == "1.0"
+    with open(tmp_path / "out" / "table.csv") as f:
+        table = list(csv.DictReader(f))
+    didemo = next(r for r in table if r["data"] == "didemo")
+    assert didemo["R@1_gain_vs_full"] == ""  # no full run on that dataset: no gain, not a zero
+    msr_bias = next(r for r in table if r["data"] == "msrvtt9k" and r["method"] == "bias")
+    assert float(msr_bias["paper_R@1_gain_vs_full"]) == PAPER_GAIN["bias"]
+    assert (tmp_path / "out" / "table.md").read_text() == markdown
+
+
+def test_cli_and_errors(tmp_path):
+    run = write_run(tmp_path / "r", "full", 40.0, total=None)  # an eval.py run: no total, so no %
+    proc = subprocess.run([sys.executable, "scripts/make_table.py", str(run)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| full | - | 40.0 |" in proc.stdout
+    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+        make_table([tmp_path / "empty"])
+    (run / "metrics.json").write_text(json.dumps({"test/t2v_R@1": 1.0}))
+    with pytest.raises(KeyError, match="lacks"):
+        make_table([run])

@@ -1,0 +1,70 @@
+"""`retrieve.py`: build a gallery (`action=build`) or query one (`query=...`)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig
+
+from vop.engine import setup
+from vop.engine.checkpoint import read_checkpoint, resolve_path
+from vop.engine.evaluate import merge_checkpoint_config
+from vop.retrieval.encoder import Encoder
+from vop.retrieval.folder import folder_split
+from vop.retrieval.gallery import Gallery, build_gallery
+from vop.retrieval.html import write_page
+from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
+from vop.retrieval.views import result_view
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
+    """Encode a dataset split (data=, split=) or a folder (videos=, captions=) into cfg.gallery."""
+    if cfg.ckpt:
+        path = resolve_path(cfg.ckpt)
+        cfg = merge_checkpoint_config(cfg, read_checkpoint(path)[1], overrides, path)
+    encoder = Encoder(cfg, ckpt=cfg.ckpt)
+    if cfg.videos:
+        split = folder_split(cfg.videos, cfg.captions)
+    else:
+        name = cfg.split or cfg.data.test_split
+        split = setup.load_splits(cfg, name)[name]
+    log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
+             split.num_captions, encoder.describe())
+    return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress)
+
+
+def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResult]:
+    """Rank the gallery for each query (a text, or a video file path); print, optionally write a page."""
+    if cfg.query is None:
+        raise ValueError("retrieve.py action=query needs query=<text or video file> (or a list: query=[a,b])")
+    index = instantiate(cfg.index)
+    if cfg.ckpt:
+        pipeline = RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk)
+    else:
+        pipeline = RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk)
+    queries = list(cfg.query) if isinstance(cfg.query, ListConfig) else [cfg.query]
+    results = [pipeline(str(q)) for q in queries]
+    for result in results:
+        print(result)
+    if cfg.html:
+        views = [result_view(r, pipeline.gallery, pipeline.encoder.decoder, cfg.thumb_frames) for r in results]
+        html, png = write_page(views, cfg.html)
+        log.info("result page: %s (contact sheet %s)", html, png)
+    return results
+
+
+ACTIONS = {"build": build, "query": query}
+
+
+def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
+    action = cfg.action or ("query" if cfg.query is not None else None)
+    if action not in ACTIONS:
+        raise ValueError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=) "
+                         "or action=query / query=<text or video file> (with gallery=)")
+    if not cfg.gallery:
+        raise ValueError("retrieve.py needs gallery=<file>: where to write (build) or read (query) the gallery")
+    return ACTIONS[action](cfg, overrides)

@@ -1,0 +1,100 @@
+"""The query/gallery encoder: a (possibly tuned) model plus everything needed to embed texts and videos.
+
+Its `identity` (model, method, checkpoint and a fingerprint of the weights that make the model
+differ from its config) is written into a gallery, so a gallery is only ever queried with the
+encoder that built it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Subset
+
+from vop.data.dataset import Collate, VideoTextDataset, make_loader
+from vop.data.gpu_transforms import VideoTransform
+from vop.data.split import Split
+from vop.engine import setup
+from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path, trainable_state
+from vop.engine.encode import encode_captions, encode_video_batches
+from vop.engine.precision import resolve_device, resolve_precision
+
+# The config groups an encoder depends on (stored in a gallery so it can be rebuilt at query time).
+ENCODER_GROUPS = ("model", "method", "data", "decoder", "trainer")
+
+
+def fingerprint(model_cfg: DictConfig, method: str, model: torch.nn.Module) -> str:
+    """sha256 over the model config, the method and the bytes of every trainable tensor."""
+    digest = hashlib.sha256(json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True).encode())
+    digest.update(method.encode())
+    for name, tensor in sorted(trainable_state(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Encoder:
+    """Embeds captions and video files with one model; `identity` says which model that is."""
+
+    def __init__(self, cfg: DictConfig, ckpt: str | Path | None = None):
+        # Resolved now: the groups are stored in galleries, away from the paths they interpolate.
+        self.cfg = OmegaConf.create({g: OmegaConf.to_container(cfg[g], resolve=True) for g in ENCODER_GROUPS})
+        cfg = self.cfg
+        self.device = resolve_device(cfg.trainer.device)
+        self.dtype = resolve_precision(cfg.trainer.precision, self.device)
+        self.model, self.tokenizer, _, _ = setup.build_model(cfg)
+        self.ckpt = str(resolve_path(ckpt).resolve()) if ckpt else None  # absolute: galleries move between cwds
+        if ckpt:
+            tensors, _ = read_checkpoint(ckpt)
+            load_trainable(self.model, tensors, ckpt)
+        self.model.to(self.device).eval()
+        self.decoder = instantiate(cfg.decoder)
+        self.transform = VideoTransform(size=self.model.image_size, train=False)
+        self.identity = {"model": cfg.model.name, "method": cfg.method.name, "ckpt": self.ckpt,
+                         "fingerprint": fingerprint(cfg.model, cfg.method.name, self.model)}
+
+    @classmethod
+    def from_run(cls, run: str | Path) -> "Encoder":
+        """The model of a trained run (a run directory or a checkpoint file), as it was trained."""
+        _, saved = read_checkpoint(run)
+        return cls(saved, ckpt=run)
+
+    def describe(self) -> str:
+        ident = self.identity
+        return (f"model={ident['model']} method={ident['method']} ckpt={ident['ckpt']} "
+                f"(weights fingerprint {ident['fingerprint']})")
+
+    def encode_texts(self, captions: list[str]) -> torch.Tensor:
+        """captions -> [M, D] L2-normalised, on the CPU."""
+        chunks = [emb.cpu() for _, emb in encode_captions(self.model, self.tokenizer, captions,
+                                                           self.cfg.data.max_text_len, self.device, self.dtype)]
+        return torch.cat(chunks)
+
+    def video_loader(self, split: Split, rows: range | None = None) -> DataLoader:
+        """A loader over `split`'s videos (all, or `rows`), sampled as at evaluation."""
+        data = self.cfg.data
+        dataset = VideoTextDataset(split, self.decoder, data.num_frames, data.test_sampling, data.frame_size,
+                                   per="video")
+        if rows is not None:
+            dataset = Subset(dataset, rows)
+        return make_loader(dataset, data.eval_batch_size, shuffle=False, num_workers=data.num_workers,
+                           collate=Collate(), seed=0, pin_memory=self.device.type == "cuda")
+
+    def encode_videos(self, split: Split, rows: range | None = None, progress: bool = False) -> torch.Tensor:
+        """Videos of `split` (all, or `rows`) -> [n, D] L2-normalised, on the CPU, in row order."""
+        embs, indices = [], []
+        loader = self.video_loader(split, rows)
+        for emb, index in encode_video_batches(self.model, loader, self.transform, self.device, self.dtype,
+                                               progress=progress, total=len(loader)):
+            embs.append(emb.cpu())
+            indices.append(index)
+        return torch.cat(embs)[torch.cat(indices).argsort()]
+
+    def encode_video_files(self, paths: list[str | Path]) -> torch.Tensor:
+        """Video files -> [n, D]."""
+        split = Split("query", [Path(p).stem for p in paths], [Path(p) for p in paths], [], [])
+        return self.encode_videos(split)

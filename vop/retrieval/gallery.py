@@ -1,0 +1,135 @@
+"""A gallery: video and caption embeddings of one collection, on disk as one safetensors file.
+
+The file holds `video_emb` [N, D], `text_emb` [M, D] and `caption_video` [M] as tensors, and in
+its metadata the ids, paths and captions plus the encoder that built it (model, method,
+checkpoint, weights fingerprint and its config, so the same encoder can be rebuilt to query).
+Building is resumable: videos are encoded in chunks saved under `<gallery>.parts/`, and a rerun
+reuses the chunks already there (if the same encoder wrote them).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from vop.data.split import Split
+from vop.retrieval.encoder import Encoder
+
+log = logging.getLogger(__name__)
+FORMAT = "vop-gallery-1"
+
+
+class GalleryMismatchError(ValueError):
+    """The query encoder is not the one the gallery was built with."""
+
+
+@dataclass
+class Gallery:
+    video_emb: torch.Tensor  # [N, D] L2-normalised
+    text_emb: torch.Tensor  # [M, D] L2-normalised
+    video_ids: list[str]
+    video_paths: list[str]
+    captions: list[str]
+    caption_video: list[int]  # row of video_emb each caption describes
+    encoder: dict = field(default_factory=dict)  # Encoder.identity
+    config: dict = field(default_factory=dict)  # the encoder's config groups, resolved
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = {"video_ids": self.video_ids, "video_paths": self.video_paths, "captions": self.captions,
+                "encoder": self.encoder, "config": self.config}
+        tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
+                   "caption_video": torch.tensor(self.caption_video, dtype=torch.long)}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "info": json.dumps(info)})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Gallery":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"gallery={path}: no such file (build it with `python retrieve.py action=build "
+                                    f"gallery={path} ...`)")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"gallery={path} is not a vop gallery (metadata format={meta.get('format')!r})")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        info = json.loads(meta["info"])
+        return cls(tensors["video_emb"], tensors["text_emb"], info["video_ids"], info["video_paths"],
+                   info["captions"], tensors["caption_video"].tolist(), info["encoder"], info["config"])
+
+    def encoder_config(self) -> DictConfig:
+        return OmegaConf.create(self.config)
+
+    def check(self, encoder: Encoder, path: str | Path = "") -> None:
+        """Refuse an encoder whose model, method or weights differ from the gallery's."""
+        mine, theirs = self.encoder, encoder.identity
+        if any(mine.get(k) != theirs[k] for k in ("model", "method", "fingerprint")):
+            raise GalleryMismatchError(
+                f"gallery {path} was built with model={mine.get('model')} method={mine.get('method')} "
+                f"ckpt={mine.get('ckpt')} (weights fingerprint {mine.get('fingerprint')}), but the query encoder is "
+                f"{encoder.describe()}: embeddings of different models are not comparable. Query with the "
+                "gallery's own encoder (leave out ckpt=) or rebuild the gallery with this one.")
+
+
+def _parts_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".parts")
+
+
+def _part_stamp(part: Path) -> str | None:
+    with safe_open(str(part), framework="pt") as f:
+        return (f.metadata() or {}).get("fingerprint")
+
+
+def _encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progress: bool) -> torch.Tensor:
+    """Video embeddings [N, D], chunk by chunk; chunks already in `parts` (same encoder) are reused."""
+    parts.mkdir(parents=True, exist_ok=True)
+    embs = []
+    bar = tqdm(total=split.num_videos, desc="gallery videos", unit="video", disable=not progress)
+    for start in range(0, split.num_videos, chunk):
+        rows = range(start, min(start + chunk, split.num_videos))
+        part = parts / f"videos_{start:09d}_{rows.stop:09d}.safetensors"
+        # A chunk is reused only if the same encoder encoded the same files.
+        stamp = hashlib.sha256(json.dumps([encoder.identity["fingerprint"],
+                                           [str(split.video_paths[i]) for i in rows]]).encode()).hexdigest()
+        if part.is_file() and _part_stamp(part) == stamp:
+            emb = load_file(str(part))["emb"]
+            log.info("gallery: reusing %s", part.name)
+        else:
+            emb = encoder.encode_videos(split, rows)  # [n, D]
+            save_file({"emb": emb.contiguous()}, str(part) + ".tmp", metadata={"fingerprint": stamp})
+            os.replace(str(part) + ".tmp", part)
+        embs.append(emb)
+        bar.update(len(rows))
+    bar.close()
+    return torch.cat(embs)
+
+
+def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos: int = 1024,
+                  progress: bool = True) -> Gallery:
+    """Encode every video and caption of `split` with `encoder` and save the gallery at `path`."""
+    path = Path(path)
+    if chunk_videos < 1:
+        raise ValueError(f"chunk_videos must be >= 1, got {chunk_videos}")
+    video_emb = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress)
+    text_emb = encoder.encode_texts(split.captions) if split.captions else video_emb.new_zeros(0, video_emb.shape[1])
+    gallery = Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
+                      list(split.captions), list(split.caption_video), encoder.identity,
+                      OmegaConf.to_container(encoder.cfg, resolve=True))
+    gallery.save(path)
+    shutil.rmtree(_parts_dir(path), ignore_errors=True)
+    log.info("gallery: %d videos, %d captions -> %s", split.num_videos, split.num_captions, path)
+    return gallery

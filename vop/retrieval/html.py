@@ -1,0 +1,129 @@
+"""Result pages: each query with its top-k hits as thumbnail strips (or captions), scores and ground truth.
+
+`write_page` writes one self-contained HTML file (thumbnails inlined as base64 JPEG, no external
+files or scripts) and a PNG contact sheet of the same content drawn with PIL.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vop.data.decoders.base import Decoder
+
+THUMB_HEIGHT = 72
+GT_COLOUR = "#1a9641"
+SHEET_FRAMES = 2  # frames per hit in the PNG contact sheet (the HTML page shows them all)
+
+
+@dataclass
+class Hit:
+    label: str  # video id (t2v) or caption (v2t)
+    score: float
+    frames: list[Image.Image] = field(default_factory=list)  # the hit's thumbnail strip (t2v)
+    is_gt: bool = False
+
+
+@dataclass
+class QueryView:
+    query: str
+    mode: str  # "t2v" or "v2t"
+    hits: list[Hit]
+    frames: list[Image.Image] = field(default_factory=list)  # the query video's strip (v2t)
+
+
+def thumbnails(decoder: Decoder, path: str | Path, count: int = 4, height: int = THUMB_HEIGHT) -> list[Image.Image]:
+    """`count` evenly spaced frames of a video, scaled to `height` pixels."""
+    frames = decoder.read(path, count, "uniform").numpy()  # [count, H, W, 3] uint8
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    return [im.resize((max(1, round(im.width * height / im.height)), height), Image.BILINEAR) for im in images]
+
+
+def _data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _strip_html(frames: list[Image.Image], alt: str) -> str:
+    return "".join(f'<img class="thumb" alt="{html.escape(alt)}" src="{_data_uri(f)}">' for f in frames)
+
+
+def _hit_html(rank: int, hit: Hit) -> str:
+    cls = "hit gt" if hit.is_gt else "hit"
+    badge = '<span class="badge">ground truth</span>' if hit.is_gt else ""
+    return (f'<div class="{cls}"><div class="meta">#{rank} &middot; {hit.score:.3f} {badge}</div>'
+            f'<div class="label">{html.escape(hit.label)}</div>{_strip_html(hit.frames, hit.label)}</div>')
+
+
+def _query_html(view: QueryView) -> str:
+    head = f'<h2><span class="mode">{view.mode}</span> {html.escape(view.query)}</h2>'
+    query_strip = f'<div class="query">{_strip_html(view.frames, view.query)}</div>' if view.frames else ""
+    hits = "".join(_hit_html(i + 1, h) for i, h in enumerate(view.hits))
+    return f'<section class="result">{head}{query_strip}<div class="hits">{hits}</div></section>'
+
+
+STYLE = f"""body{{font-family:sans-serif;margin:24px;background:#fafafa;color:#222}}
+.result{{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px;margin-bottom:16px}}
+h2{{font-size:16px;margin:0 0 8px}} .mode{{background:#444;color:#fff;border-radius:3px;padding:1px 6px;font-size:12px}}
+.hits{{display:flex;flex-wrap:wrap;gap:6px}} .hit{{border:2px solid #eee;border-radius:4px;padding:4px}}
+.hit.gt{{border-color:{GT_COLOUR};background:#eef8f0}} .badge{{color:#fff;background:{GT_COLOUR};border-radius:3px;
+padding:0 5px;font-size:11px}} .meta{{font-size:12px;color:#555}} .label{{font-size:13px;margin:2px 0}}
+.thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}}"""
+
+
+def page_html(views: list[QueryView], title: str) -> str:
+    body = "".join(_query_html(v) for v in views)
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n")
+
+
+def contact_sheet(views: list[QueryView], width: int = 1200) -> Image.Image:
+    """The same results as one PNG: a row of hits per query, ground truth framed in green."""
+    row_h, pad = THUMB_HEIGHT + 44, 8
+    sheet = Image.new("RGB", (width, pad + len(views) * (row_h + 24)), "white")
+    draw = ImageDraw.Draw(sheet)
+    y = pad
+    for view in views:
+        draw.text((pad, y), f"[{view.mode}] {view.query}"[:150], fill="black")
+        x = pad
+        if view.frames:  # a video query: its own strip first
+            x = _draw_hit(sheet, draw, Hit("query", float("nan"), view.frames), 0, x, y + 18, width)
+        for rank, hit in enumerate(view.hits, 1):
+            x = _draw_hit(sheet, draw, hit, rank, x, y + 18, width)
+        y += row_h + 24
+    return sheet
+
+
+def _draw_hit(sheet: Image.Image, draw: ImageDraw.ImageDraw, hit: Hit, rank: int, x: int, y: int, width: int) -> int:
+    """Draw one hit at (x, y); returns the next x."""
+    strip_w = sum(f.width for f in hit.frames[:SHEET_FRAMES]) or 180
+    if x + strip_w > width:
+        return x
+    fx = x
+    for frame in hit.frames[:SHEET_FRAMES]:
+        sheet.paste(frame, (fx, y))
+        fx += frame.width
+    if not hit.frames:  # a caption hit (v2t): its text, wrapped crudely
+        for i in range(0, min(len(hit.label), 120), 30):
+            draw.text((x, y + 12 * (i // 30)), hit.label[i:i + 30], fill="black")
+    caption = f"#{rank} {hit.score:.3f}" if rank else "query video"
+    draw.text((x, y + THUMB_HEIGHT + 4), caption, fill="black")
+    if hit.is_gt:
+        draw.rectangle((x - 3, y - 3, x + strip_w + 2, y + THUMB_HEIGHT + 18), outline=GT_COLOUR, width=3)
+    return x + strip_w + 14
+
+
+def write_page(views: list[QueryView], out: str | Path, title: str = "vop retrieval results") -> tuple[Path, Path]:
+    """Write `out` (HTML) and `out` with suffix .png (contact sheet); returns both paths."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page_html(views, title), encoding="utf-8")
+    png = out.with_suffix(".png")
+    contact_sheet(views).save(png)
+    return out, png

@@ -1,0 +1,44 @@
+"""Turn retrieval results into result-page views (thumbnails, scores, ground truth)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vop.data.decoders.base import Decoder
+from vop.data.split import Split
+from vop.retrieval.gallery import Gallery
+from vop.retrieval.html import Hit, QueryView, thumbnails
+from vop.retrieval.index import TorchIndex
+from vop.retrieval.pipeline import RetrievalResult
+
+
+def result_view(result: RetrievalResult, gallery: Gallery, decoder: Decoder, thumb_frames: int = 4) -> QueryView:
+    """Ground truth: for a text, the videos it captions in the gallery (exact match); for a video file,
+    the captions of the gallery video with the same path."""
+    if result.mode == "t2v":
+        truth = {gallery.caption_video[i] for i, c in enumerate(gallery.captions) if c == result.query}
+        hits = [Hit(vid, s, thumbnails(decoder, gallery.video_paths[r], thumb_frames), r in truth)
+                for vid, s, r in zip(result.ids, result.scores, result.rows)]
+        return QueryView(result.query, "t2v", hits)
+    same = [i for i, p in enumerate(gallery.video_paths) if Path(p).resolve() == Path(result.query).resolve()]
+    hits = [Hit(text, s, [], gallery.caption_video[r] in same) for text, s, r in
+            zip(result.ids, result.scores, result.rows)]
+    return QueryView(result.query, "v2t", hits, thumbnails(decoder, result.query, thumb_frames))
+
+
+def example_views(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, decoder: Decoder, count: int,
+                  topk: int = 5, thumb_frames: int = 4) -> list[QueryView]:
+    """`count` captions of `split` (evenly spaced) as text->video queries over its videos.
+
+    text_emb [M, D] rows follow split.captions; video_emb [N, D] rows follow split.video_ids.
+    """
+    queries = torch.linspace(0, split.num_captions - 1, min(count, split.num_captions)).round().long().unique()
+    scores, rows = TorchIndex(video_emb.cpu()).search(text_emb.cpu()[queries], topk)  # [q, k]
+    views = []
+    for q, s_row, r_row in zip(queries.tolist(), scores.tolist(), rows.tolist()):
+        truth = split.caption_video[q]
+        hits = [Hit(split.video_ids[r], s, thumbnails(decoder, split.video_paths[r], thumb_frames), r == truth)
+                for s, r in zip(s_row, r_row)]
+        views.append(QueryView(split.captions[q], "t2v", hits))
+    return views
