@@ -162,6 +162,17 @@ class Trainer:
         self.sampler.set_epoch(epoch, start=start * self.loader.batch_size)
         bar = tqdm(total=self.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.trainer.epochs}",
                    disable=not (self.cfg.trainer.progress and self.env.is_main), unit="step")
+        try:
+            return self.run_steps(epoch, start, stop, bar)
+        except RuntimeError as err:
+            # A dead worker is reported by a SIGCHLD handler wherever the main process happens to be.
+            if "DataLoader worker" not in str(err):
+                raise
+            raise self.data_error(err, epoch) from err
+        finally:
+            bar.close()
+
+    def run_steps(self, epoch: int, start: int, stop: StopRequest, bar: tqdm) -> bool:
         tic, seen = time.perf_counter(), 0
         batches = iter(self.loader)
         for done in range(start + 1, self.steps_per_epoch + 1):
@@ -173,7 +184,6 @@ class Trainer:
             if self.step % self.cfg.trainer.log_every == 0:
                 self.log_train(loss, rate, epoch)
             if self.should_stop(stop):
-                bar.close()
                 self.save_resume(epoch, done)
                 why = stop.signal_name or f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
                 log.warning("stopped at step %d (%s); continue with resume=%s", self.step, why, self.run_dir)
@@ -181,15 +191,19 @@ class Trainer:
             every = self.cfg.trainer.checkpoint.every_n_steps
             if every and self.step % every == 0 and done < self.steps_per_epoch:
                 self.save_resume(epoch, done)
-        bar.close()
         return True
 
     def next_batch(self, batches, epoch: int) -> dict:
         try:
             return next(batches)
+        except StopIteration:
+            raise
         except Exception as err:  # a worker died or a video failed: name what was being read
-            raise DataLoadError(f"loading training data failed (epoch {epoch + 1}, step {self.step + 1}): {err}\n"
-                                f"{self.loader.dataset.describe()}") from err
+            raise self.data_error(err, epoch) from err
+
+    def data_error(self, err: Exception, epoch: int) -> DataLoadError:
+        return DataLoadError(f"loading training data failed (epoch {epoch + 1}, step {self.step + 1}): {err}\n"
+                             f"{self.loader.dataset.describe()}")
 
     def train_step(self, batch: dict, epoch: int) -> float:
         gens = item_generators(batch["item"], self.cfg.seed, epoch)
