@@ -103,4 +103,3 @@ def test_dead_worker_ends_the_run_naming_the_video(tmp_path):
     with pytest.raises(DataLoadError, match="exited unexpectedly") as err:
         trainer.train_epoch(0, 0, stop=StopRequest())
     assert str(target) in str(err.value)
-    print(err.value)
