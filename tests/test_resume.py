@@ -11,14 +11,17 @@ import pytest
 import torch
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, tiny_synthetic
-from vop.engine.checkpoint import CheckpointError
+from safetensors import safe_open
+
+from vop.engine.checkpoint import CheckpointError, read_checkpoint
 from vop.engine.resume import load_resume, resume_files
 from vop.engine.trainer import train
 
 REPO = Path(CONFIG_DIR).parent
 # 2 epochs x 3 steps, deterministic kernels; the stop at step 4 falls inside epoch 2.
 RUN = ["method.lr=1e-3", "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.log_every=1", "trainer.eval_every_epoch=false",
-       "trainer.deterministic=true", "trainer.checkpoint.every_n_steps=1", "trainer.checkpoint.keep_last=2"]
+       "trainer.deterministic=true", "trainer.checkpoint.every_n_steps=1", "trainer.checkpoint.keep_last=2",
+       "trainer.checkpoint.best_metric=t2v_MnR", "trainer.checkpoint.best_mode=min"]
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -59,6 +62,19 @@ def test_interrupted_then_resumed_run_ends_with_the_same_metrics(uninterrupted, 
             assert result[key] == value, key  # exactly, not approximately
     full_losses = losses(Path(cfg.paths.output_dir))
     assert losses(Path(second.paths.output_dir)) == {s: full_losses[s] for s in (5, 6)}
+
+
+def test_best_checkpoint_is_the_best_epoch(uninterrupted):
+    cfg, _ = uninterrupted
+    run = Path(cfg.paths.output_dir)
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    per_epoch = [r["test/t2v_MnR"] for r in lines if "test/t2v_MnR" in r and "step" in r]
+    assert len(per_epoch) == 2  # selection evaluates every epoch
+    with safe_open(str(run / "best.safetensors"), framework="pt") as f:
+        extra = json.loads(f.metadata()["extra"])
+    assert extra["metric"] == "test/t2v_MnR" and extra["value"] == min(per_epoch)
+    assert extra["epoch"] == 1 + per_epoch.index(min(per_epoch))
+    read_checkpoint(run / "best.safetensors")  # loadable by eval.py ckpt=...
 
 
 def test_resume_refuses_another_method_or_batch(uninterrupted, tmp_path):

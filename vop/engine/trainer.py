@@ -168,6 +168,8 @@ class Trainer:
             # A dead worker is reported by a SIGCHLD handler wherever the main process happens to be.
             if "DataLoader worker" not in str(err):
                 raise
+            if stop.requested:  # Ctrl-C reached the workers too: they exit, the step position is intact
+                return self.stop_here(epoch, stop)
             raise self.data_error(err, epoch) from err
         finally:
             bar.close()
@@ -175,8 +177,10 @@ class Trainer:
     def run_steps(self, epoch: int, start: int, stop: StopRequest, bar: tqdm) -> bool:
         tic, seen = time.perf_counter(), 0
         batches = iter(self.loader)
+        self.batch_in_epoch = start
         for done in range(start + 1, self.steps_per_epoch + 1):
             loss = self.train_step(self.next_batch(batches, epoch), epoch)
+            self.batch_in_epoch = done
             seen += self.cfg.data.batch_size  # global: every rank loaded its share
             rate = seen / (time.perf_counter() - tic)
             bar.set_postfix(loss=f"{loss:.4f}", videos_s=f"{rate:.1f}")
@@ -184,14 +188,17 @@ class Trainer:
             if self.step % self.cfg.trainer.log_every == 0:
                 self.log_train(loss, rate, epoch)
             if self.should_stop(stop):
-                self.save_resume(epoch, done)
-                why = stop.signal_name or f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
-                log.warning("stopped at step %d (%s); continue with resume=%s", self.step, why, self.run_dir)
-                return False
+                return self.stop_here(epoch, stop)
             every = self.cfg.trainer.checkpoint.every_n_steps
             if every and self.step % every == 0 and done < self.steps_per_epoch:
                 self.save_resume(epoch, done)
         return True
+
+    def stop_here(self, epoch: int, stop: StopRequest) -> bool:
+        self.save_resume(epoch, self.batch_in_epoch)
+        why = stop.signal_name or f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
+        log.warning("stopped at step %d (%s); continue with resume=%s", self.step, why, self.run_dir)
+        return False
 
     def next_batch(self, batches, epoch: int) -> dict:
         try:
