@@ -94,11 +94,11 @@ def test_pickled_resume_checkpoint_is_refused(tmp_path):
         load_resume(tmp_path)
 
 
-def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path):
+def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(uninterrupted, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "train.py", "method=bias", "model=clip_tiny", "data=synthetic", *SMALL_SYNTHETIC,
            "trainer.epochs=50", "trainer.log_every=1", "trainer.progress=false",
-           f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run}"]
+           f"paths.data_dir={uninterrupted[0].paths.data_dir}", f"hydra.run.dir={run}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = run / "log.jsonl"

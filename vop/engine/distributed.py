@@ -55,8 +55,8 @@ def init_distributed(device: torch.device) -> DistEnv:
 
 
 def rank_device(device: torch.device, env: DistEnv) -> torch.device:
-    """One GPU per process: `cuda` becomes `cuda:LOCAL_RANK` under torchrun."""
-    if device.type == "cuda" and env.world_size > 1:
+    """One GPU per process: `cuda` becomes `cuda:LOCAL_RANK` (DDP needs an explicit index)."""
+    if device.type == "cuda" and (device.index is None or env.world_size > 1):
         return torch.device("cuda", env.local_rank)
     return device
 

@@ -48,14 +48,16 @@ def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
 
 
 def configure_determinism(enabled: bool) -> None:
-    """`trainer.deterministic=true`: deterministic kernels only (an op without one raises)."""
-    if not enabled:
-        return
-    # cuBLAS needs a fixed workspace to be deterministic; it must be set before its first use.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    """`trainer.deterministic=true`: deterministic kernels only (an op without one raises).
+
+    Set either way, so a run in a long-lived process (tests, notebooks) does not inherit the
+    previous run's mode."""
+    if enabled:
+        # cuBLAS needs a fixed workspace to be deterministic; it must be set before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
 
 
 def per_rank_batch(global_batch: int, env: DistEnv) -> int:
