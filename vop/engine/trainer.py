@@ -52,8 +52,9 @@ def item_generators(items: torch.Tensor, seed: int, epoch: int) -> list[torch.Ge
 class Trainer:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.env = distributed.init_distributed(resolve_device(cfg.trainer.device))
-        self.device = distributed.rank_device(resolve_device(cfg.trainer.device), self.env)
+        device = resolve_device(cfg.trainer.device)
+        self.env = distributed.init_distributed(device)
+        self.device = distributed.rank_device(device, self.env)
         if not self.env.is_main:
             logging.getLogger().setLevel(logging.WARNING)  # one console, rank 0's
         # Every rank writes (rank 0) or reads (resume) rank 0's directory.
