@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vop.data.deferred import stack_videos
 from vop.data.decoders.base import Decoder, VideoDecodeError, read_frames
@@ -16,8 +16,9 @@ class VideoTextDataset(Dataset):
     """`per="caption"`: one item per (video, caption) pair (training);
     `per="video"`: one item per video (evaluation encodes each video once).
 
-    Item: {"video": uint8 [T, S, S, 3], "text": str, "video_id": str, "index": int, "skipped": list}
-    where `index` is the video's index in the split. Random frame sampling draws from a generator
+    Item: {"video": uint8 [T, S, S, 3], "text": str, "video_id": str, "index": int, "item": int,
+    "skipped": list} where `index` is the video's index in the split and `item` the dataset item.
+    Random frame sampling draws from a generator
     seeded by (seed, epoch, item), so it does not depend on worker count or order.
 
     `skip_bad` (training): a video that fails to decode is replaced by another item drawn from a
@@ -73,7 +74,7 @@ class VideoTextDataset(Dataset):
                                          f"video {self.split.video_ids[video]!r})") from err
         text = self.split.captions[item] if self.per == "caption" else ""
         return {"video": fit_frames(frames, self.frame_size), "text": text,
-                "video_id": self.split.video_ids[video], "index": video}
+                "video_id": self.split.video_ids[video], "index": video, "item": item}
 
 
 class Collate:
@@ -85,6 +86,7 @@ class Collate:
     def __call__(self, items: list[dict]) -> dict:
         batch = {"video": stack_videos([it["video"] for it in items]),  # [B, T, S, S, 3] (or deferred)
                  "index": torch.tensor([it["index"] for it in items]),
+                 "item": torch.tensor([it["item"] for it in items]),  # seeds per-item augmentation
                  "video_id": [it["video_id"] for it in items],
                  "skipped": [record for it in items for record in it.get("skipped", ())]}
         if self.tokenizer is not None:
@@ -93,10 +95,13 @@ class Collate:
 
 
 def make_loader(dataset: VideoTextDataset, batch_size: int, shuffle: bool, num_workers: int,
-                collate: Collate, seed: int, drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+                collate: Collate, seed: int, drop_last: bool = False, pin_memory: bool = False,
+                sampler: Sampler | None = None) -> DataLoader:
     # Training workers are not persistent: they are forked anew each epoch and so see the
     # dataset's current epoch (set_epoch), which seeds the random frame sampling.
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+    # With a `sampler` (sharded for DDP), `shuffle` only says whether it reshuffles per epoch.
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=num_workers,
                       collate_fn=collate, drop_last=drop_last, pin_memory=pin_memory, generator=generator,
                       persistent_workers=num_workers > 0 and not shuffle)

@@ -16,11 +16,12 @@ class Evaluator:
 
     def __init__(self, split: Split, loader: DataLoader, tokenizer, max_text_len: int, device: torch.device,
                  dtype: torch.dtype, image_size: int, chunk_size: int = 1024, text_batch: int = 256,
-                 progress: bool = True):
+                 progress: bool = True, rank: int = 0, world_size: int = 1):
         self.split, self.loader, self.tokenizer = split, loader, tokenizer
         self.max_text_len, self.device, self.dtype = max_text_len, device, dtype
         self.transform = VideoTransform(size=image_size, train=False)
         self.chunk_size, self.text_batch, self.progress = chunk_size, text_batch, progress
+        self.rank, self.world_size = rank, world_size
 
     @torch.inference_mode()
     def __call__(self, model: CLIPVideoModel) -> dict[str, float]:
@@ -32,7 +33,9 @@ class Evaluator:
         # Kept for result pages (eval.py examples=N): caption rows [M, D], video rows [N, D] in split order.
         self.embeddings = (text_emb, video_emb)
         model.train(was_training)
-        return metric.compute()
+        results = metric.compute()  # gathers every rank's embeddings under DDP
+        self.chunk_size = metric.chunk_size  # keep a chunk size halved after running out of memory
+        return results
 
     def encode_videos(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> torch.Tensor:
         embs, indices = [], []
@@ -44,9 +47,14 @@ class Evaluator:
         return torch.cat(embs)[torch.cat(indices).argsort().to(self.device)]  # [N, D]
 
     def encode_texts(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> torch.Tensor:
-        owners, embs = torch.tensor(self.split.caption_video), []
-        for start, emb in encode_captions(model, self.tokenizer, self.split.captions, self.max_text_len,
-                                          self.device, self.dtype, self.text_batch):
-            metric.update(text_emb=emb, text_video=owners[start:start + emb.shape[0]].to(self.device))
+        """This rank's captions (every world_size-th), with their ids so the metric can align them."""
+        mine = torch.arange(self.rank, self.split.num_captions, self.world_size)  # [M / W]
+        owners = torch.tensor(self.split.caption_video)
+        captions = [self.split.captions[i] for i in mine.tolist()]
+        embs = []
+        for start, emb in encode_captions(model, self.tokenizer, captions, self.max_text_len, self.device,
+                                          self.dtype, self.text_batch):
+            index = mine[start:start + emb.shape[0]]  # [b]
+            metric.update(text_emb=emb, text_video=owners[index].to(self.device), text_index=index.to(self.device))
             embs.append(emb)
-        return torch.cat(embs)  # [M, D]
+        return torch.cat(embs)  # [M / W, D]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 
 import numpy as np
@@ -13,9 +14,12 @@ from torch.utils.data import DataLoader
 from vop.data.bad_videos import BadVideoCounter, usable_test_split, usable_train_split
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
+from vop.data.sampler import ShardedSampler
 from vop.data.split import Split
+from vop.engine.distributed import DistEnv
 from vop.engine.evaluator import Evaluator
 from vop.engine.speed import apply_speed_options
+from vop.engine.faults import InFlight
 from vop.methods.base import ParameterCount, TuningMethod
 from vop.models.clip import CLIPVideoModel
 
@@ -78,23 +82,52 @@ def usable_splits(cfg: DictConfig, train: Split | None, test: Split) -> tuple[Sp
     return train, test, counter, report
 
 
-def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin_memory: bool) -> DataLoader:
+def configure_determinism(enabled: bool) -> None:
+    """`trainer.deterministic=true`: deterministic kernels only (an op without one raises).
+
+    Set either way, so a run in a long-lived process (tests, notebooks) does not inherit the
+    previous run's mode."""
+    if enabled:
+        # cuBLAS needs a fixed workspace to be deterministic; it must be set before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
+
+
+def per_rank_batch(global_batch: int, env: DistEnv) -> int:
+    """`data.batch_size` is the GLOBAL batch (the contrastive problem's size); each rank loads its share."""
+    if global_batch % env.world_size:
+        raise ValueError(f"data.batch_size={global_batch} (the global batch) must be divisible by the number "
+                         f"of processes ({env.world_size})")
+    return global_batch // env.world_size
+
+
+def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin_memory: bool,
+                 env: DistEnv = DistEnv()) -> tuple[DataLoader, VideoTextDataset, ShardedSampler]:
     data = cfg.data
     # skip_bad: an unreadable video is replaced by another draw and reported in the batch.
     dataset = VideoTextDataset(split, decoder, data.num_frames, data.train_sampling, data.frame_size,
                                per="caption", seed=cfg.seed, skip_bad=True)
-    # drop_last keeps every step's contrastive problem the same size (B negatives).
-    return make_loader(dataset, data.batch_size, shuffle=True, num_workers=data.num_workers,
-                       collate=Collate(tokenizer, max_text_len(cfg)), seed=cfg.seed, drop_last=True,
-                       pin_memory=pin_memory)
+    # drop_last keeps every step's contrastive problem the same size (B negatives) and every
+    # rank's share equal, so the gathered global batch is the single-process one.
+    sampler = ShardedSampler(dataset, env.world_size, env.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = make_loader(InFlight(dataset, data.num_workers), per_rank_batch(data.batch_size, env), shuffle=True,
+                         num_workers=data.num_workers, collate=Collate(tokenizer, max_text_len(cfg)), seed=cfg.seed,
+                         drop_last=True, pin_memory=pin_memory, sampler=sampler)
+    return loader, dataset, sampler
 
 
 def build_evaluator(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, device: torch.device,
-                    dtype: torch.dtype, image_size: int) -> Evaluator:
+                    dtype: torch.dtype, image_size: int, env: DistEnv = DistEnv()) -> Evaluator:
+    """Each rank encodes its share of the videos (the sampler pads with repeats, which the metric
+    drops by index) and of the captions; the metric gathers them."""
     data = cfg.data
     dataset = VideoTextDataset(split, decoder, data.num_frames, data.test_sampling, data.frame_size,
                                per="video", seed=cfg.seed)
+    sampler = ShardedSampler(dataset, env.world_size, env.rank, shuffle=False)
     loader = make_loader(dataset, data.eval_batch_size, shuffle=False, num_workers=data.num_workers,
-                         collate=Collate(), seed=cfg.seed, pin_memory=device.type == "cuda")
+                         collate=Collate(), seed=cfg.seed, pin_memory=device.type == "cuda", sampler=sampler)
     return Evaluator(split, loader, tokenizer, max_text_len(cfg), device, dtype, image_size,
-                     chunk_size=cfg.trainer.eval_chunk_size, progress=cfg.trainer.progress)
+                     chunk_size=cfg.trainer.eval_chunk_size, progress=cfg.trainer.progress and env.is_main,
+                     rank=env.rank, world_size=env.world_size)

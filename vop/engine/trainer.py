@@ -1,53 +1,101 @@
-"""The training loop, top to bottom in plain PyTorch."""
+"""The training loop, top to bottom in plain PyTorch (DDP when launched with torchrun)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from vop.data.gpu_transforms import VideoTransform
-from vop.engine import setup
-from vop.engine.checkpoint import FILENAME, save_checkpoint
+from vop.engine import distributed, setup
+from vop.engine.checkpoint import FILENAME, check_compatible, load_trainable, save_checkpoint, trainable_state
 from vop.engine.device_feed import DeviceFeed
+from vop.engine.faults import DataLoadError, NonFiniteGuard, StopRequest
 from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
+from vop.engine.resume import (check_same_trajectory, load_resume, prune, rng_state, save_resume,
+                               set_rng_state)
 from vop.engine.rundir import prefixed, save_config, save_metrics
 from vop.losses import info_nce
 
 log = logging.getLogger(__name__)
+BEST_FILENAME = "best.safetensors"
+
+
+class DualEncoder(nn.Module):
+    """One forward for both towers: DDP synchronises gradients of what runs inside `forward`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode_text(input_ids), self.model.encode_video(frames)  # [b, D], [b, D]
+
+
+def item_generators(items: torch.Tensor, seed: int, epoch: int) -> list[torch.Generator]:
+    """One crop/flip generator per dataset item, seeded by (seed, epoch, item): a video's
+    augmentation is the same whichever rank, batch position or resumed run loads it."""
+    states = [np.random.SeedSequence([seed, epoch, int(i), 1]).generate_state(1, dtype=np.uint64)[0]
+              for i in items.tolist()]
+    return [torch.Generator().manual_seed(int(s)) for s in states]
 
 
 class Trainer:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.run_dir = Path(cfg.paths.output_dir)
+        device = resolve_device(cfg.trainer.device)
+        self.env = distributed.init_distributed(device)
+        self.device = distributed.rank_device(device, self.env)
+        if not self.env.is_main:
+            logging.getLogger().setLevel(logging.WARNING)  # one console, rank 0's
+        # Every rank writes (rank 0) or reads (resume) rank 0's directory.
+        self.run_dir = Path(distributed.broadcast_object(str(cfg.paths.output_dir)))
+        setup.configure_determinism(cfg.trainer.deterministic)
         setup.seed_everything(cfg.seed)
-        self.device = resolve_device(cfg.trainer.device)
         self.dtype = resolve_precision(cfg.trainer.precision, self.device)
         data = cfg.data
         # Annotations first: a missing dataset should fail in seconds, before weights load.
-        splits = setup.load_splits(cfg, data.train_split, data.test_split)
-        self.train_split, self.test_split, self.bad_videos, self.data_report = setup.usable_splits(
-            cfg, splits[data.train_split], splits[data.test_split])  # README "Bad videos"
+        # Rank 0 first: it may write the synthetic dataset that the others then read.
+        with distributed.main_first():
+            splits = setup.load_splits(cfg, data.train_split, data.test_split, self.select_split)
         self.model, self.tokenizer, self.method, self.count = setup.build_model(cfg)
         self.model.to(self.device)
         self.decoder = instantiate(cfg.decoder)
-        self.evaluator = setup.build_evaluator(cfg, self.test_split, self.decoder, self.tokenizer, self.device,
-                                               self.dtype, self.model.image_size)
-        self.logger = RunLogger(self.run_dir, cfg)
+        self.splits = splits
+        self.train_split, self.test_split, self.bad_videos, self.data_report = setup.usable_splits(
+            cfg, splits[data.train_split], splits[data.test_split])  # README "Bad videos"
+        splits.update({data.train_split: self.train_split, data.test_split: self.test_split})
+        self.evaluators = {}
+        self.logger = RunLogger(self.run_dir, cfg, enabled=self.env.is_main)
         self.step = 0
+        self.best: float | None = None
+        self.overflow_steps = 0
+
+    @property
+    def select_split(self) -> str:
+        return self.cfg.trainer.checkpoint.best_split or self.cfg.data.test_split
+
+    def evaluator(self, split: str):
+        if split not in self.evaluators:
+            self.evaluators[split] = setup.build_evaluator(self.cfg, self.splits[split], self.decoder, self.tokenizer,
+                                                           self.device, self.dtype, self.model.image_size, self.env)
+        return self.evaluators[split]
 
     # ------------------------------------------------------------------ setup of training
     def prepare_training(self) -> None:
         cfg = self.cfg
-        self.loader = setup.train_loader(cfg, self.train_split, self.decoder, self.tokenizer,
-                                         pin_memory=self.device.type == "cuda")
+        self.loader, self.dataset, self.sampler = setup.train_loader(
+            cfg, self.train_split, self.decoder, self.tokenizer, pin_memory=self.device.type == "cuda", env=self.env)
         self.steps_per_epoch = len(self.loader)
         if cfg.trainer.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.trainer.max_steps_per_epoch)
@@ -62,76 +110,211 @@ class Trainer:
             num_training_steps=total)
         self.scaler = grad_scaler(self.device, self.dtype)
         self.transform = VideoTransform(size=self.model.image_size, train=True)
-        self.crop_rng = torch.Generator().manual_seed(self.cfg.seed)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.guard = NonFiniteGuard(cfg.trainer.max_nonfinite_in_row)
+        self.net: nn.Module = DualEncoder(self.model)
+        if self.env.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=ids,
+                                               find_unused_parameters=cfg.trainer.find_unused_parameters)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
         cfg = self.cfg
-        save_config(self.run_dir, cfg)
-        log.info("run directory: %s", self.run_dir)
+        if self.env.is_main:
+            save_config(self.run_dir, cfg)
+        log.info("run directory: %s (%d process%s)", self.run_dir, self.env.world_size,
+                 "es" if self.env.world_size > 1 else "")
         log.info("model %s, method %s: %s", cfg.model.name, cfg.method.name, self.count)
         self.logger.summary({"trainable_params": self.count.trainable, "total_params": self.count.total})
-        metrics: dict = {}
         if self.count.trainable == 0:
             log.info("method %s has no trainable parameters: evaluating only", cfg.method.name)
-            metrics = self.evaluate(epoch=0)
-        else:
-            self.prepare_training()
-            for epoch in range(cfg.trainer.epochs):
-                self.train_epoch(epoch)
-                if cfg.trainer.eval_every_epoch or epoch == cfg.trainer.epochs - 1:
-                    metrics = self.evaluate(epoch + 1)
-            save_checkpoint(self.run_dir / FILENAME, self.model, cfg, {"epoch": cfg.trainer.epochs,
-                                                                       "step": self.step})
-        return self.finish(metrics)
+            return self.finish(self.evaluate(epoch=0))
+        self.prepare_training()
+        epoch, start = self.maybe_resume()
+        stop = StopRequest().install()
+        try:
+            metrics = self.run_epochs(epoch, start, stop)
+        finally:
+            stop.uninstall()
+        if metrics is None:  # interrupted: the resume checkpoint is written, nothing else to do
+            self.logger.close()
+            return {"interrupted": True, "step": self.step}
+        if self.env.is_main:
+            save_checkpoint(self.run_dir / FILENAME, self.model, cfg, {"epoch": cfg.trainer.epochs, "step": self.step})
+        return self.finish(metrics or self.evaluate(cfg.trainer.epochs))
 
-    def train_epoch(self, epoch: int) -> None:
-        self.model.train()
-        self.loader.dataset.set_epoch(epoch)
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.trainer.epochs}",
-                   disable=not self.cfg.trainer.progress, unit="step")
+    def run_epochs(self, first_epoch: int, start: int, stop: StopRequest) -> dict | None:
+        """Train from (epoch, batch) `first_epoch, start` to the end; None if stopped early."""
+        cfg, metrics = self.cfg, {}
+        for epoch in range(first_epoch, cfg.trainer.epochs):
+            if not self.train_epoch(epoch, start if epoch == first_epoch else 0, stop):
+                return None
+            last = epoch == cfg.trainer.epochs - 1
+            selecting = cfg.trainer.checkpoint.best_metric is not None
+            if cfg.trainer.eval_every_epoch or last or (selecting and self.select_split == cfg.data.test_split):
+                metrics = self.evaluate(epoch + 1)
+            if selecting:
+                self.update_best(epoch + 1, metrics)
+            self.save_resume(epoch + 1, 0)
+        return metrics
+
+    def train_epoch(self, epoch: int, start: int, stop: StopRequest) -> bool:
+        """Steps `start`.. of one epoch; False if a stop was requested (a resume checkpoint is then written)."""
+        self.net.train()
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, start=start * self.loader.batch_size)
+        bar = tqdm(total=self.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.trainer.epochs}",
+                   disable=not (self.cfg.trainer.progress and self.env.is_main), unit="step")
+        try:
+            return self.run_steps(epoch, start, stop, bar)
+        except RuntimeError as err:
+            # A dead worker is reported by a SIGCHLD handler wherever the main process happens to be.
+            if "DataLoader worker" not in str(err):
+                raise
+            if stop.requested:  # Ctrl-C reached the workers too: they exit, the step position is intact
+                return self.stop_here(epoch, stop)
+            raise self.data_error(err, epoch) from err
+        finally:
+            bar.close()
+
+    def run_steps(self, epoch: int, start: int, stop: StopRequest, bar: tqdm) -> bool:
         tic, seen = time.perf_counter(), 0
-        for i, batch in enumerate(DeviceFeed(self.loader, self.device)):  # batch n+1 copies during step n
-            if i == self.steps_per_epoch:
-                break
+        batches = iter(DeviceFeed(self.loader, self.device))  # batch n+1 copies during step n
+        self.batch_in_epoch = start
+        for done in range(start + 1, self.steps_per_epoch + 1):
+            batch = self.next_batch(batches, epoch)
             self.bad_videos.update(batch["skipped"])  # counts, logs, stops above data.max_bad_fraction
-            loss = self.train_step(batch)
-            seen += batch["video"].shape[0]
+            loss = self.train_step(batch, epoch)
+            self.batch_in_epoch = done
+            seen += self.cfg.data.batch_size  # global: every rank loaded its share
             rate = seen / (time.perf_counter() - tic)
             bar.set_postfix(loss=f"{loss:.4f}", videos_s=f"{rate:.1f}")
             bar.update()
             if self.step % self.cfg.trainer.log_every == 0:
-                self.logger.log({"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0],
-                                 "train/videos_per_s": rate, "epoch": epoch}, self.step)
-        bar.close()
+                self.log_train(loss, rate, epoch)
+            if self.should_stop(stop):
+                return self.stop_here(epoch, stop)
+            every = self.cfg.trainer.checkpoint.every_n_steps
+            if every and self.step % every == 0 and done < self.steps_per_epoch:
+                self.save_resume(epoch, done)
+        return True
 
-    def train_step(self, batch: dict) -> float:
+    def stop_here(self, epoch: int, stop: StopRequest) -> bool:
+        self.save_resume(epoch, self.batch_in_epoch)
+        why = stop.signal_name or f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
+        log.warning("stopped at step %d (%s); continue with resume=%s", self.step, why, self.run_dir)
+        return False
+
+    def next_batch(self, batches, epoch: int) -> dict:
+        try:
+            return next(batches)
+        except StopIteration:
+            raise
+        except Exception as err:  # a worker died or a video failed: name what was being read
+            raise self.data_error(err, epoch) from err
+
+    def data_error(self, err: Exception, epoch: int) -> DataLoadError:
+        return DataLoadError(f"loading training data failed (epoch {epoch + 1}, step {self.step + 1}): {err}\n"
+                             f"{self.loader.dataset.describe()}")
+
+    def train_step(self, batch: dict, epoch: int) -> float:
+        gens = item_generators(batch["item"], self.cfg.seed, epoch)
         frames = self.transform(batch["video"].to(self.device, non_blocking=True), self.dtype,
-                                generator=self.crop_rng)  # [B, T, 3, S, S]
-        input_ids = batch["input_ids"].to(self.device, non_blocking=True)  # [B, L]
+                                generator=gens)  # [b, T, 3, S, S]
+        input_ids = batch["input_ids"].to(self.device, non_blocking=True)  # [b, L]
         with autocast(self.device, self.dtype):
-            text = self.model.encode_text(input_ids)
-            video = self.model.encode_video(frames)
-            loss = info_nce(text, video, self.model.logit_scale)
+            text, video = self.net(input_ids, frames)  # [b, D] each
+            # The loss over the global batch [B, D]: every rank computes the same full matrix.
+            loss = info_nce(distributed.gather_with_grad(text), distributed.gather_with_grad(video),
+                            self.model.logit_scale)
+        value = loss.item()
+        # Skip together: a rank whose loss is NaN must not leave the others waiting in backward.
+        bad = distributed.any_rank(not math.isfinite(value), self.device)
+        if self.guard.check(float("nan") if bad else value, self.step + 1):
+            self.optimizer_step(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()  # skipped steps still advance: the schedule stays tied to the step count
+        self.step += 1
+        return value
+
+    def optimizer_step(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.optim.grad_clip)
+        scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        self.step += 1
-        return loss.item()
+        if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
+            self.overflow_steps += 1  # fp16 gradients overflowed: GradScaler skipped this update
 
-    def evaluate(self, epoch: int) -> dict:
-        split = self.cfg.data.test_split
-        metrics = prefixed(self.evaluator(self.model), split)
+    def should_stop(self, stop: StopRequest) -> bool:
+        limit = self.cfg.trainer.stop_after_steps
+        return distributed.any_rank(stop.requested or bool(limit and self.step >= limit), self.device)
+
+    def log_train(self, loss: float, rate: float, epoch: int) -> None:
+        scalars = {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0], "train/videos_per_s": rate,
+                   "train/nonfinite_skipped": self.guard.total, "train/overflow_skipped": self.overflow_steps,
+                   "epoch": epoch}
+        if self.device.type == "cuda":
+            scalars["train/gpu_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.logger.log(scalars, self.step)
+
+    # ------------------------------------------------------------------ evaluation and checkpoints
+    def evaluate(self, epoch: int, split: str | None = None) -> dict:
+        split = split or self.cfg.data.test_split
+        metrics = prefixed(self.evaluator(split)(self.model), split)
         self.logger.log({**metrics, "epoch": epoch}, self.step)
         log.info("epoch %d %s: %s", epoch, split,
                  ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
         return metrics
+
+    def update_best(self, epoch: int, metrics: dict) -> None:
+        opts = self.cfg.trainer.checkpoint
+        key = f"{self.select_split}/{opts.best_metric}"
+        if key not in metrics:
+            metrics = {**metrics, **self.evaluate(epoch, self.select_split)}
+        if key not in metrics:
+            raise KeyError(f"trainer.checkpoint.best_metric={opts.best_metric}: no {key} among {sorted(metrics)}")
+        value = metrics[key]
+        better = self.best is None or (value > self.best if opts.best_mode == "max" else value < self.best)
+        if better:
+            self.best = value
+            if self.env.is_main:
+                save_checkpoint(self.run_dir / BEST_FILENAME, self.model, self.cfg,
+                                {"epoch": epoch, "step": self.step, "metric": key, "value": value})
+            log.info("new best %s = %.2f at epoch %d: %s", key, value, epoch, self.run_dir / BEST_FILENAME)
+
+    def save_resume(self, epoch: int, batch_in_epoch: int) -> None:
+        """Everything to continue at (epoch, batch_in_epoch); rank 0 writes, the others wait."""
+        if self.env.is_main:
+            state = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": self.step,
+                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "scaler": self.scaler.state_dict(), "rng": rng_state(), "nonfinite": self.guard.state_dict(),
+                     "overflow_steps": self.overflow_steps, "best": self.best, "world_size": self.env.world_size}
+            path = save_resume(self.run_dir, self.step, trainable_state(self.model), state, self.cfg)
+            prune(self.run_dir, self.cfg.trainer.checkpoint.keep_last)
+            log.info("resume checkpoint: %s", path)
+        distributed.barrier()
+
+    def maybe_resume(self) -> tuple[int, int]:
+        """(epoch, batch in epoch) to start from: (0, 0), or where the `resume=` checkpoint stopped."""
+        if not self.cfg.get("resume"):
+            return 0, 0
+        tensors, state, saved, path = load_resume(self.cfg.resume)
+        check_compatible(saved, self.cfg, path)
+        check_same_trajectory(saved, self.cfg, path)
+        load_trainable(self.model, tensors, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.guard.load_state_dict(state["nonfinite"])
+        self.step, self.overflow_steps, self.best = state["step"], state["overflow_steps"], state["best"]
+        log.info("resumed from %s: epoch %d, batch %d, step %d", path, state["epoch"] + 1, state["batch_in_epoch"],
+                 self.step)
+        return state["epoch"], state["batch_in_epoch"]
 
     def finish(self, metrics: dict) -> dict:
         split = self.cfg.data.test_split
@@ -140,8 +323,12 @@ class Trainer:
                   f"{split}/num_videos": self.test_split.num_videos,
                   f"{split}/num_queries": self.test_split.num_captions,
                   f"{split}/chance_R@1": 100.0 / self.test_split.num_videos}
-        save_metrics(self.run_dir, result)
-        self.logger.summary(metrics)
+        if self.count.trainable:
+            result.update({"train/nonfinite_skipped": self.guard.total, "train/overflow_skipped": self.overflow_steps,
+                           "train/steps": self.step})
+        if self.env.is_main:
+            save_metrics(self.run_dir, result)
+        self.logger.summary(result)
         self.logger.close()
         log.info("text->video R@1 %.2f (chance %.2f); metrics in %s", metrics.get(f"{split}/t2v_R@1", float("nan")),
                  result[f"{split}/chance_R@1"], self.run_dir / "metrics.json")
@@ -149,4 +336,7 @@ class Trainer:
 
 
 def train(cfg: DictConfig) -> dict:
-    return Trainer(cfg).fit()
+    try:
+        return Trainer(cfg).fit()
+    finally:
+        distributed.cleanup()

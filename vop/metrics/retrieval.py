@@ -15,6 +15,7 @@ Conventions (shared by every function here):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 RECALL_KS = (1, 5, 10)
+log = logging.getLogger(__name__)
 
 
 def _check_pairs(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, chunk_size: int) -> None:
@@ -183,12 +185,26 @@ class RetrievalMetrics(Metric):
         text_to_row = _rows_of(text_video, video_ids)
         text_emb, video_emb = text_emb.float(), video_emb.float()  # fp16 sums lose rank precision
         results = {}
-        for direction, ranks in (
-            ("t2v", t2v_ranks(text_emb, video_emb, text_to_row, self.chunk_size)),
-            ("v2t", v2t_ranks(text_emb, video_emb, text_to_row, self.chunk_size)),
-        ):
+        for direction, rank_fn in (("t2v", t2v_ranks), ("v2t", v2t_ranks)):
+            ranks = self._ranks_halving_on_oom(rank_fn, text_emb, video_emb, text_to_row)
             results.update({f"{direction}_{k}": v for k, v in summarize(ranks).items()})
         return results
+
+    def _ranks_halving_on_oom(self, rank_fn, text_emb: Tensor, video_emb: Tensor, text_to_row: Tensor) -> Tensor:
+        """Run `rank_fn` in chunks; out of memory, halve `chunk_size` (kept for later calls) and retry.
+
+        Runs after the DDP sync on every rank's own copy, with no collective inside, so a rank
+        that retries cannot leave the others waiting."""
+        while True:
+            try:
+                return rank_fn(text_emb, video_emb, text_to_row, self.chunk_size)
+            except torch.OutOfMemoryError:
+                if self.chunk_size == 1:
+                    raise
+                self.chunk_size = max(self.chunk_size // 2, 1)
+                log.warning("retrieval metrics ran out of memory; retrying with chunk_size=%d", self.chunk_size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
 
 
 def _check_batch(kind: str, emb: Tensor, ids: Tensor, extra: Tensor | None = None) -> None:
