@@ -49,6 +49,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
         cfg = merge_checkpoint_config(cfg, saved, overrides, path)
         log.info("evaluating %s (model %s, method %s, data %s)", path, cfg.model.name, cfg.method.name, cfg.data.name)
     setup.seed_everything(cfg.seed)
+    setup.set_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
     dtype = resolve_precision(cfg.trainer.precision, device)
     split_name = cfg.data.test_split

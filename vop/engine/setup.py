@@ -32,6 +32,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def set_threads(num_threads: int | None) -> None:
+    """`trainer.num_threads`: intra-op CPU threads of this process (null: PyTorch's default).
+
+    On a small CPU the data workers need cores too; extra compute threads then spin against them."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+
+
 def build_clip(cfg: DictConfig, random_init: bool = False) -> CLIPVideoModel:
     """The configured CLIP; `random_init` builds it from `model.arch` (no download) when the weights
     come from elsewhere anyway (a complete released checkpoint, parameter counts)."""

@@ -62,6 +62,7 @@ class Trainer:
         self.run_dir = Path(distributed.broadcast_object(str(cfg.paths.output_dir)))
         setup.configure_determinism(cfg.trainer.deterministic)
         setup.seed_everything(cfg.seed)
+        setup.set_threads(cfg.trainer.num_threads)
         self.dtype = resolve_precision(cfg.trainer.precision, self.device)
         data = cfg.data
         # Annotations first: a missing dataset should fail in seconds, before weights load.
