@@ -76,7 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "outputs" / "synthetic_benchmark"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--methods", nargs="+", default=methods, help=f"default: every config ({', '.join(methods)})")
-    # Defaults sized for all 13 methods in about 8 CPU-minutes on an idle 2-core machine (README).
+    # Defaults sized for all 13 methods in ~11 min wall, 12 CPU-minutes, on a shared 2-core CPU (README).
     parser.add_argument("--stage1-videos", type=int, default=1500)
     parser.add_argument("--stage1-epochs", type=int, default=5)
     parser.add_argument("--stage2-videos", type=int, default=500)
