@@ -15,6 +15,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from vop.models.tensors import copy_strict
+
 FORMAT = "vop-checkpoint-1"
 FILENAME = "checkpoint.safetensors"
 
@@ -71,15 +73,5 @@ def check_compatible(saved: DictConfig, cfg: DictConfig, path: str | Path) -> No
 
 def load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
     """Copy saved tensors into the model's trainable parameters; the sets must be equal."""
-    expected = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing, unexpected = sorted(expected - tensors.keys()), sorted(tensors.keys() - expected)
-    if missing or unexpected:
-        raise CheckpointError(f"checkpoint {path} does not match the model's trainable tensors: "
-                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-    with torch.no_grad():
-        for name, value in tensors.items():
-            param = model.get_parameter(name)
-            if param.shape != value.shape:
-                raise CheckpointError(f"checkpoint {path}: {name} has shape {tuple(value.shape)}, "
-                                      f"the model expects {tuple(param.shape)}")
-            param.copy_(value)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    copy_strict(trainable, tensors, f"checkpoint {path} (vs the model's trainable tensors)", error=CheckpointError)

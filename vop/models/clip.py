@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import CLIPConfig, CLIPModel
 
 from vop.models.hooks import TowerHooks
+from vop.models.tensors import copy_strict
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +78,9 @@ class CLIPVideoModel(nn.Module):
             raise WeightsNotFoundError(f"model.net.weights={str(path)!r}: no such file")
         tensors = load_file(str(path))
         expected = dict(self.named_parameters())
-        missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
-        if missing or unexpected:
-            raise ValueError(f"model.net.weights={str(path)!r} does not fit this model: missing {missing[:5]} "
-                             f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}); it must hold "
-                             "all parameters, e.g. the checkpoint of a method=full run of the same model config")
-        with torch.no_grad():
-            for name, value in tensors.items():
-                if expected[name].shape != value.shape:
-                    raise ValueError(f"model.net.weights={str(path)!r}: {name} has shape {tuple(value.shape)}, "
-                                     f"the model expects {tuple(expected[name].shape)}")
-                expected[name].copy_(value)
+        copy_strict(expected, tensors, f"model.net.weights={str(path)!r}",
+                    hint="; it must hold all parameters, e.g. the checkpoint of a method=full run of the "
+                         "same model config")
 
     def set_hooks(self, hooks: TowerHooks) -> None:
         self.hooks = hooks

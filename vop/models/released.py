@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from vop.models.clip import CLIPVideoModel
+from vop.models.tensors import copy_strict
 from vop.models.convert import openai_to_hf, strip_prefix
 
 SUFFIXES = (".pth", ".pt", ".bin")
@@ -58,13 +59,5 @@ def load_released(model: CLIPVideoModel, path: str | Path) -> None:
     if missing or unexpected:
         raise ReleasedCheckpointError(f"{path}: CLIP tensors missing {missing[:5]}, unexpected {unexpected[:5]} "
                                       "for the configured model (is model= the checkpoint's backbone?)")
-    expected = dict(model.hooks.named_parameters())
-    if set(expected) != set(hook_state):
-        raise ReleasedCheckpointError(f"{path} holds method tensors {sorted(hook_state)[:4]} but the configured "
-                                      f"method expects {sorted(expected)[:4]} (is method= the checkpoint's method?)")
-    with torch.no_grad():
-        for name, value in hook_state.items():
-            if expected[name].shape != value.shape:
-                raise ReleasedCheckpointError(f"{path}: {name} has shape {tuple(value.shape)}, the method "
-                                              f"expects {tuple(expected[name].shape)}")
-            expected[name].copy_(value)
+    copy_strict(dict(model.hooks.named_parameters()), hook_state, f"{path} (method tensors)",
+                hint=" (is method= the checkpoint's method?)", error=ReleasedCheckpointError)
