@@ -97,3 +97,20 @@ def test_method_caps_the_caption_length(tmp_path):
     assert max_text_len(compose_cfg("train", ["method=vop", "data=msrvtt9k"], tmp_path)) == 69
     assert max_text_len(compose_cfg("train", ["method=bias", "data=msrvtt9k"], tmp_path)) == 77
     assert max_text_len(compose_cfg("train", ["method=vop", "data=synthetic"], tmp_path)) == 32
+
+
+def test_num_threads_reaches_torch(tmp_path):
+    import torch
+
+    from vop.engine.setup import set_threads
+
+    cfg = compose_cfg("train", ["experiment=demo"], tmp_path)
+    assert cfg.trainer.num_threads == 1
+    before = torch.get_num_threads()
+    try:
+        set_threads(cfg.trainer.num_threads)
+        assert torch.get_num_threads() == 1
+        set_threads(None)  # null keeps the current setting
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
