@@ -1,7 +1,6 @@
 """Faults: NaN losses are skipped and counted, evaluation survives OOM, a dead worker is named."""
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """W&B offline writes a run folder holding the logged scalars; online without a key goes offline."""
 from pathlib import Path
 
-import pytest
 
 from tests.helpers import tiny_synthetic
 from vop.engine.loggers import wandb_mode

@@ -11,7 +11,6 @@ from safetensors.torch import save_file
 
 from tests.helpers import SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
 from vop.engine.trainer import train
-from vop.retrieval import gallery as gallery_module
 from vop.retrieval.cli import retrieve
 from vop.retrieval.encoder import Encoder
 from vop.retrieval.gallery import Gallery, GalleryMismatchError, build_gallery

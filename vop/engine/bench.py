@@ -28,7 +28,6 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.engine import setup
 from vop.engine.device_feed import DeviceFeed
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
-from vop.engine.speed import apply_speed_options
 from vop.losses import info_nce
 
 log = logging.getLogger(__name__)

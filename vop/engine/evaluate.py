@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from vop.engine import setup
 from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path

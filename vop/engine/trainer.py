@@ -221,9 +221,9 @@ class Trainer:
 
     def train_step(self, batch: dict, epoch: int) -> float:
         gens = item_generators(batch["item"], self.cfg.seed, epoch)
-        frames = self.transform(batch["video"].to(self.device, non_blocking=True), self.dtype,
-                                generator=gens)  # [b, T, 3, S, S]
-        input_ids = batch["input_ids"].to(self.device, non_blocking=True)  # [b, L]
+        # DeviceFeed already put the batch on self.device.
+        frames = self.transform(batch["video"], self.dtype, generator=gens)  # [b, T, 3, S, S]
+        input_ids = batch["input_ids"]  # [b, L]
         with autocast(self.device, self.dtype):
             text, video = self.net(input_ids, frames)  # [b, D] each
             # The loss over the global batch [B, D]: every rank computes the same full matrix.
