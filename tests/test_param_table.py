@@ -33,11 +33,14 @@ def test_b32_counts(b32_rows):
     assert b32_rows["proj"].trainable == 655_360
     assert b32_rows["vop"].trainable == b32_rows["vop_f"].trainable == 122_880
     assert b32_rows["zeroshot"].trainable == 0
+    # VoP's text suffix (12 layers x 4 x 512) reaches the output only for captions of 64+ tokens.
+    assert b32_rows["vop"].effective == 122_880 - 12 * 4 * 512 == 98_304
+    assert b32_rows["bias"].effective == b32_rows["bias"].trainable
 
 
 def test_every_method_config_has_a_row(b32_rows):
     assert {p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml")} <= set(b32_rows)
-    assert "| vop | 122,880 |" in to_markdown(list(b32_rows.values()), "clip_b32")
+    assert "| vop | 122,880 | 98,304 |" in to_markdown(list(b32_rows.values()), "clip_b32")
 
 
 def test_records_are_json(b32_rows):

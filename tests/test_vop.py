@@ -1,10 +1,14 @@
 """VoP and its variants on the tiny model: token counts per layer, the text read-out, VoP^P/C/F."""
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, tiny_synthetic
+from vop.engine.setup import build_model
 from vop.methods.vop import resolve_split
 
 SOT, EOT = 49406, 49407
@@ -180,3 +184,27 @@ def test_prompts_skip_weight_decay_unless_asked():
                                              {"prompt_decay": decay}))
         groups = param_groups(model, method, 1e-6, 1e-5, 0.2)
         assert [g["weight_decay"] for g in groups] == [expected]
+
+
+def test_vop_p_has_twelve_positions_whatever_the_dataset():
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = tiny_synthetic("vop_p", Path(tmp), ["data.num_frames=4"])
+        model = build_model(cfg)[0]
+    assert {tuple(p.shape[:1]) for p in model.hooks.video_prompts.values()} == {(12,)}
+    with pytest.raises(ValueError, match=r"method.tuner.frames=12.*13 frames \(data.num_frames\)"):
+        model.hooks.frame_prompts(1, torch.zeros(13, NUM_PATCHES, 64), num_frames=13)
+
+
+def test_prompt_depth_layers():
+    model = vop_model("vop", video_layers=[1], text_layers=[0])
+    assert list(model.hooks.video_prompts.keys()) == ["1"] and model.hooks.text_prompts.shape == (1, 8, 64)
+    seen = record_tokens(model)
+    with torch.no_grad():
+        model.encode_video(torch.randn(1, 2, 3, 224, 224))
+        model.encode_text(captions([5]))
+    assert seen["vision_in"] == [NUM_PATCHES, NUM_PATCHES + N_VIDEO]
+    assert seen["text_in"] == [20 + N_TEXT] * 2  # layer-0 prompts stay until a listed layer replaces them
+    for bad, key in (({"text_layers": [1]}, "text_layers"), ({"video_layers": [2]}, "video_layers"),
+                     ({"video_layers": [1, 0]}, "video_layers")):
+        with pytest.raises(ValueError, match=f"method.tuner.{key}"):
+            vop_model("vop", **bad)

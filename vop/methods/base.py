@@ -53,6 +53,10 @@ class TuningMethod:
         """Parameters exempt from weight decay: 1-d tensors (biases, norms, the temperature)."""
         return param.ndim <= 1
 
+    def inert_parameters(self, model: CLIPVideoModel) -> int:
+        """Trainable values that cannot reach the output for typical inputs (after `apply`): 0 here."""
+        return 0
+
     def apply(self, model: CLIPVideoModel) -> ParameterCount:
         model.requires_grad_(False)
         hooks = self.make_hooks(model)

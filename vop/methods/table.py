@@ -24,6 +24,7 @@ VARIANTS = {"bias": {"layernorm": False}}
 class Row:
     method: str
     trainable: int
+    effective: int        # trainable values that can reach the output for captions under 64 tokens
     total: int
     percent: float        # of the model with the method's additions
     percent_clip: float   # of CLIP alone
@@ -35,11 +36,13 @@ def method_configs(folder: Path) -> dict[str, object]:
     return {p.stem: OmegaConf.load(p) for p in sorted(Path(folder).glob("*.yaml"))}
 
 
-def count_method(model: CLIPVideoModel, tuner_cfg) -> tuple[ParameterCount, int]:
+def count_method(model: CLIPVideoModel, tuner_cfg) -> tuple[ParameterCount, int, int]:
+    """(count, inert values, CLIP's own total) of one method config."""
     model = copy.deepcopy(model)  # methods change the model; a copy is much faster than a new init
     clip_total = count_parameters(model).total
     method: TuningMethod = instantiate(tuner_cfg)
-    return method.apply(model), clip_total
+    count = method.apply(model)
+    return count, method.inert_parameters(model), clip_total
 
 
 def table(build: Callable[[], CLIPVideoModel], configs: dict[str, object]) -> list[Row]:
@@ -51,17 +54,23 @@ def table(build: Callable[[], CLIPVideoModel], configs: dict[str, object]) -> li
             label = ", ".join(f"{k}={str(v).lower()}" for k, v in VARIANTS[name].items())
             variants.append((f"{name} ({label})", changed))
         for label, tuner in variants:
-            count, clip_total = count_method(model, tuner)
-            rows.append(Row(label, count.trainable, count.total, round(count.percent, 4),
+            count, inert, clip_total = count_method(model, tuner)
+            rows.append(Row(label, count.trainable, count.trainable - inert, count.total, round(count.percent, 4),
                             round(100.0 * count.trainable / clip_total, 4), PAPER_PERCENT.get(label)))
     return rows
 
 
 def to_markdown(rows: list[Row], model: str) -> str:
-    lines = [f"| method ({model}) | trainable | total | % | % of CLIP | paper % (B/32) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| method ({model}) | trainable | effective¹ | total | % | % of CLIP | paper % (B/32) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         paper = "" if r.paper_percent is None else f"{r.paper_percent:.2f}"
-        lines.append(f"| {r.method} | {r.trainable:,} | {r.total:,} | {r.percent:.2f} | {r.percent_clip:.2f} | {paper} |")
+        lines.append(f"| {r.method} | {r.trainable:,} | {r.effective:,} | {r.total:,} | {r.percent:.2f} | "
+                     f"{r.percent_clip:.2f} | {paper} |")
+    lines.append("\n¹ effective: trainable values that can reach the output for captions with the end-of-text "
+                 "token before index 64. VoP's text suffix prompts sit before the last of the 69 caption slots "
+                 "(released layout); under the causal mask they reach the read-out only for captions of 64+ "
+                 "tokens (released read-out) or filling all 69 slots (eot read-out).")
     return "\n".join(lines)
 
 

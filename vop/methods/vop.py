@@ -1,15 +1,21 @@
 """VoP: text-video co-operative prompt tuning, and its P / C / F variants and combinations.
 
-Basic VoP (as in the authors' released inference code, ../shared/REFERENCE.md):
-- vision: every ViT layer gets its own `num_prompts` prompt tokens, inserted right after CLS
-  (no positional embedding), run through the block and dropped; the layer-0 prompts are
-  inserted before the pre-LayerNorm, so the pre-LN sees them once.
-- text: every text layer gets `text_prefix` tokens after SOT and `text_suffix` tokens at the end
-  of the padded caption; captions are tokenised to 77 - 8 = 69 tokens (`method.max_text_len`),
-  CLIP's positional embeddings are added once at layer 0 after insertion, the causal mask
-  covers the prompts, and the prompt outputs are dropped after each layer.
-- read-out: the true end-of-text token (default). `readout=released` keeps the last layer's
-  prompts and reads position EOT + 8 of that 77-token sequence, as the released code does.
+Basic VoP (as in the authors' released inference code, README "Released checkpoints"):
+- vision: every ViT layer of `video_layers` (default all) gets its own `num_prompts` prompt tokens,
+  inserted right after CLS (no positional embedding), run through the block and dropped before
+  the next layer of the list (layers between listed ones keep the last inserted prompts, as the
+  released code does); the layer-0 prompts are inserted before the pre-LayerNorm.
+- text: every layer of `text_layers` (default all; must hold 0) gets `text_prefix` tokens after SOT
+  and `text_suffix` tokens before the LAST of the caption's slots (released layout: [SOT, P1-4,
+  slots 1-67, S1-4, slot 68] for 69-token captions, `method.max_text_len`); CLIP's positional
+  embeddings are added once at layer 0 after insertion, the causal mask covers the prompts.
+- read-out `eot` (default): the prompt outputs are dropped after the last layer too and the true
+  end-of-text token is read. `released`: the last layer's prompts are kept and position EOT + 8
+  of that 77-token sequence is read, as the released code does.
+  Both read-outs use the released layout, so a released checkpoint's prompts sit where they were
+  trained and the read-out is the only difference. Under the causal mask the suffix prompts reach
+  the output only where the read position comes after them: captions filling all 69 slots
+  (`eot`), or of 64+ tokens (`released`); see `inert_parameters`.
 
 Variants (choices where the paper is silent, see README "Methods"):
 - P (`position`): the video prompts of a layer are a [T, n, W] tensor, one set per frame position.
@@ -76,28 +82,36 @@ class ContextGenerator(nn.Module):
 class VoPHooks(TowerHooks):
     def __init__(self, model: CLIPVideoModel, num_prompts: int, text_prefix: int, text_suffix: int, frames: int,
                  position: set[int], context: set[int], inter: set[int], readout: str, init_std: float,
-                 generator: dict):
+                 generator: dict, video_layers: list[int], text_layers: list[int]):
         super().__init__()
         v, t = model.clip.config.vision_config, model.clip.config.text_config
         self.n, self.prefix, self.suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
         self.position, self.context, self.inter, self.readout = position, context, inter, readout
-        self.text_depth, self.max_positions = t.num_hidden_layers, t.max_position_embeddings
-        shapes = [(frames, num_prompts, v.hidden_size) if i in position else (num_prompts, v.hidden_size)
-                  for i in range(v.num_hidden_layers)]
-        self.video_prompts = nn.ParameterList(nn.Parameter(torch.randn(s) * init_std) for s in shapes)
-        self.text_prompts = nn.Parameter(torch.randn(t.num_hidden_layers, text_prefix + text_suffix,
-                                                     t.hidden_size) * init_std)  # [L, 8, W_t]
+        self.video_layers, self.text_layers = list(video_layers), list(text_layers)
+        self.vision_depth, self.text_depth = v.num_hidden_layers, t.num_hidden_layers
+        self.max_positions = t.max_position_embeddings
+        # Keyed by layer index ("video_prompts.3"): names stay meaningful under any prompt depth.
+        self.video_prompts = nn.ParameterDict({
+            str(i): nn.Parameter(torch.randn((frames, num_prompts, v.hidden_size) if i in position
+                                             else (num_prompts, v.hidden_size)) * init_std)
+            for i in self.video_layers})
+        self.text_prompts = nn.Parameter(torch.randn(len(self.text_layers), text_prefix + text_suffix,
+                                                     t.hidden_size) * init_std)  # [L_t, 8, W_t]
         self.generator = ContextGenerator(v.hidden_size, num_prompts, **generator) if context else None
+
+    def video_prompted(self, index: int) -> bool:
+        """Prompt tokens are in the sequence during vision layer `index` (inserted there or earlier)."""
+        return any(i <= index for i in self.video_layers)
 
     # ------------------------------------------------------------------ vision tower
     def frame_prompts(self, index: int, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Prompts of vision layer `index` for x [B*T, N, W] -> [B*T, n, W]."""
         bt, _, w = x.shape
-        base = self.video_prompts[index]
+        base = self.video_prompts[str(index)]
         if index in self.position:
             if num_frames > self.frames:
-                raise ValueError(f"VoP^P has prompts for {self.frames} frame positions (method.tuner.frames) "
-                                 f"but the video has {num_frames} frames")
+                raise ValueError(f"VoP^P has prompts for method.tuner.frames={self.frames} frame positions but the "
+                                 f"video has {num_frames} frames (data.num_frames); raise method.tuner.frames")
             prompts = base[:num_frames].unsqueeze(0).expand(bt // num_frames, -1, -1, -1)  # [B, T, n, W]
         else:
             prompts = base.expand(bt // num_frames, num_frames, -1, -1)
@@ -110,10 +124,12 @@ class VoPHooks(TowerHooks):
         return torch.cat([x[:, :1], prompts, x[:, 1:]], dim=1)  # [B*T, 1 + n + N-1, W]
 
     def vision_input(self, vision: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        return vision.pre_layrnorm(self.insert_video(0, x, num_frames))
+        if 0 in self.video_layers:
+            x = self.insert_video(0, x, num_frames)
+        return vision.pre_layrnorm(x)
 
     def vision_layer(self, index: int, layer: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        if index > 0:
+        if index > 0 and index in self.video_layers:
             x = self.insert_video(index, x, num_frames)
         extra = 0
         if index in self.inter:
@@ -122,35 +138,60 @@ class VoPHooks(TowerHooks):
             x = torch.cat([x, cls.reshape(bt, num_frames, w)], dim=1)  # every frame sees all frames' CLS
             extra = num_frames
         x = layer(x, None)
-        return torch.cat([x[:, :1], x[:, 1 + self.n: x.shape[1] - extra]], dim=1)  # prompts dropped
+        x = x[:, :x.shape[1] - extra]
+        # Released: prompts leave before the next listed layer; after the last layer they go too
+        # (only CLS is read, so keeping them there would change nothing).
+        if self.video_prompted(index) and (index + 1 in self.video_layers or index == self.vision_depth - 1):
+            x = torch.cat([x[:, :1], x[:, 1 + self.n:]], dim=1)
+        return x
 
     # ------------------------------------------------------------------ text tower
     def insert_text(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        prompts = self.text_prompts[index].to(x.dtype).expand(x.shape[0], -1, -1)  # [B, 8, W]
-        return torch.cat([x[:, :1], prompts[:, :self.prefix], x[:, 1:], prompts[:, self.prefix:]], dim=1)
+        """Released layout: prefix after SOT, suffix before the last caption slot."""
+        prompts = self.text_prompts[self.text_layers.index(index)].to(x.dtype).expand(x.shape[0], -1, -1)  # [B, 8, W]
+        return torch.cat([x[:, :1], prompts[:, :self.prefix], x[:, 1:-1], prompts[:, self.prefix:], x[:, -1:]], dim=1)
+
+    def drop_text(self, x: torch.Tensor) -> torch.Tensor:
+        """Keep [SOT], the caption slots and the last slot: [0], [1+p : -1-s], [-1]."""
+        return torch.cat([x[:, :1], x[:, 1 + self.prefix: x.shape[1] - 1 - self.suffix], x[:, -1:]], dim=1)
 
     def embed_text(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-        length = input_ids.shape[1] + self.prefix + self.suffix
+        prompts = self.prefix + self.suffix if self.text_layers else 0
+        length = input_ids.shape[1] + prompts
         if length > self.max_positions:
-            raise ValueError(f"VoP: captions of {input_ids.shape[1]} tokens + {self.prefix + self.suffix} prompts "
+            raise ValueError(f"VoP: captions of {input_ids.shape[1]} tokens + {prompts} prompts "
                              f"exceed CLIP's {self.max_positions} positions; set method.max_text_len <= "
-                             f"{self.max_positions - self.prefix - self.suffix}")
+                             f"{self.max_positions - prompts}")
         embeddings = model.clip.text_model.embeddings
-        x = self.insert_text(0, embeddings.token_embedding(input_ids))  # [B, L + 8, W]
+        x = embeddings.token_embedding(input_ids)  # [B, L, W]
+        if self.text_layers:
+            x = self.insert_text(0, x)  # [B, L + 8, W]
         return x + embeddings.position_embedding.weight[:length]
 
     def text_layer(self, index: int, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if index > 0:
+        if index > 0 and index in self.text_layers:
             x = self.insert_text(index, x)
         x = layer(x, causal_mask(x))
-        if self.readout == "released" and index == self.text_depth - 1:
-            return x  # the released read-out indexes the prompted sequence
-        return torch.cat([x[:, :1], x[:, 1 + self.prefix: x.shape[1] - self.suffix]], dim=1)
+        if not self.text_layers:
+            return x
+        if index + 1 in self.text_layers or (index == self.text_depth - 1 and self.readout == "eot"):
+            return self.drop_text(x)
+        return x  # released: prompts stay until the next listed layer, and after the last layer
 
     def pool_text(self, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-        if self.readout == "released":
+        if self.readout == "released" and self.text_layers:
             eot = eot + self.prefix + self.suffix
         return x[torch.arange(x.shape[0], device=x.device), eot]
+
+
+def resolve_layers(layers: list[int] | None, depth: int, key: str) -> list[int]:
+    """Prompt depth: layer indices (sorted, unique, in [0, depth)); None = every layer."""
+    if layers is None:
+        return list(range(depth))
+    layers = [int(i) for i in layers]
+    if layers != sorted(set(layers)) or any(not 0 <= i < depth for i in layers):
+        raise ValueError(f"VoP: method.tuner.{key}={layers} must be sorted, unique layer indices in [0, {depth - 1}]")
+    return layers
 
 
 class VoP(TuningMethod):
@@ -159,24 +200,39 @@ class VoP(TuningMethod):
     def __init__(self, name: str = "vop", num_prompts: int = 8, text_prefix: int = 4, text_suffix: int = 4,
                  frames: int = 12, split: int | float | None = None, position: str = "none", context: str = "none",
                  readout: str = "eot", init_std: float = 0.02, prompt_decay: bool = False,
-                 generator_layers: int = 2, generator_heads: int = 8, generator_mlp_ratio: float = 4.0):
+                 generator_layers: int = 2, generator_heads: int = 8, generator_mlp_ratio: float = 4.0,
+                 video_layers: list[int] | None = None, text_layers: list[int] | None = None):
         if readout not in READOUTS:
             raise ValueError(f"VoP: method.tuner.readout={readout!r}, expected one of {READOUTS}")
         self.name, self.split, self.position_scope, self.context_scope = name, split, position, context
         self.num_prompts, self.text_prefix, self.text_suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
         self.readout, self.init_std, self.prompt_decay = readout, init_std, prompt_decay
         self.generator = {"layers": generator_layers, "heads": generator_heads, "mlp_ratio": generator_mlp_ratio}
+        self.video_layers, self.text_layers = video_layers, text_layers
 
     def make_hooks(self, model: CLIPVideoModel) -> VoPHooks:
         depth = model.clip.config.vision_config.num_hidden_layers
+        video_layers = resolve_layers(self.video_layers, depth, "video_layers")
+        text_layers = resolve_layers(self.text_layers, model.clip.config.text_config.num_hidden_layers, "text_layers")
+        if text_layers and text_layers[0] != 0:
+            raise ValueError(f"VoP: method.tuner.text_layers={text_layers} must include layer 0 (the released code "
+                             "requires it: positional embeddings are added to the prompted sequence there)")
         k_s = resolve_split(self.split, depth)
         inter = set(range(k_s, depth)) if k_s is not None else set()
-        position = scope_layers(self.position_scope, depth, inter, "position")
-        context = scope_layers(self.context_scope, depth, inter, "context") - {0}
+        position = scope_layers(self.position_scope, depth, inter, "position") & set(video_layers)
+        context = (scope_layers(self.context_scope, depth, inter, "context") - {0}) & set(video_layers)
         if self.context_scope != "none" and not context:
-            raise ValueError("VoP^C: no context layer left (layer 0 cannot be one); the model needs >= 2 layers")
+            raise ValueError("VoP^C: no context layer left (layer 0 cannot be one, and only layers of "
+                             "method.tuner.video_layers have prompts); the model needs >= 2 layers")
         return VoPHooks(model, self.num_prompts, self.text_prefix, self.text_suffix, self.frames, position, context,
-                        inter, self.readout, self.init_std, self.generator)
+                        inter, self.readout, self.init_std, self.generator, video_layers, text_layers)
+
+    def inert_parameters(self, model: CLIPVideoModel) -> int:
+        """The text suffix prompts: under the causal mask they reach the read-out only when it comes
+        after them, i.e. for captions filling all slots (eot) or of 64+ tokens (released)."""
+        hooks = model.hooks
+        return len(hooks.text_layers) * hooks.suffix * hooks.text_prompts.shape[-1] if isinstance(hooks, VoPHooks) \
+            else 0
 
     def no_decay(self, name: str, param: nn.Parameter) -> bool:
         # Prompts opt out of weight decay by default: decay pulls them towards the zero vector,
