@@ -36,11 +36,13 @@ def _ref_t2v(text, video, text_video) -> list[int]:
 
 
 def _ref_v2t(text, video, text_video) -> list[int]:
+    """X-Pool's v2t_metrics, brute force: each video of the gallery counts once, scored by its best
+    caption; the query video's rank = videos whose best caption beats its own best caption."""
     sims = (video @ text.T).tolist()
     ranks = []
-    for n, row in enumerate(sims):
-        gt = max(s for m, s in enumerate(row) if int(text_video[m]) == n)
-        ranks.append(sum(1 for s in row if s > gt))
+    for row in range(len(sims)):
+        best = [max(s for m, s in enumerate(sims[row]) if int(text_video[m]) == g) for g in range(len(sims))]
+        ranks.append(sum(1 for b in best if b > best[row]))
     return ranks
 
 
@@ -86,11 +88,24 @@ def test_ties_never_inflate_recall() -> None:
 
 def test_v2t_takes_max_over_own_captions() -> None:
     video = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    text = torch.tensor([[0.0, 1.0], [0.9, 0.1], [0.5, 0.5], [0.8, 0.0]])
-    text_video = torch.tensor([0, 0, 1, 1])
-    # video 0: own captions score 0.0 and 0.9 -> max 0.9, nothing is higher -> rank 0.
-    # video 1: own captions score 0.5 and 0.0 -> max 0.5, caption 0 scores 1.0 -> rank 1.
+    text = torch.tensor([[0.0, 1.0], [0.9, 0.1], [0.5, 0.5], [0.8, 0.0], [0.0, 0.7]])
+    text_video = torch.tensor([0, 0, 1, 1, 1])
+    # video 0: own best 0.9; video 1's best caption for it is 0.8 -> rank 0.
+    # video 1: own best 0.7; video 0's best caption scores 1.0 -> rank 1 (one video, not two captions).
     assert v2t_ranks(text, video, text_video, chunk_size=1).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_v2t_with_five_captions_per_video_matches_bruteforce(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    video = torch.randn(12, 8, generator=gen)
+    text_video = torch.arange(12).repeat_interleave(5)[torch.randperm(60, generator=gen)]
+    text = video[text_video] + 1.5 * torch.randn(60, 8, generator=gen)  # noisy captions of their videos
+    got = v2t_ranks(text, video, text_video, chunk_size=5)
+    assert got.tolist() == _ref_v2t(text, video, text_video)
+    per_caption = [sum(1 for s in (video[n] @ text.T).tolist()
+                       if s > max((video[n] @ text[text_video == n].T).tolist())) for n in range(12)]
+    assert got.tolist() != per_caption  # counting captions instead of videos gives other ranks here
 
 
 def test_v2t_video_without_caption_raises() -> None:

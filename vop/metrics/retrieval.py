@@ -72,11 +72,11 @@ def t2v_ranks(
 def v2t_ranks(
     text_emb: Tensor, video_emb: Tensor, text_video: Tensor, chunk_size: int = 1024
 ) -> Tensor:
-    """Rank of each video's best ground-truth caption among all captions.
+    """Rank of each video's own captions among the videos' caption groups (X-Pool's `v2t_metrics`).
 
-    A video with several captions counts as retrieved at the position of its best-scored own
-    caption (max over its captions, as in the reference code); the rank is the number of
-    captions (of any video, its own included) scored strictly higher than that max.
+    Every video in the gallery is scored by its best caption (max over the captions of that
+    video); a query video's rank is the number of videos whose best caption scores strictly
+    higher than its own best caption. With one caption per video this is the plain caption rank.
 
     Args:
         text_emb: [M, D] caption embeddings (gallery).
@@ -97,10 +97,11 @@ def v2t_ranks(
     ranks = []
     for start in range(0, num_videos, chunk_size):
         sims = video_emb[start : start + chunk_size] @ text_emb.T  # [c, M]
-        video_ids = torch.arange(start, start + sims.shape[0], device=sims.device)
-        own = text_video[None, :] == video_ids[:, None]  # [c, M], True at the video's captions
-        positive = sims.masked_fill(~own, float("-inf")).amax(dim=1)  # [c]
-        ranks.append((sims > positive[:, None]).sum(dim=1))
+        groups = sims.new_full((sims.shape[0], num_videos), float("-inf"))
+        groups.scatter_reduce_(1, text_video.expand_as(sims), sims, reduce="amax")  # [c, N] best caption per video
+        rows = torch.arange(sims.shape[0], device=sims.device)
+        positive = groups[rows, rows + start]  # [c]
+        ranks.append((groups > positive[:, None]).sum(dim=1))
     return torch.cat(ranks).long() if ranks else torch.zeros(0, dtype=torch.long)
 
 
