@@ -7,9 +7,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vop.data.deferred import stack_videos
 from vop.data.decoders.base import Decoder, VideoDecodeError, read_frames
-from vop.data.frames import fit_frames
+from vop.data.frames import fit_frames, fit_short_side, pad_videos
 from vop.data.split import Split
 from vop.data.tokenizer import tokenize
+
+
+CROPS = {"square": fit_frames, "whole": fit_short_side}
 
 
 class VideoTextDataset(Dataset):
@@ -25,12 +28,19 @@ class VideoTextDataset(Dataset):
     generator seeded by (seed, epoch, item, attempt), and {"path", "reason", "video_id"} goes into
     "skipped" so the main process can count and log it (workers are separate processes).
     Without it (evaluation) the error propagates, naming the video.
+
+    `crop`: `square` ships the centre square [T, S, S, 3]; `whole` (X-Pool's training crop, taken
+    from the whole frame) ships the whole frame with its short side S, for `Collate(pad=True)`.
     """
 
     def __init__(self, split: Split, decoder: Decoder, num_frames: int, sampling: str, frame_size: int,
-                 per: str = "caption", seed: int = 0, skip_bad: bool = False, max_attempts: int = 20):
+                 per: str = "caption", seed: int = 0, skip_bad: bool = False, max_attempts: int = 20,
+                 crop: str = "square"):
         if per not in ("caption", "video"):
             raise ValueError(f"per={per!r}: expected 'caption' or 'video'")
+        if crop not in CROPS:
+            raise ValueError(f"data.train_crop={crop!r}: expected one of {sorted(CROPS)}")
+        self.shape_frames = CROPS[crop]
         self.split, self.decoder, self.per = split, decoder, per
         self.num_frames, self.sampling, self.frame_size = num_frames, sampling, frame_size
         self.seed, self.epoch = seed, 0
@@ -73,24 +83,27 @@ class VideoTextDataset(Dataset):
             raise VideoDecodeError(path, f"{err.reason} (split {self.split.name!r}, item {item}, "
                                          f"video {self.split.video_ids[video]!r})") from err
         text = self.split.captions[item] if self.per == "caption" else ""
-        return {"video": fit_frames(frames, self.frame_size), "text": text,
+        return {"video": self.shape_frames(frames, self.frame_size), "text": text,
                 "video_id": self.split.video_ids[video], "index": video, "item": item}
 
 
 class Collate:
     """Stacks frames (still uint8: 4x less to pin and copy than float) and tokenises captions."""
 
-    def __init__(self, tokenizer=None, max_text_len: int = 77):
-        self.tokenizer, self.max_text_len = tokenizer, max_text_len
+    def __init__(self, tokenizer=None, max_text_len: int = 77, pad: bool = False):
+        self.tokenizer, self.max_text_len, self.pad = tokenizer, max_text_len, pad
 
     def __call__(self, items: list[dict]) -> dict:
-        batch = {"video": stack_videos([it["video"] for it in items]),  # [B, T, S, S, 3] (or deferred)
+        videos = [it["video"] for it in items]
+        batch = {"video": None if self.pad else stack_videos(videos),  # [B, T, S, S, 3] (or deferred)
                  "index": torch.tensor([it["index"] for it in items]),
                  "item": torch.tensor([it["item"] for it in items]),  # seeds per-item augmentation
                  "video_id": [it["video_id"] for it in items],
                  "skipped": [record for it in items for record in it.get("skipped", ())]}
         if self.tokenizer is not None:
             batch["input_ids"] = tokenize(self.tokenizer, [it["text"] for it in items], self.max_text_len)
+        if self.pad:  # whole frames of different sizes: [B, T, H, W, 3] and each one's (h, w)
+            batch["video"], batch["frame_hw"] = pad_videos(videos)
         return batch
 
 

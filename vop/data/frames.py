@@ -46,6 +46,34 @@ def fit_frames(frames: torch.Tensor | DeferredFrames, size: int) -> torch.Tensor
     return frames[:, top : top + size, left : left + size].contiguous()  # [T, size, size, 3]
 
 
+def fit_short_side(frames: torch.Tensor | DeferredFrames, size: int) -> torch.Tensor:
+    """The whole frame with its short side resized to `size` (X-Pool's training crop is taken from
+    the whole frame): uint8 [T, H, W, 3] -> [T, h, w, 3], min(h, w) == size; `pad_videos` stacks them."""
+    if isinstance(frames, DeferredFrames):
+        raise ValueError("data.train_crop=whole needs frames decoded in the data workers (decoder=decord, pyav "
+                         "or torchcodec); the frame cache and NVDEC decoders ship centre squares")
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"fit_short_side: expected uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    height, width = frames.shape[1], frames.shape[2]
+    if min(height, width) == size:
+        return frames
+    new_h, new_w = resized_size(height, width, size)
+    return resize_chw(frames.permute(0, 3, 1, 2), new_h, new_w).permute(0, 2, 3, 1).contiguous()
+
+
+def pad_videos(videos: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack videos of different frame sizes: uint8 [T, h_i, w_i, 3] -> [B, T, H, W, 3] (H, W the
+    largest) and their sizes [B, 2]. The padding repeats the last row/column, so bilinear sampling at
+    a box's edge sees what it would see at the frame's border."""
+    height, width = max(v.shape[1] for v in videos), max(v.shape[2] for v in videos)
+    out = []
+    for v in videos:
+        rows = torch.arange(height).clamp(max=v.shape[1] - 1)
+        cols = torch.arange(width).clamp(max=v.shape[2] - 1)
+        out.append(v[:, rows][:, :, cols])
+    return torch.stack(out), torch.tensor([[v.shape[1], v.shape[2]] for v in videos])
+
+
 def resize_chw(chw: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bicubic antialiased resize of uint8 [N, 3, H, W] -> uint8 [N, 3, height, width].
 

@@ -63,26 +63,31 @@ class VideoTransform:
         self.mean, self.std = torch.tensor(mean), torch.tensor(std)
 
     def __call__(self, frames: torch.Tensor, dtype: torch.dtype = torch.float32,
-                 generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
+                 generator: torch.Generator | list[torch.Generator] | None = None,
+                 sizes: torch.Tensor | None = None) -> torch.Tensor:
         """`generator`: one for the batch (drawn video by video) or one per video, which makes a
-        video's crop independent of its batch neighbours (needed for DDP == single process)."""
+        video's crop independent of its batch neighbours (needed for DDP == single process).
+        `sizes` [B, 2] (training): each video's frame size inside the padded batch (whole frames of
+        different shapes, `data.train_crop=whole`); crops are drawn from that region."""
         b, t, h, w, c = frames.shape
         x = frames.permute(0, 1, 4, 2, 3).reshape(b, t * c, h, w).float()  # [B, T*3, H, W]
-        x = self.augment(x, generator) if self.train else self.resize_center(x)
+        x = self.augment(x, generator, sizes) if self.train else self.resize_center(x)
         x = x.view(b, t, c, self.size, self.size) / 255.0
         mean = self.mean.to(x.device).view(1, 1, c, 1, 1)
         std = self.std.to(x.device).view(1, 1, c, 1, 1)
         return ((x - mean) / std).to(dtype)
 
-    def augment(self, x: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+    def augment(self, x: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None,
+                sizes: torch.Tensor | None = None) -> torch.Tensor:
         """One crop box and flip per video, all frames at once: a single batched grid_sample."""
         b, _, h, w = x.shape
         if isinstance(generator, (list, tuple)) and len(generator) != b:
             raise ValueError(f"augment: {len(generator)} generators for a batch of {b} videos")
+        valid = sizes.tolist() if sizes is not None else [(h, w)] * b  # each video's own (h, w), top-left
         thetas = []
         for i in range(b):
             gen = generator[i] if isinstance(generator, (list, tuple)) else generator
-            box = sample_crop_box(h, w, self.scale, self.ratio, gen)
+            box = sample_crop_box(*valid[i], self.scale, self.ratio, gen)
             flip = bool(torch.rand(1, generator=gen) < self.hflip)
             thetas.append(crop_theta(box, flip, h, w))
         theta = torch.stack(thetas).to(x.device)  # [B, 2, 3]

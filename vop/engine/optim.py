@@ -11,12 +11,16 @@ from vop.methods.base import TuningMethod, is_new
 
 
 def param_groups(model: nn.Module, method: TuningMethod, lr: float, lr_new: float,
-                 weight_decay: float) -> list[dict]:
-    """Up to four groups: pretrained vs new parameters x decayed vs not (the method says which)."""
+                 weight_decay: float, decay_all: bool = False) -> list[dict]:
+    """Up to four groups: pretrained vs new parameters x decayed vs not (the method says which).
+
+    `decay_all` (`optim.decay_all`, X-Pool's recipe): every trainable tensor decays, 1-d ones and
+    prompts included, as X-Pool's AdamW over two plain learning-rate groups does."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            groups.setdefault((is_new(name), method.no_decay(name, param)), []).append(param)
+            exempt = not decay_all and method.no_decay(name, param)
+            groups.setdefault((is_new(name), exempt), []).append(param)
     return [
         {"params": params, "lr": lr_new if new else lr, "weight_decay": 0.0 if no_decay else weight_decay,
          "name": f"{'new' if new else 'pretrained'}{'_no_decay' if no_decay else ''}"}

@@ -116,13 +116,13 @@ def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin
     data = cfg.data
     # skip_bad: an unreadable video is replaced by another draw and reported in the batch.
     dataset = VideoTextDataset(split, decoder, data.num_frames, data.train_sampling, data.frame_size,
-                               per="caption", seed=cfg.seed, skip_bad=True)
+                               per="caption", seed=cfg.seed, skip_bad=True, crop=data.train_crop)
     # drop_last keeps every step's contrastive problem the same size (B negatives) and every
     # rank's share equal, so the gathered global batch is the single-process one.
     sampler = ShardedSampler(dataset, env.world_size, env.rank, shuffle=True, seed=cfg.seed, drop_last=True)
     loader = make_loader(InFlight(dataset, data.num_workers), per_rank_batch(data.batch_size, env), shuffle=True,
-                         num_workers=data.num_workers, collate=Collate(tokenizer, max_text_len(cfg)), seed=cfg.seed,
-                         drop_last=True, pin_memory=pin_memory, sampler=sampler)
+                         num_workers=data.num_workers, collate=Collate(tokenizer, max_text_len(cfg), pad=data.train_crop == "whole"),
+                         seed=cfg.seed, drop_last=True, pin_memory=pin_memory, sampler=sampler)
     return loader, dataset, sampler
 
 

@@ -80,6 +80,7 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, cfg, enabled=self.env.is_main)
         self.step = 0
         self.best: float | None = None
+        self.best_test: dict = {}  # trainer.evals_per_epoch > 1: the best test evaluation (X-Pool's report)
         self.overflow_steps = 0
 
     @property
@@ -100,10 +101,15 @@ class Trainer:
         self.steps_per_epoch = len(self.loader)
         if cfg.trainer.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.trainer.max_steps_per_epoch)
+        # X-Pool's evaluation points: evals_per_epoch evenly spaced steps, the last one the epoch end.
+        n = cfg.trainer.evals_per_epoch
+        self.mid_epoch_evals = set(np.linspace(0, self.steps_per_epoch - 1, n + 1, dtype=int)[1:-1] + 1) \
+            if n > 1 else set()
         if self.steps_per_epoch == 0:
             raise ValueError(f"{self.train_split.num_captions} training pairs give no full batch of "
                              f"data.batch_size={cfg.data.batch_size}")
-        groups = param_groups(self.model, self.method, cfg.method.lr, cfg.method.lr_new, cfg.optim.weight_decay)
+        groups = param_groups(self.model, self.method, cfg.method.lr, cfg.method.lr_new, cfg.optim.weight_decay,
+                              decay_all=cfg.optim.decay_all)
         self.optimizer = build_optimizer(instantiate(cfg.optim.optimizer), groups)
         total = self.steps_per_epoch * cfg.trainer.epochs
         self.scheduler = instantiate(cfg.scheduler.schedule)(
@@ -153,7 +159,8 @@ class Trainer:
                 return None
             last = epoch == cfg.trainer.epochs - 1
             selecting = cfg.trainer.checkpoint.best_metric is not None
-            if cfg.trainer.eval_every_epoch or last or (selecting and self.select_split == cfg.data.test_split):
+            if cfg.trainer.eval_every_epoch or last or (selecting and self.select_split == cfg.data.test_split) \
+                    or self.mid_epoch_evals:
                 metrics = self.evaluate(epoch + 1)
             if selecting:
                 self.update_best(epoch + 1, metrics)
@@ -194,6 +201,8 @@ class Trainer:
             bar.update()
             if self.step % self.cfg.trainer.log_every == 0:
                 self.log_train(loss, rate, epoch)
+            if done in self.mid_epoch_evals:
+                self.evaluate(epoch + done / self.steps_per_epoch)
             if self.should_stop(stop):
                 return self.stop_here(epoch, stop)
             every = self.cfg.trainer.checkpoint.every_n_steps
@@ -222,7 +231,7 @@ class Trainer:
     def train_step(self, batch: dict, epoch: int) -> float:
         gens = item_generators(batch["item"], self.cfg.seed, epoch)
         # DeviceFeed already put the batch on self.device.
-        frames = self.transform(batch["video"], self.dtype, generator=gens)  # [b, T, 3, S, S]
+        frames = self.transform(batch["video"], self.dtype, generator=gens, sizes=batch.get("frame_hw"))  # [b, T, 3, S, S]
         input_ids = batch["input_ids"]  # [b, L]
         with autocast(self.device, self.dtype):
             text, video = self.net(input_ids, frames)  # [b, D] each
@@ -267,6 +276,11 @@ class Trainer:
         split = split or self.cfg.data.test_split
         metrics = prefixed(self.evaluator(split)(self.model), split)
         self.logger.log({**metrics, "epoch": epoch}, self.step)
+        key = f"{split}/t2v_R@1"
+        if self.cfg.trainer.evals_per_epoch > 1 and split == self.cfg.data.test_split and \
+                metrics[key] > self.best_test.get(f"{split}/best_t2v_R@1", -1.0):
+            self.best_test = {**{f"{split}/best_{k.split('/')[-1]}": v for k, v in metrics.items()},
+                              f"{split}/best_step": self.step}
         log.info("epoch %d %s: %s", epoch, split,
                  ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
         return metrics
@@ -293,7 +307,8 @@ class Trainer:
             state = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": self.step,
                      "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "scaler": self.scaler.state_dict(), "rng": rng_state(), "nonfinite": self.guard.state_dict(),
-                     "overflow_steps": self.overflow_steps, "best": self.best, "world_size": self.env.world_size}
+                     "overflow_steps": self.overflow_steps, "best": self.best, "world_size": self.env.world_size,
+                     "best_test": self.best_test}
             path = save_resume(self.run_dir, self.step, trainable_state(self.model), state, self.cfg)
             prune(self.run_dir, self.cfg.trainer.checkpoint.keep_last)
             log.info("resume checkpoint: %s", path)
@@ -313,13 +328,14 @@ class Trainer:
         set_rng_state(state["rng"])
         self.guard.load_state_dict(state["nonfinite"])
         self.step, self.overflow_steps, self.best = state["step"], state["overflow_steps"], state["best"]
+        self.best_test = state.get("best_test", {})
         log.info("resumed from %s: epoch %d, batch %d, step %d", path, state["epoch"] + 1, state["batch_in_epoch"],
                  self.step)
         return state["epoch"], state["batch_in_epoch"]
 
     def finish(self, metrics: dict) -> dict:
         split = self.cfg.data.test_split
-        result = {**metrics, **self.data_report, **self.bad_videos.report(),
+        result = {**metrics, **self.best_test, **self.data_report, **self.bad_videos.report(),
                   "trainable_params": self.count.trainable, "total_params": self.count.total,
                   f"{split}/num_videos": self.test_split.num_videos,
                   f"{split}/num_queries": self.test_split.num_captions,
