@@ -66,9 +66,10 @@ def _find_bpe_file() -> Path:
 
 
 @functools.cache
-def openai_bpe_tokenizer() -> CLIPTokenizer:
-    """HF `CLIPTokenizer` built offline from OpenAI's BPE file; cached per process."""
-    lines = gzip.open(_find_bpe_file()).read().decode("utf-8").split("\n")
+def openai_bpe_tokenizer(bpe_file: str | None = None) -> CLIPTokenizer:
+    """HF `CLIPTokenizer` built offline from OpenAI's BPE file (the one in the open_clip wheel, or
+    `bpe_file`, e.g. a ModelScope model folder's); cached per process and file."""
+    lines = gzip.open(bpe_file or _find_bpe_file()).read().decode("utf-8").split("\n")
     merge_lines = lines[1 : NUM_MERGES + 1]  # line 0 is a version header
     merges = [tuple(line.split()) for line in merge_lines]
     symbols = _byte_symbols()

@@ -13,6 +13,7 @@ from vop.engine import setup
 from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path
 from vop.engine.precision import resolve_device, resolve_precision
 from vop.engine.rundir import prefixed, save_config, save_metrics
+from vop.models.modelscope import ModelScopeFolder, folder_config
 from vop.models.released import is_released, load_released
 from vop.retrieval.html import write_page
 from vop.retrieval.views import example_views
@@ -39,6 +40,8 @@ def merge_checkpoint_config(cfg: DictConfig, saved: DictConfig, overrides: Seque
 
 
 def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    if cfg.get("modelscope"):  # the authors' model folder: its checkpoint, method and settings
+        cfg = folder_config(cfg, ModelScopeFolder.read(cfg.modelscope), overrides)
     tensors, released = None, bool(cfg.ckpt) and is_released(cfg.ckpt)
     if released:  # an OpenAI-format .pth (the VoP authors' files): the command line names model/method
         log.info("evaluating released checkpoint %s with model %s, method %s", cfg.ckpt, cfg.model.name,

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, ListConfig
 
 from vop.engine import setup
 from vop.engine.checkpoint import read_checkpoint, resolve_path
-from vop.engine.evaluate import merge_checkpoint_config
+from vop.engine.evaluate import chosen_on_command_line, merge_checkpoint_config
 from vop.retrieval.encoder import Encoder
 from vop.retrieval.folder import folder_split
 from vop.retrieval.gallery import Gallery, build_gallery
@@ -41,7 +41,10 @@ def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResul
     if cfg.query is None:
         raise ValueError("retrieve.py action=query needs query=<text or video file> (or a list: query=[a,b])")
     index = instantiate(cfg.index)
-    if cfg.ckpt:
+    if cfg.get("modelscope"):  # the authors' model folder: its model and its precomputed gallery
+        topk = {"topk": cfg.topk} if chosen_on_command_line(overrides, "topk") else {}
+        pipeline = RetrievalPipeline.from_modelscope(cfg.modelscope, list(overrides), cfg=cfg, index=index, **topk)
+    elif cfg.ckpt:
         pipeline = RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk)
     else:
         pipeline = RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk)
@@ -64,6 +67,8 @@ def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
     if action not in ACTIONS:
         raise ValueError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=) "
                          "or action=query / query=<text or video file> (with gallery=)")
-    if not cfg.gallery:
+    if cfg.get("modelscope") and action != "query":
+        raise ValueError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video>")
+    if not cfg.gallery and not cfg.get("modelscope"):
         raise ValueError("retrieve.py needs gallery=<file>: where to write (build) or read (query) the gallery")
     return ACTIONS[action](cfg, overrides)

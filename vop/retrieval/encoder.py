@@ -22,6 +22,7 @@ from vop.engine import setup
 from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path, trainable_state
 from vop.engine.encode import encode_captions, encode_video_batches
 from vop.engine.precision import resolve_device, resolve_precision
+from vop.models.released import is_released, load_released
 
 # The config groups an encoder depends on (stored in a gallery so it can be rebuilt at query time).
 ENCODER_GROUPS = ("model", "method", "data", "decoder", "trainer")
@@ -46,9 +47,12 @@ class Encoder:
         cfg = self.cfg
         self.device = resolve_device(cfg.trainer.device)
         self.dtype = resolve_precision(cfg.trainer.precision, self.device)
-        self.model, self.tokenizer, _, _ = setup.build_model(cfg)
-        self.ckpt = str(resolve_path(ckpt).resolve()) if ckpt else None  # absolute: galleries move between cwds
-        if ckpt:
+        released = bool(ckpt) and is_released(ckpt)  # a released .pth holds the whole CLIP: no download
+        self.model, self.tokenizer, _, _ = setup.build_model(cfg, random_init=released)
+        self.ckpt = str(Path(ckpt).resolve() if released else resolve_path(ckpt).resolve()) if ckpt else None
+        if released:
+            load_released(self.model, ckpt)
+        elif ckpt:
             tensors, _ = read_checkpoint(ckpt)
             load_trainable(self.model, tensors, ckpt)
         self.model.to(self.device).eval()
@@ -71,7 +75,7 @@ class Encoder:
     def encode_texts(self, captions: list[str]) -> torch.Tensor:
         """captions -> [M, D] L2-normalised, on the CPU."""
         chunks = [emb.cpu() for _, emb in encode_captions(self.model, self.tokenizer, captions,
-                                                           self.cfg.data.max_text_len, self.device, self.dtype)]
+                                                           setup.max_text_len(self.cfg), self.device, self.dtype)]
         return torch.cat(chunks)
 
     def video_loader(self, split: Split, rows: range | None = None) -> DataLoader:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from omegaconf import DictConfig
 
 from vop.retrieval.encoder import Encoder
 from vop.retrieval.folder import is_video_file
@@ -63,6 +64,18 @@ class RetrievalPipeline:
                    gallery_path=gallery, **kwargs)
 
     @classmethod
+    def from_modelscope(cls, folder: str | Path, overrides: list[str] = (), cfg: DictConfig | None = None,
+                        **kwargs) -> "RetrievalPipeline":
+        """The authors' ModelScope model folder: its model, and its precomputed MSR-VTT gallery.
+
+        `overrides`: retrieve.py-style settings (e.g. ["model=clip_tiny"]) when `cfg` is not given."""
+        from vop.retrieval.modelscope import modelscope_pipeline_parts
+
+        encoder, gallery, topk = modelscope_pipeline_parts(folder, cfg, list(overrides))
+        kwargs.setdefault("topk", topk)
+        return cls(encoder, gallery, gallery_path=folder, **kwargs)
+
+    @classmethod
     def from_run(cls, run: str | Path, gallery: str | Path, **kwargs) -> "RetrievalPipeline":
         """Query with a trained run's model; refused unless the gallery was built with it."""
         return cls(Encoder.from_run(run), Gallery.load(gallery), gallery_path=gallery, **kwargs)
@@ -80,6 +93,7 @@ class RetrievalPipeline:
                              "from a dataset split or with captions=<file>")
         scores, rows = self.text_index.search(self.encoder.encode_video_files([query]), k)  # [1, k]
         rows = rows[0].tolist()
-        owners = [self.gallery.video_ids[self.gallery.caption_video[r]] for r in rows]
+        owners = [self.gallery.video_ids[self.gallery.caption_video[r]] if self.gallery.caption_video[r] >= 0 else ""
+                  for r in rows]  # a ModelScope gallery may not say which video a caption describes
         return RetrievalResult(str(query), mode, [self.gallery.captions[r] for r in rows], scores[0].tolist(),
                                rows, owners)

@@ -1,0 +1,118 @@
+"""The authors' ModelScope model folder as a search pipeline and an evaluation target, on a tiny
+folder built the way ModelScope lays it out (tests/released_fakes.py makes the checkpoint)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import tiny_synthetic
+from tests.released_fakes import TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features, save_released
+from vop.data.tokenizer import _find_bpe_file, openai_bpe_tokenizer, tokenize
+from vop.engine import setup
+from vop.engine.evaluate import evaluate_run
+from vop.models.modelscope import ModelScopeFolder, ModelScopeFolderError
+from vop.retrieval.cli import retrieve
+from vop.retrieval.pipeline import RetrievalPipeline
+
+HYPER = {"num_frames": 4, "input_res": 224, "vp_token_num": 8, "tp_prefix_token_num": 4, "tp_suffix_token_num": 4,
+         "pooling_type": "avg", "video_sample_type": "uniform", "topk": 3, "seed": 24}
+QUERY = "a red circle moves to the left"
+PIPELINE = ["model=clip_tiny", "trainer.progress=false", "data.num_workers=0"]
+
+
+def make_folder(folder: Path, module, weights: str, hyper: dict = HYPER, gallery: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "configuration.json").write_text(json.dumps({"framework": "pytorch", "task": "vop-retrieval",
+                                                           "hyperparam": hyper}))
+    save_released(module, folder / weights)
+    shutil.copy(_find_bpe_file(), folder / "bpe_simple_vocab_16e6.txt.gz")
+    if gallery is not None:
+        torch.save(gallery, folder / f"{Path(weights).stem}_features.pkl")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vop_folder(tmp_path_factory):
+    """A VoP folder whose gallery's video 7 is the reference feature of QUERY (so it must rank first)."""
+    module = ModelScopeVoP(openai_clip())
+    gen = torch.Generator().manual_seed(0)
+    videos = torch.nn.functional.normalize(torch.randn(10, TINY.projection_dim, generator=gen), dim=-1)
+    ids = tokenize(openai_bpe_tokenizer(), [QUERY], 69)
+    videos[7] = plain_text_features(module, ids, TINY.text.num_attention_heads, "released")[0]
+    texts = torch.nn.functional.normalize(torch.randn(10, TINY.projection_dim, generator=gen), dim=-1)
+    gallery = {"text_embeds": texts, "vid_embeds": videos, "vid_ids": [f"video{i}" for i in range(7000, 7010)],
+               "texts": [f"caption {i}" for i in range(10)]}
+    return make_folder(tmp_path_factory.mktemp("modelscope") / "cv_vit-b32_retrieval_vop", module,
+                       "VoP_msrvtt9k.pth", gallery=gallery)
+
+
+def test_the_folder_picks_method_and_settings(vop_folder):
+    spec = ModelScopeFolder.read(vop_folder)
+    assert spec.method == "vop" and spec.topk == 3
+    assert spec.settings["method.tuner.readout"] == "released" and spec.settings["method.max_text_len"] == 69
+    assert spec.settings["data.num_frames"] == 4 and spec.settings["data.test_sampling"] == "uniform"
+
+
+def test_text_query_ranks_the_gallery_videos(vop_folder):
+    pipeline = RetrievalPipeline.from_modelscope(vop_folder, PIPELINE)
+    result = pipeline(QUERY)
+    assert result.mode == "t2v" and len(result.ids) == 3 and result.ids[0] == "video7007"
+    assert result.scores[0] == pytest.approx(1.0, abs=1e-5)  # the reference feature, found through the folder path
+    assert result.scores == sorted(result.scores, reverse=True)
+
+
+def test_video_query_ranks_the_captions_with_scores(vop_folder, tmp_path, capsys):
+    cfg = tiny_synthetic("zeroshot", tmp_path, [], config_name="retrieve")
+    video = setup.load_splits(cfg, "test")["test"].video_paths[0]
+    overrides = [f"modelscope={vop_folder}", f"query={video}", *PIPELINE]
+    cfg = tiny_synthetic("zeroshot", tmp_path, overrides, config_name="retrieve")
+    (result,) = retrieve(cfg, overrides)
+    pipeline = RetrievalPipeline.from_modelscope(vop_folder, overrides, cfg=cfg)  # the same frames
+    expected = pipeline.encoder.encode_video_files([video]) @ pipeline.gallery.text_emb.T  # [1, 10]
+    top = expected[0].topk(3)
+    assert result.mode == "v2t" and result.ids == [f"caption {i}" for i in top.indices.tolist()]
+    assert result.scores == pytest.approx(top.values.tolist(), abs=1e-5)
+    assert "caption" in capsys.readouterr().out
+
+
+def test_eval_evaluates_the_folder(vop_folder, tmp_path):
+    overrides = [f"modelscope={vop_folder}"]
+    cfg = tiny_synthetic("zeroshot", tmp_path, overrides, config_name="eval")
+    metrics = evaluate_run(cfg, overrides=overrides)
+    assert 0 <= metrics["test/t2v_R@1"] <= 100
+    saved = (Path(cfg.paths.output_dir) / "config.yaml").read_text()
+    assert "readout: released" in saved and "name: vop" in saved
+
+
+def test_series_folder_is_a_tuned_clip(tmp_path):
+    clip = openai_clip(seed=5)
+    hyper = {k: v for k, v in HYPER.items() if not k.startswith(("vp_", "tp_"))}
+    folder = make_folder(tmp_path / "cv_vit-b32_retrieval_vop_bias", ModelScopeSeries(clip), "VoPSE_msrvtt9k.pth",
+                         hyper, gallery={"text_embeds": torch.randn(2, 64), "vid_embeds": torch.randn(2, 64),
+                                         "vid_ids": ["a", "b"], "texts": ["x", "y"]})
+    pipeline = RetrievalPipeline.from_modelscope(folder, PIPELINE)
+    ids = tokenize(openai_bpe_tokenizer(), [QUERY], 77)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(clip.encode_text(ids), dim=-1)
+    torch.testing.assert_close(pipeline.encoder.encode_texts([QUERY]), expected, atol=1e-4, rtol=0)
+
+
+class Arbitrary:
+    """Any class: unpickling it would run code the file chooses."""
+
+
+@pytest.mark.parametrize("field,value", [("pooling_type", "transformer"), ("use_temporal_transformer", True)])
+def test_a_field_this_project_cannot_honour_is_named(tmp_path, field, value):
+    folder = make_folder(tmp_path / "f", ModelScopeSeries(openai_clip()), "VoPSE_msrvtt9k.pth", {**HYPER, field: value})
+    with pytest.raises(ModelScopeFolderError, match=f"hyperparam.{field}"):
+        ModelScopeFolder.read(folder)
+
+
+def test_a_features_file_needing_arbitrary_objects_is_refused(tmp_path):
+    folder = make_folder(tmp_path / "f", ModelScopeSeries(openai_clip()), "VoPSE_msrvtt9k.pth",
+                         gallery={"text_embeds": torch.zeros(1, 64), "vid_embeds": torch.zeros(1, 64),
+                                  "vid_ids": [Arbitrary()], "texts": ["x"]})
+    with pytest.raises(ModelScopeFolderError, match="VoPSE_msrvtt9k_features.pkl: refused"):
+        RetrievalPipeline.from_modelscope(folder, PIPELINE)

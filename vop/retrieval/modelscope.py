@@ -1,0 +1,41 @@
+"""A ModelScope model folder as a search pipeline: its model as the encoder, its features file as
+the gallery (vop/models/modelscope.py reads the folder)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from vop.models.modelscope import CONFIG_DIR, ModelScopeFolder, folder_config, read_features
+from vop.retrieval.encoder import Encoder
+from vop.retrieval.gallery import Gallery
+
+
+def retrieve_config(overrides: list[str]) -> DictConfig:
+    """configs/retrieve.yaml composed with `overrides` (outside a Hydra app)."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="retrieve", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="retrieve", overrides=overrides)
+
+
+def modelscope_gallery(folder: ModelScopeFolder, encoder: Encoder) -> Gallery:
+    """The folder's features as a gallery. The embeddings are used as stored (ModelScope ranks by the dot
+    product with them); caption i describes video i when there are as many captions as videos."""
+    f = read_features(folder)
+    if f["text_emb"].shape[1] != f["video_emb"].shape[1]:
+        raise ValueError(f"{f['file']}: text and video embeddings differ in width")
+    same = len(f["captions"]) == len(f["video_ids"])
+    owners = list(range(len(f["captions"]))) if same else [-1] * len(f["captions"])
+    return Gallery(f["video_emb"], f["text_emb"], f["video_ids"], [""] * len(f["video_ids"]), f["captions"], owners,
+                   encoder.identity, OmegaConf.to_container(encoder.cfg, resolve=True))
+
+
+def modelscope_pipeline_parts(folder: str | Path, cfg: DictConfig | None,
+                              overrides: list[str]) -> tuple[Encoder, Gallery, int]:
+    spec = ModelScopeFolder.read(folder)
+    cfg = folder_config(cfg if cfg is not None else retrieve_config(overrides), spec, overrides)
+    encoder = Encoder(cfg, ckpt=cfg.ckpt)
+    return encoder, modelscope_gallery(spec, encoder), spec.topk
