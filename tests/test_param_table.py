@@ -57,3 +57,15 @@ def test_script_prints_json_for_the_tiny_model():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {r["method"]: r for r in json.loads(proc.stdout)}
     assert rows["full"]["trainable"] == rows["full"]["total"] and rows["full"]["percent"] == 100.0
+
+
+def test_readme_table_matches_the_counts(b32_rows):
+    """The README's methods table shows these very counts (trainable and effective)."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    rows = {m.group(1): (m.group(2), m.group(3)) for m in
+            re.finditer(r"^\| `(\w+)` \| ([\d,]+) \| ([\d,]+) \|", readme, flags=re.M)}
+    assert set(rows) == {p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml")}
+    for name, (trainable, effective) in rows.items():
+        assert (trainable, effective) == (f"{b32_rows[name].trainable:,}", f"{b32_rows[name].effective:,}"), name
