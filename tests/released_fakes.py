@@ -35,6 +35,8 @@ TINY = OmegaConf.load(f"{CONFIG_DIR}/model/clip_tiny.yaml").net
 def open_clip_model_module():
     """open_clip's `model.py` without `import open_clip` (whose __init__ needs torchvision, which does
     not import here). torchvision is only used by its ResNet towers: a stub stands in for it."""
+    import transformers  # noqa: F401  (open_clip imports it; imported under the stubs it fails)
+
     spec = importlib.util.find_spec("open_clip")
     if spec is None:
         pytest.skip("open_clip_torch is not installed")

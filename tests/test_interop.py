@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR
 from tests.released_fakes import openai_clip
-from vop.models.convert import ConversionError, hf_to_openai, openai_to_hf
+from vop.models.convert import ConversionError, hf_to_openai, openai_to_hf, read_openai_file
+from vop.models.torchscript import UnsafeArchiveError
 
 TINY = OmegaConf.load(f"{CONFIG_DIR}/model/clip_tiny.yaml").net
 
@@ -59,6 +60,30 @@ def test_unknown_openai_tensor_is_named():
     state["visual.extra_head.weight"] = torch.zeros(1)
     with pytest.raises(ConversionError, match="visual.extra_head.weight"):
         openai_to_hf(state)
+
+
+def test_torchscript_archive_is_read_without_running_its_code(open_clip_tiny, tmp_path):
+    """OpenAI ships ViT-B-32.pt as a TorchScript archive: its tensors are read with an allow-listed
+    unpickler (no torch.jit.load), and an archive whose pickle names anything else is refused."""
+    import pickle
+    import zipfile
+
+    ids = torch.zeros(1, 77, dtype=torch.long)
+    ids[0, 0], ids[0, 3] = 49406, 49407
+    traced = torch.jit.trace(open_clip_tiny, (torch.randn(1, 3, 224, 224), ids), check_trace=False)
+    path = tmp_path / "ViT-tiny.pt"
+    torch.jit.save(traced, path)
+    tensors = read_openai_file(str(path))
+    expected = traced.state_dict()
+    assert tensors.keys() == expected.keys() and all(torch.equal(tensors[k], expected[k]) for k in expected)
+    assert openai_to_hf(tensors).keys() == tiny_model().clip.state_dict().keys()
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            data = pickle.dumps({"x": print}, protocol=2) if name.endswith("/data.pkl") else src.read(name)
+            dst.writestr(name, data)
+    with pytest.raises(UnsafeArchiveError, match=r"bad.pt: refused.*__builtin__.print"):
+        read_openai_file(str(bad))
 
 
 @pytest.mark.slow  # two interpreter start-ups with transformers: ~1 minute on 2 shared cores

@@ -11,6 +11,8 @@ import re
 
 import torch
 
+from vop.models.torchscript import is_torchscript, read_torchscript_tensors
+
 # OpenAI name -> HF name, for tensors that only need renaming. `{i}` is a block index.
 TOWER_PREFIXES = {"visual.transformer.resblocks": "vision_model.encoder.layers",
                   "transformer.resblocks": "text_model.encoder.layers"}
@@ -99,8 +101,8 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str = "module.") -> dic
 
 
 def read_openai_file(path: str) -> dict[str, torch.Tensor]:
-    """OpenAI's `ViT-B-32.pt` (a TorchScript archive) or a plain state dict saved with torch.save."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a TorchScript archive is not a pickle: read its tensors through torch.jit
-        return {k: v for k, v in torch.jit.load(path, map_location="cpu").state_dict().items()}
+    """OpenAI's `ViT-B-32.pt` (a TorchScript archive, read without running or unpickling its code) or
+    a plain state dict saved with torch.save (read with weights_only=True)."""
+    if is_torchscript(path):
+        return read_torchscript_tensors(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
