@@ -36,7 +36,7 @@ def test_padded_batch_crops_each_video_from_its_own_whole_frame():
         torch.testing.assert_close(together[i], alone[0], atol=1e-4, rtol=0)
     collated = Collate(pad=True)([{"video": v, "index": i, "item": i, "video_id": str(i)}
                                   for i, v in enumerate((wide, tall))])
-    assert torch.equal(collated["video"], batch) and torch.equal(collated["frame_hw"], sizes)
+    assert torch.equal(collated["video"], batch) and collated["frame_hw"] == sizes.tolist()
 
 
 def test_decay_all_decays_every_trainable_tensor(tmp_path):

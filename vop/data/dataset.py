@@ -103,7 +103,8 @@ class Collate:
         if self.tokenizer is not None:
             batch["input_ids"] = tokenize(self.tokenizer, [it["text"] for it in items], self.max_text_len)
         if self.pad:  # whole frames of different sizes: [B, T, H, W, 3] and each one's (h, w)
-            batch["video"], batch["frame_hw"] = pad_videos(videos)
+            batch["video"], sizes = pad_videos(videos)
+            batch["frame_hw"] = sizes.tolist()  # a list stays on the host: no device sync to read it
         return batch
 
 

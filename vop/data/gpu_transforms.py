@@ -64,7 +64,7 @@ class VideoTransform:
 
     def __call__(self, frames: torch.Tensor, dtype: torch.dtype = torch.float32,
                  generator: torch.Generator | list[torch.Generator] | None = None,
-                 sizes: torch.Tensor | None = None) -> torch.Tensor:
+                 sizes: torch.Tensor | list | None = None) -> torch.Tensor:
         """`generator`: one for the batch (drawn video by video) or one per video, which makes a
         video's crop independent of its batch neighbours (needed for DDP == single process).
         `sizes` [B, 2] (training): each video's frame size inside the padded batch (whole frames of
@@ -78,12 +78,13 @@ class VideoTransform:
         return ((x - mean) / std).to(dtype)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None,
-                sizes: torch.Tensor | None = None) -> torch.Tensor:
+                sizes: torch.Tensor | list | None = None) -> torch.Tensor:
         """One crop box and flip per video, all frames at once: a single batched grid_sample."""
         b, _, h, w = x.shape
         if isinstance(generator, (list, tuple)) and len(generator) != b:
             raise ValueError(f"augment: {len(generator)} generators for a batch of {b} videos")
-        valid = sizes.tolist() if sizes is not None else [(h, w)] * b  # each video's own (h, w), top-left
+        valid = [(h, w)] * b if sizes is None else sizes.tolist() if isinstance(sizes, torch.Tensor) else sizes
+        # each video's own (h, w), at the top-left of the padded frame
         thetas = []
         for i in range(b):
             gen = generator[i] if isinstance(generator, (list, tuple)) else generator
