@@ -62,6 +62,7 @@ def test_unknown_openai_tensor_is_named():
         openai_to_hf(state)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_torchscript_archive_is_read_without_running_its_code(open_clip_tiny, tmp_path):
     """OpenAI ships ViT-B-32.pt as a TorchScript archive: its tensors are read with an allow-listed
     unpickler (no torch.jit.load), and an archive whose pickle names anything else is refused."""
