@@ -77,6 +77,14 @@ def test_video_query_ranks_the_captions_with_scores(vop_folder, tmp_path, capsys
     assert "caption" in capsys.readouterr().out
 
 
+def test_result_page_of_a_modelscope_query(vop_folder, tmp_path):
+    """The gallery holds ids only (no videos here): the page shows the ranked ids without thumbnails."""
+    page = tmp_path / "page.html"
+    overrides = [f"modelscope={vop_folder}", f"query={QUERY}", f"html={page}", *PIPELINE]
+    retrieve(tiny_synthetic("zeroshot", tmp_path, overrides, config_name="retrieve"), overrides)
+    assert "video7007" in page.read_text()
+
+
 def test_eval_evaluates_the_folder(vop_folder, tmp_path):
     overrides = [f"modelscope={vop_folder}"]
     cfg = tiny_synthetic("zeroshot", tmp_path, overrides, config_name="eval")

@@ -21,7 +21,15 @@ def retrieve_config(overrides: list[str]) -> DictConfig:
         return compose(config_name="retrieve", overrides=overrides)
 
 
-def modelscope_gallery(folder: ModelScopeFolder, encoder: Encoder) -> Gallery:
+def video_paths(cfg: DictConfig, ids: list[str]) -> list[str]:
+    """`<data video dir>/<id>.mp4` where that file exists (MSR-VTT's layout; thumbnails on result
+    pages), else ""."""
+    data = cfg.data
+    folder = Path(data.get("splits", {}).get("video_dir") or Path(data.get("root") or ".") / "videos")
+    return [str(folder / f"{i}.mp4") if (folder / f"{i}.mp4").is_file() else "" for i in ids]
+
+
+def modelscope_gallery(folder: ModelScopeFolder, encoder: Encoder, cfg: DictConfig) -> Gallery:
     """The folder's features as a gallery. The embeddings are used as stored (ModelScope ranks by the dot
     product with them); caption i describes video i when there are as many captions as videos."""
     f = read_features(folder)
@@ -29,8 +37,8 @@ def modelscope_gallery(folder: ModelScopeFolder, encoder: Encoder) -> Gallery:
         raise ValueError(f"{f['file']}: text and video embeddings differ in width")
     same = len(f["captions"]) == len(f["video_ids"])
     owners = list(range(len(f["captions"]))) if same else [-1] * len(f["captions"])
-    return Gallery(f["video_emb"], f["text_emb"], f["video_ids"], [""] * len(f["video_ids"]), f["captions"], owners,
-                   encoder.identity, OmegaConf.to_container(encoder.cfg, resolve=True))
+    return Gallery(f["video_emb"], f["text_emb"], f["video_ids"], video_paths(cfg, f["video_ids"]), f["captions"],
+                   owners, encoder.identity, OmegaConf.to_container(encoder.cfg, resolve=True))
 
 
 def modelscope_pipeline_parts(folder: str | Path, cfg: DictConfig | None,
@@ -38,4 +46,4 @@ def modelscope_pipeline_parts(folder: str | Path, cfg: DictConfig | None,
     spec = ModelScopeFolder.read(folder)
     cfg = folder_config(cfg if cfg is not None else retrieve_config(overrides), spec, overrides)
     encoder = Encoder(cfg, ckpt=cfg.ckpt)
-    return encoder, modelscope_gallery(spec, encoder), spec.topk
+    return encoder, modelscope_gallery(spec, encoder, cfg), spec.topk

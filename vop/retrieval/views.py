@@ -18,10 +18,11 @@ def result_view(result: RetrievalResult, gallery: Gallery, decoder: Decoder, thu
     the captions of the gallery video with the same path."""
     if result.mode == "t2v":
         truth = {gallery.caption_video[i] for i, c in enumerate(gallery.captions) if c == result.query}
-        hits = [Hit(vid, s, thumbnails(decoder, gallery.video_paths[r], thumb_frames), r in truth)
-                for vid, s, r in zip(result.ids, result.scores, result.rows)]
+        # A ModelScope gallery knows a video's path only where the dataset's videos are present.
+        hits = [Hit(vid, s, thumbnails(decoder, gallery.video_paths[r], thumb_frames) if gallery.video_paths[r]
+                    else [], r in truth) for vid, s, r in zip(result.ids, result.scores, result.rows)]
         return QueryView(result.query, "t2v", hits)
-    same = [i for i, p in enumerate(gallery.video_paths) if Path(p).resolve() == Path(result.query).resolve()]
+    same = [i for i, p in enumerate(gallery.video_paths) if p and Path(p).resolve() == Path(result.query).resolve()]
     hits = [Hit(text, s, [], gallery.caption_video[r] in same) for text, s, r in
             zip(result.ids, result.scores, result.rows)]
     return QueryView(result.query, "v2t", hits, thumbnails(decoder, result.query, thumb_frames))
