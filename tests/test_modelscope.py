@@ -52,7 +52,7 @@ def test_the_folder_picks_method_and_settings(vop_folder):
     spec = ModelScopeFolder.read(vop_folder)
     assert spec.method == "vop" and spec.topk == 3
     assert spec.settings["method.tuner.readout"] == "released" and spec.settings["method.max_text_len"] == 69
-    assert spec.settings["data.num_frames"] == 4 and spec.settings["data.test_sampling"] == "uniform"
+    assert spec.settings["data.num_frames"] == 4 and spec.settings["data.test_sampling"] == "xpool_uniform"
 
 
 def test_text_query_ranks_the_gallery_videos(vop_folder):

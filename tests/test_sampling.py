@@ -83,3 +83,32 @@ def test_bad_count_and_missing_rng_are_errors() -> None:
         frame_indices(10, 0, "uniform")
     with pytest.raises(ValueError, match="rng"):
         frame_indices(10, 4, "rand")
+
+
+def _xpool_reference(vlen: int, num_frames: int, sample: str, choice) -> list[int]:
+    """X-Pool's get_valid_frames index rule, restated: truncated linspace edges, (start, end - 1) ranges."""
+    acc = min(num_frames, vlen)
+    edges = [int(x) for x in np.linspace(0, vlen, acc + 1)]
+    ranges = [(edges[i], edges[i + 1] - 1) for i in range(acc)]
+    picked = [choice(range(a, b)) for a, b in ranges] if sample == "rand" else [(a + b) // 2 for a, b in ranges]
+    return picked + [picked[-1]] * (num_frames - len(picked))
+
+
+@pytest.mark.parametrize("vlen", [1, 5, 12, 13, 24, 37, 100, 325])
+def test_xpool_uniform_is_xpools_rule(vlen: int) -> None:
+    assert frame_indices(vlen, 12, "xpool_uniform").tolist() == _xpool_reference(vlen, 12, "uniform", None)
+    if vlen == 24:  # segments of 2: X-Pool takes the lower middle frame, "uniform" the upper one
+        assert frame_indices(24, 12, "xpool_uniform").tolist() == [2 * i for i in range(12)]
+
+
+@pytest.mark.parametrize("vlen", [30, 100, 325])
+def test_xpool_rand_draws_from_xpools_ranges(vlen: int) -> None:
+    rng = np.random.default_rng(0)
+    edges = np.linspace(0, vlen, 13).astype(int)
+    seen = set()
+    for _ in range(300):
+        idx = frame_indices(vlen, 12, "xpool_rand", rng)
+        assert ((idx >= edges[:-1]) & (idx <= edges[1:] - 2)).all()  # range(start, end - 1)
+        seen.update(zip(range(12), idx.tolist()))
+    allowed = {(i, f) for i in range(12) for f in range(edges[i], edges[i + 1] - 1)}
+    assert seen == allowed  # every frame X-Pool could pick, and only those

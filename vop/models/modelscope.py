@@ -74,6 +74,8 @@ def honour(conf_file: Path, key: str, value, method: str) -> dict:
     """One hyperparam field -> config settings, or an error naming it."""
     if key in FIELDS:
         target = FIELDS[key]
+        if key == "video_sample_type":  # the released code samples with X-Pool's index rule
+            value = f"xpool_{value}"
         if target.startswith("method.tuner.") and method != "vop":
             return {}  # prompt sizes of the series file's (prompt-free) model: nothing to set
         return {target: value}
