@@ -60,7 +60,7 @@ def test_frames_decoder_gpu_decode_on_without_cuda_says_why(tmp_path):
 
 
 def test_mixed_deferred_kinds_in_one_batch_are_refused():
-    items = [JpegFrames([b""], 8), NvdecFrames("a.mp4", np.zeros(1, dtype=np.int64), 0, 1, 8)]
+    items = [JpegFrames([b""], 8), NvdecFrames("a.mp4", np.zeros(1, dtype=np.int64), 1, 8)]
     with pytest.raises(TypeError, match="mixes deferred kinds"):
         stack_videos(items)
 
