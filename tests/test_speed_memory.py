@@ -75,3 +75,14 @@ def test_trainer_switches_reach_the_model(tmp_path):
     apply_speed_options(model, cfg.trainer)
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
 
+
+
+def test_random_b32_config_is_clip_b32s_architecture():
+    from omegaconf import OmegaConf
+
+    from tests.helpers import CONFIG_DIR
+
+    real, random = (OmegaConf.load(f"{CONFIG_DIR}/model/{n}.yaml") for n in ("clip_b32", "clip_b32_random"))
+    assert OmegaConf.to_container(random.net.vision) == OmegaConf.to_container(real.arch.vision)
+    assert OmegaConf.to_container(random.net.text) == OmegaConf.to_container(real.arch.text)
+    assert random.net.projection_dim == real.arch.projection_dim
