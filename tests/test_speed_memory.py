@@ -86,3 +86,20 @@ def test_random_b32_config_is_clip_b32s_architecture():
     assert OmegaConf.to_container(random.net.vision) == OmegaConf.to_container(real.arch.vision)
     assert OmegaConf.to_container(random.net.text) == OmegaConf.to_container(real.arch.text)
     assert random.net.projection_dim == real.arch.projection_dim
+
+
+def test_small_dev_shm_is_reported_with_the_fix_and_the_per_worker_need(monkeypatch, caplog):
+    import logging
+    import os
+
+    from vop.data.shm import check_shm
+
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_blocks=64, f_frsize=2**20))  # Docker's 64 MiB
+    with caplog.at_level(logging.WARNING):
+        message = check_shm(32, 12, 224, 8)
+    # 32 x 12 x 224 x 224 x 3 bytes = 55.1 MiB per batch, 2 prefetched per worker, 8 workers
+    assert "holds 64 MiB" in message and "882 MiB" in message and "110 MiB each" in message
+    assert "--ipc=host" in message and "--shm-size=2g" in message and message in caplog.text
+    assert check_shm(32, 12, 224, 0) is None  # no workers, no shared memory
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_blocks=2048, f_frsize=2**20))
+    assert check_shm(32, 12, 224, 8) is None

@@ -63,6 +63,10 @@ class FrameCacheDecoder(Decoder):
         self._cache: FrameCache | None = None
 
     @property
+    def deferred(self) -> bool:
+        return self.gpu_decode
+
+    @property
     def cache(self) -> FrameCache:
         # Loaded on first use (a few MB of index for MSR-VTT); workers forked later share it.
         if self._cache is None:

@@ -199,6 +199,10 @@ class NvdecDecoder(Decoder):
                 raise NvdecUnavailable(message + ". Use decoder=decord, or decoder.fallback=decord to fall back.")
             log.warning("%s. Falling back to decord on the CPU (decoder.fallback=decord).", message)
 
+    @property
+    def deferred(self) -> bool:
+        return self.available
+
     def num_frames(self, path: str | Path) -> int:
         return self.counter.num_frames(path)
 
