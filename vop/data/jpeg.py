@@ -116,14 +116,6 @@ def probe_nvjpeg(device_index: int) -> NvjpegProbe:
     return NvjpegProbe(True, hardware, detail)
 
 
-def gpu_jpeg_unavailable() -> str | None:
-    """Why nvJPEG cannot decode batches here, or None when it can (see `probe_nvjpeg`)."""
-    if not torch.cuda.is_available():
-        return "CUDA is not available"
-    probe = probe_nvjpeg(torch.cuda.current_device())
-    return None if probe.works else probe.detail
-
-
 def decode_jpegs_gpu(jpegs: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     """uint8 1-d CPU tensors of JPEG bytes -> list of uint8 [3, H, W] on `device` (one nvJPEG batch).
 

@@ -212,7 +212,10 @@ class NvdecDecoder(Decoder):
             return self.counter.decode(path, indices)
         indices = check_indices(path, indices, self.num_frames(path))
         device = torch.device("cuda", torch.cuda.current_device())
-        return NvdecBatch([NvdecFrames(str(path), indices, self.threads)]).decode_videos(device)[0]
+        frames = NvdecBatch([NvdecFrames(str(path), indices, self.threads)]).decode_videos(device)[0]
+        if isinstance(frames, VideoDecodeError):
+            raise frames
+        return frames
 
     def read(self, path: str | Path, count: int, mode: str, rng: np.random.Generator | None = None):
         if not self.available:
