@@ -63,8 +63,10 @@ stage() {   # stage NAME SECONDS COMMAND...: run with a time limit, keep going, 
 check() {
     local dry=$1 gpu_tests bench=()
     mkdir -p "$OUT_DIR" "$WORK"
-    if [ "$dry" = 1 ]; then
-        [ -f "$ARCHIVE" ] && stage wheels 120 "$PY" -c "import tarfile; names = tarfile.open('$ARCHIVE').getnames(); print(len(names), 'wheels:', *names, sep='\n  ')"
+    if [ "$dry" = 1 ]; then   # the carried wheels: unpack them and let pip resolve them for the GPU's Python
+        [ -f "$ARCHIVE" ] && stage wheels 300 bash -c "'$PY' scripts/gpu_check.py unpack '$ARCHIVE' '$WORK/wheels' &&
+            '$PY' -m pip install --dry-run --no-index --find-links '$WORK/wheels' --no-deps --only-binary=:all: \
+            --python-version '$GPU_PY' --implementation cp ${PLATFORMS[*]} --target '$WORK/site-dry' ${BINARY[*]%%==*} ${SOURCE_ONLY[*]%%==*}"
     else
         install
     fi
