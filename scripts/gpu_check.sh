@@ -3,7 +3,7 @@
 #
 #   bash scripts/gpu_check.sh --prepare   here, with a package index: the wheels a bare GPU machine lacks,
 #                                         for its Python (3.12; VOP_GPU_PYTHON=3.x), packed into
-#                                         .gpu_wheels/wheels.tar.xz (git-ignored, ~55 MiB: carry it along)
+#                                         .gpu_wheels/wheels.tar.xz (git-ignored, 54 MiB: carry it along)
 #   bash scripts/gpu_check.sh             there, from the repo root: install them beside the machine's own
 #                                         torch (no index), report the environment, run `pytest -m gpu`, then
 #                                         the throughput benchmark on synthetic videos with the real B/32

@@ -48,7 +48,7 @@ def test_training_steps_on_cuda(method, precision, tmp_path, record_property):
     assert np.isfinite(loss) and trainer.guard.total == 0 and peak > 0
     after = trainable(trainer.model)
     assert sum(not torch.equal(before[n], after[n]) for n in before) >= len(before) // 2  # the update reached them
-    assert trainer.overflow_steps <= 1  # fp16: the first scale (65536) may overflow once
+    assert trainer.overflow_steps < 4  # fp16: the first scales (65536, ...) may overflow, not every step
 
 
 @pytest.fixture(scope="module")
