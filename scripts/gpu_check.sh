@@ -9,7 +9,8 @@
 #                                         the throughput benchmark on synthetic videos with the real B/32
 #                                         architecture (random weights, no download), full and bias, every
 #                                         data path; everything in one JSON: $OUT/gpu_check.json
-#                                         (outputs/gpu_check/ without $OUT). About 6-8 minutes on one H200.
+#                                         (outputs/gpu_check/ without $OUT). Stage limits add up to 8 minutes
+#                                         (+ ~1 minute to install): run it with a 10-minute limit.
 #   bash scripts/gpu_check.sh --dry-run   all of it but the CUDA parts, on the CPU, with what is installed
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,9 +72,9 @@ check() {
         install
     fi
     export HF_HUB_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1
-    stage env 120 bash -c "'$PY' scripts/gpu_check.py env > '$OUT_DIR/env.json'; cat '$OUT_DIR/env.json'"
+    stage env 60 bash -c "'$PY' scripts/gpu_check.py env > '$OUT_DIR/env.json'; cat '$OUT_DIR/env.json'"
     gpu_tests=$(grep -l "mark.gpu" tests/test_*.py)
-    stage pytest_gpu 240 "$PY" -m pytest -q -rs -m gpu $gpu_tests --junitxml="$OUT_DIR/gpu_tests.xml" -p no:cacheprovider
+    stage pytest_gpu 180 "$PY" -m pytest -q -rs -m gpu $gpu_tests --junitxml="$OUT_DIR/gpu_tests.xml" -p no:cacheprovider
     # Synthetic 320x240 videos (PyAV writes them), decoded at short side 224; B/32 with random weights.
     bench=(data=synthetic model=clip_b32_random "paths.data_dir=$WORK/data" "hydra.run.dir=$WORK/bench"
            "bench.out=$OUT_DIR/bench.json" bench.build_cache_if_missing=true data.frame_size=224
@@ -83,9 +84,9 @@ check() {
                 bench.warmup=1 bench.steps=2 data.num_workers=2)
     else
         bench+=(data.splits.num_train=256 data.splits.num_test=64 bench.batch_size=32 bench.num_frames=12
-                bench.warmup=2 bench.steps=6 data.num_workers=8)
+                bench.warmup=2 bench.steps=5 data.num_workers=8)
     fi
-    stage bench 330 "$PY" scripts/bench_throughput.py "${bench[@]}"
+    stage bench 240 "$PY" scripts/bench_throughput.py "${bench[@]}"
     (IFS=,; echo "{${STAGES[*]}}" > "$OUT_DIR/stages.json")
     "$PY" scripts/gpu_check.py summary "$OUT_DIR"
     for entry in "${STAGES[@]}"; do   # the exit status: 0 only when every stage passed
