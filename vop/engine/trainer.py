@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -234,8 +235,12 @@ class Trainer:
         # Backward is queued before the host reads `finite` (the step's one sync), so the GPU is busy
         # with it meanwhile; every rank runs it, so none waits for another in DDP's all-reduce.
         self.scaler.scale(loss).backward()
-        if self.guard.check(0.0 if finite.item() else float("nan"), self.step + 1):
+        if finite.item():
+            self.guard.check(0.0, self.step + 1)  # a finite step resets the guard's in-a-row count
             self.optimizer_step()
+        else:  # skipped on every rank together
+            own = loss.item()  # NaN/inf, or finite where another rank's loss was not
+            self.guard.check(own if not math.isfinite(own) else float("nan"), self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()  # skipped steps still advance: the schedule stays tied to the step count
         self.step += 1
