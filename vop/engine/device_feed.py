@@ -14,7 +14,7 @@ otherwise (evaluation) its VideoDecodeError, naming the video, propagates.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 import torch
@@ -53,6 +53,16 @@ def to_device(batch: dict, device: torch.device, replacer: BadVideoReplacer | No
     return out
 
 
+@contextmanager
+def on_stream(device: torch.device, stream: torch.cuda.Stream | None) -> Iterator[None]:
+    """Make `device` and `stream` this thread's current ones (both are per thread); nothing without a stream."""
+    if stream is None:
+        yield
+        return
+    with torch.cuda.device(device), torch.cuda.stream(stream):
+        yield
+
+
 class DeviceFeed:
     """Iterate `loader` with each batch already on `device`; `len()` is the loader's.
 
@@ -60,8 +70,11 @@ class DeviceFeed:
     """
 
     def __init__(self, loader: Iterable[dict], device: torch.device, prefetch: bool | None = None):
-        self.loader, self.device = loader, torch.device(device)
-        self.prefetch = self.device.type == "cuda" if prefetch is None else prefetch
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # the loading thread's current GPU may differ
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.loader, self.device = loader, device
+        self.prefetch = device.type == "cuda" if prefetch is None else prefetch
         self.replacer = BadVideoReplacer.for_loader(loader)
 
     def __len__(self) -> int:
@@ -81,7 +94,7 @@ class DeviceFeed:
 
         def load() -> tuple[dict, torch.cuda.Event | None]:
             batch = next(batches)
-            with torch.cuda.stream(side) if cuda else nullcontext():  # the current stream is per thread
+            with on_stream(self.device, side):
                 out = to_device(batch, self.device, self.replacer)
                 ready = torch.cuda.current_stream(self.device).record_event() if cuda else None
             return out, ready
