@@ -10,8 +10,10 @@ import vop  # noqa: F401  (registers the resolvers)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
-# A synthetic dataset small enough for many one-epoch runs on 2 CPU cores.
+# A synthetic dataset small enough for many one-epoch runs on 2 CPU cores, trained on the CPU even
+# where CUDA exists (tests compare bit-exact CPU results; GPU tests are marked `gpu` and pick CUDA).
 SMALL_SYNTHETIC = [
+    "trainer.device=cpu",
     "data.splits.num_train=48", "data.splits.num_test=16", "data.splits.frames=12",
     "data.splits.width=64", "data.splits.height=48", "data.num_frames=4", "data.batch_size=8",
     "data.eval_batch_size=8", "data.num_workers=0",

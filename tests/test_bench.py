@@ -29,7 +29,11 @@ def test_cpu_run_reports_loader_throughput_per_path(tmp_path):
     assert json.loads((tmp_path / "run" / "bench.json").read_text()) == result
 
 
-def test_gpu_measurements_code_path_runs_on_cpu(tmp_path):
+def test_gpu_measurements_code_path_runs_on_cpu(tmp_path, monkeypatch):
+    from vop.engine.trainer import Trainer
+
+    calls, real = [], Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     cfg = bench_cfg(tmp_path)
     splits = load_splits(cfg, "train", "test")
     decoder, _ = bench.make_decoder("decord", cfg, splits)
@@ -37,3 +41,4 @@ def test_gpu_measurements_code_path_runs_on_cpu(tmp_path):
                                  splits["test"], bench.instantiate(cfg.model.tokenizer))
     assert set(out["ceiling"]) == {"bias", "bias+ckpt"}
     assert out["train"]["bias"]["decord"]["ratio_to_ceiling"] > 0 and out["eval"]["decord"]["frames_per_s"] > 0
+    assert len(calls) == 3 * (1 + 2)  # the trainer's own step: ceiling, ceiling+ckpt, decord; warmup 1 + 2 steps

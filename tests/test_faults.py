@@ -42,7 +42,7 @@ def test_nan_loss_is_skipped_and_counted(monkeypatch, tmp_path):
     trainer.train_step(next(batches), epoch=0)
     after = trainable(trainer)
     assert any(not torch.equal(before[n], after[n]) for n in before)  # a real step moves weights
-    assert torch.isnan(torch.tensor(trainer.train_step(next(batches), epoch=0)))
+    assert torch.isnan(trainer.train_step(next(batches), epoch=0))
     for name, value in trainable(trainer).items():
         assert torch.equal(value, after[name]), f"{name} changed in a skipped step"
     assert trainer.guard.total == 1 and trainer.step == 3

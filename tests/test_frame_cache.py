@@ -159,7 +159,7 @@ def test_float_resize_used_off_cpu_matches_uint8_kernel(videos):
 
 
 def test_build_script_config_then_train_one_epoch_with_frames_decoder(tmp_path):
-    data = [o for o in SMALL_SYNTHETIC if not o.startswith("data.num_workers")]
+    data = [o for o in SMALL_SYNTHETIC if not o.startswith(("data.num_workers", "trainer."))]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("build_frame_cache", [f"paths.data_dir={tmp_path / 'data'}", f"paths.output_dir={tmp_path}",
                                             "data=synthetic", *data, "cache.workers=1", "progress=false"])

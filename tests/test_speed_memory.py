@@ -75,3 +75,61 @@ def test_trainer_switches_reach_the_model(tmp_path):
     apply_speed_options(model, cfg.trainer)
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
 
+
+
+def test_random_b32_config_is_clip_b32s_architecture():
+    from omegaconf import OmegaConf
+
+    from tests.helpers import CONFIG_DIR
+
+    real, random = (OmegaConf.load(f"{CONFIG_DIR}/model/{n}.yaml") for n in ("clip_b32", "clip_b32_random"))
+    assert OmegaConf.to_container(random.net.vision) == OmegaConf.to_container(real.arch.vision)
+    assert OmegaConf.to_container(random.net.text) == OmegaConf.to_container(real.arch.text)
+    assert random.net.projection_dim == real.arch.projection_dim
+
+
+def test_small_dev_shm_is_reported_with_the_fix_and_the_per_worker_need(monkeypatch, caplog):
+    import logging
+    import os
+
+    from vop.data.shm import check_shm
+
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_blocks=64, f_frsize=2**20))  # Docker's 64 MiB
+    with caplog.at_level(logging.WARNING):
+        message = check_shm(32, 12, 224, 8)
+    # 32 x 12 x 224 x 224 x 3 bytes = 55.1 MiB per batch, 2 prefetched per worker, 8 workers
+    assert "holds 64 MiB" in message and "882 MiB" in message and "110 MiB each" in message
+    assert "--ipc=host" in message and "--shm-size=2g" in message and message in caplog.text
+    assert check_shm(32, 12, 224, 0) is None  # no workers, no shared memory
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_blocks=2048, f_frsize=2**20))
+    assert check_shm(32, 12, 224, 8) is None
+
+
+def test_fp16_overflow_is_counted_on_the_device_and_skips_the_update(monkeypatch, tmp_path):
+    """GradScaler skips a step whose scaled gradients overflow; the trainer counts exactly those
+    without reading the scale every step (the gradient norm is non-finite on the same steps)."""
+    from vop.engine import trainer as trainer_module
+    from vop.engine.trainer import Trainer
+
+    real, calls = trainer_module.info_nce, [0]
+
+    def loss(*args, **kwargs):  # finite in fp32, but x 65536 (the initial scale) its gradients overflow
+        calls[0] += 1
+        return real(*args, **kwargs) * (1e35 if calls[0] == 2 else 1.0)
+
+    monkeypatch.setattr(trainer_module, "info_nce", loss)
+    trainer = Trainer(tiny_synthetic("bias", tmp_path, ["trainer.precision=fp16", "method.lr=1e-3",
+                                                        "scheduler.warmup_ratio=0"]))
+    trainer.prepare_training()
+    assert trainer.scaler.is_enabled()
+    batches = iter(trainer.loader)
+    trainer.train_step(next(batches), epoch=0)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    scale, count = trainer.scaler.get_scale(), trainer.overflow_steps
+    trainer.train_step(next(batches), epoch=0)  # overflows
+    assert trainer.scaler.get_scale() == scale / 2 and trainer.overflow_steps == count + 1
+    assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
+    for _ in range(3):
+        trainer.train_step(next(batches), epoch=0)
+    # every halving of the scale (no growth within 2000 steps) is one counted overflow
+    assert 65536 / trainer.scaler.get_scale() == 2 ** trainer.overflow_steps and trainer.guard.total == 0

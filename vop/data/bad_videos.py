@@ -8,13 +8,21 @@
   drawn); the skip travels back in the batch (workers are separate processes), and
   `BadVideoCounter` in the main process logs each bad path once and stops the run when more than
   `data.max_bad_fraction` of the training videos are bad.
+- Decoded on the GPU (NVDEC, nvJPEG; in the main process, after collation): `BadVideoReplacer`
+  applies the same policy there. A video that fails is replaced by the item the dataset would
+  have drawn (`VideoTextDataset.redraw`), with its caption, ids and tokens, and its record goes
+  into the batch's "skipped" list, so the same counter counts it the same way.
 """
 from __future__ import annotations
 
 import logging
 import os
+from typing import Callable
+
+import torch
 
 from vop.data.annotations.common import few
+from vop.data.decoders.base import VideoDecodeError
 from vop.data.manifest import read_manifest
 from vop.data.split import Split
 
@@ -101,3 +109,44 @@ class BadVideoCounter:
 
     def report(self) -> dict:
         return {f"{self.split_name}/bad_videos": len(self.bad), f"{self.split_name}/skipped_draws": self.skips}
+
+
+class BadVideoReplacer:
+    """Replaces, inside a collated batch, a video that failed to decode on the device (see module docstring)."""
+
+    def __init__(self, dataset, collate: Callable[[list[dict]], dict]):
+        self.dataset, self.collate = dataset, collate  # a VideoTextDataset with skip_bad=True
+
+    @classmethod
+    def for_loader(cls, loader) -> "BadVideoReplacer | None":
+        """The replacer for a DataLoader whose dataset skips bad videos (training); None otherwise."""
+        dataset = getattr(loader, "dataset", None)
+        dataset = getattr(dataset, "dataset", dataset)  # through vop.engine.faults.InFlight
+        if not getattr(dataset, "skip_bad", False):
+            return None
+        return cls(dataset, loader.collate_fn)
+
+    def replace(self, batch: dict, position: int, error: VideoDecodeError, device: torch.device) -> torch.Tensor:
+        """Draw replacements for `batch`'s item at `position` until one decodes; update `batch` in place
+        (ids, caption tokens, "skipped") and return its frames uint8 [T, S, S, 3] on `device`."""
+        item, video_id, mine = int(batch["item"][position]), batch["video_id"][position], []
+        for attempt in range(self.dataset.max_attempts):
+            mine.append({"path": error.path, "reason": error.reason, "video_id": video_id})
+            batch["skipped"].append(mine[-1])
+            item = self.dataset.redraw(item, attempt)
+            one = self.collate([self.dataset[item]])  # a worker's skips for this draw land in one["skipped"]
+            frames = one["video"]
+            video = frames.decode_videos(device)[0] if hasattr(frames, "decode_videos") else frames[0].to(device)
+            if not isinstance(video, VideoDecodeError):
+                self._splice(batch, position, one)
+                return video
+            error, video_id = video, one["video_id"][0]
+        raise self.dataset.gave_up(mine)
+
+    @staticmethod
+    def _splice(batch: dict, position: int, one: dict) -> None:
+        for key, value in one.items():
+            if key == "skipped":
+                batch[key].extend(value)
+            elif key != "video":
+                batch[key][position] = value[0]  # a tensor row or a list entry

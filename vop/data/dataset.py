@@ -67,9 +67,18 @@ class VideoTextDataset(Dataset):
                                            "them from evaluation") from err
                 skipped.append({"path": err.path, "reason": err.reason, "video_id": self.split.video_ids[
                     self.video_of(item)]})
-                # Deterministic replacement: the same draw whatever the worker count or order.
-                item = int(np.random.default_rng([self.seed, self.epoch, item, attempt + 1]).integers(len(self)))
-        raise VideoDecodeError(skipped[-1]["path"], (
+                item = self.redraw(item, attempt)
+        raise self.gave_up(skipped)
+
+    def redraw(self, item: int, attempt: int) -> int:
+        """The item that replaces `item` after the `attempt`-th (0-based) failure in a row.
+
+        Deterministic: the same draw whatever the worker count or order, and whether the video
+        failed in a worker (CPU decoders) or on the GPU (vop/data/bad_videos.py, BadVideoReplacer)."""
+        return int(np.random.default_rng([self.seed, self.epoch, item, attempt + 1]).integers(len(self)))
+
+    def gave_up(self, skipped: list[dict]) -> VideoDecodeError:
+        return VideoDecodeError(skipped[-1]["path"], (
             f"{self.max_attempts} videos drawn in a row failed to decode, e.g. {skipped[0]['path']} "
             f"({skipped[0]['reason']}); the videos look missing or unreadable: check data.root"))
 

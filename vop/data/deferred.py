@@ -6,6 +6,10 @@ instead of a uint8 tensor (JPEG bytes from the frame cache, or a video path + fr
 NVDEC). `fit_frames` records the target size on it, `stack_videos` collates such items into a
 `DeferredBatch`, and `vop.engine.device_feed.DeviceFeed` calls `materialize(device)` in the main
 process, which returns the same uint8 [B, T, S, S, 3] a tensor batch would have been.
+
+A video that fails to decode there comes back from `decode_videos` as its `VideoDecodeError`
+(naming the file) instead of ending the run: in training, `vop.data.bad_videos.BadVideoReplacer`
+replaces it exactly as a data worker replaces a video that fails on the CPU.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from dataclasses import replace
 from typing import Sequence
 
 import torch
+
+from vop.data.decoders.base import VideoDecodeError
 
 
 class DeferredFrames(ABC):
@@ -35,8 +41,16 @@ class DeferredBatch(ABC):
     """A batch of deferred videos; `materialize` decodes it on `device` -> uint8 [B, T, S, S, 3]."""
 
     @abstractmethod
+    def decode_videos(self, device: torch.device) -> list[torch.Tensor | VideoDecodeError]:
+        """Each video -> uint8 [T, S, S, 3] on `device`, or the VideoDecodeError that names it."""
+
     def materialize(self, device: torch.device) -> torch.Tensor:
-        ...
+        """-> uint8 [B, T, S, S, 3] on `device`; the first video that fails raises its VideoDecodeError."""
+        videos = self.decode_videos(device)
+        for video in videos:
+            if isinstance(video, VideoDecodeError):
+                raise video
+        return torch.stack(videos)
 
     @abstractmethod
     def __len__(self) -> int:

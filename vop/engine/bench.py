@@ -2,9 +2,10 @@
 
 Everything is measured in one run on one machine, so the ratios compare like with like:
 - `loader`: videos/s each data path delivers on the device, no model (the only part run without CUDA);
-- `ceiling`: model-only training step on synthetic uint8 batches already on the GPU, per method,
-  with peak memory (and with gradient checkpointing for `bench.checkpointing_ceiling`);
-- `train`: end-to-end training steps fed by each data path, ratio to the ceiling, peak memory;
+- `ceiling`: the trainer's own training step (`Trainer.train_step`: the same host sync, clipping,
+  scaler and scheduler as a run) on synthetic uint8 batches already on the GPU, per method, with
+  peak memory (and with gradient checkpointing for `bench.checkpointing_ceiling`);
+- `train`: the same step fed by each data path, ratio to the ceiling, peak memory;
 - `eval`: encode-only frames/s (ceiling) and encoding fed by each data path.
 """
 from __future__ import annotations
@@ -27,8 +28,7 @@ from vop.data.frame_cache_build import build_frame_cache
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine import setup
 from vop.engine.device_feed import DeviceFeed
-from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
-from vop.losses import info_nce
+from vop.engine.precision import autocast, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 GIB = 2**30
@@ -124,22 +124,26 @@ def build(cfg: DictConfig, method: str, checkpointing: bool, device: torch.devic
     return model.to(device).train(), tokenizer
 
 
-def train_step(model, device: torch.device, dtype: torch.dtype, lr: float) -> Callable[[dict], int]:
-    """The trainer's step (transform, autocast, InfoNCE, scaled backward, AdamW) -> videos done."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt, scaler = torch.optim.AdamW(params, lr=lr, eps=1e-6), grad_scaler(device, dtype)
-    transform = VideoTransform(size=model.image_size, train=True)
+def trainer_for(cfg: DictConfig, method: str, checkpointing: bool):
+    """A real `Trainer` for `method`, ready to step: its step is the one a training run takes."""
+    from vop.engine.trainer import Trainer  # the trainer imports much; only the GPU measurements need it
 
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.method = method_cfg(method)
+        cfg.trainer.grad_checkpointing = checkpointing
+    trainer = Trainer(cfg)
+    trainer.prepare_training()
+    trainer.net.train()
+    return trainer
+
+
+def train_step(trainer) -> Callable[[dict], int]:
+    """The trainer's own step (per-item augmentation, autocast, InfoNCE, its host sync for the
+    non-finite guard, gradient clipping, GradScaler, scheduler) -> videos done."""
     def step(batch: dict) -> int:
-        frames = transform(batch["video"].to(device, non_blocking=True), dtype)  # [B, T, 3, S, S]
-        with autocast(device, dtype):
-            loss = info_nce(model.encode_text(batch["input_ids"].to(device)), model.encode_video(frames),
-                            model.logit_scale)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-        return frames.shape[0]
+        trainer.train_step(batch, epoch=0)
+        return len(batch["item"])
     return step
 
 
@@ -162,7 +166,9 @@ def synthetic_batches(cfg: DictConfig, device: torch.device, text_len: int):
     video = torch.randint(0, 256, (b.batch_size, b.num_frames, s, s, 3), dtype=torch.uint8, generator=gen)
     ids = torch.randint(1, 49000, (b.batch_size, text_len), generator=gen)
     ids[:, -1] = 49407  # end of text
-    batch = {"video": video.to(device), "input_ids": ids.to(device)}
+    # "item" stays on the host, as DeviceFeed leaves it (per-item augmentation seeds).
+    batch = {"video": video.to(device), "input_ids": ids.to(device), "item": torch.arange(b.batch_size),
+             "skipped": []}
     while True:
         yield batch
 
@@ -204,20 +210,19 @@ def gpu_measurements(cfg, device, dtype, decoders, train_split, test_split, toke
     for method in b.methods:
         for ckpt in ([False, True] if method in b.checkpointing_ceiling else [False]):
             reset_memory(device)
-            model, _ = build(cfg, method, ckpt, device)
-            rate = timed(synthetic_batches(cfg, device, text_len), train_step(model, device, dtype, b.lr),
-                         b.warmup, b.steps, device)
+            trainer = trainer_for(cfg, method, ckpt)
+            rate = timed(synthetic_batches(cfg, device, text_len), train_step(trainer), b.warmup, b.steps, device)
             ceiling[method + ("+ckpt" if ckpt else "")] = {"videos_per_s": round(rate, 1), "peak_gib": peak_gib(device)}
-            del model
+            del trainer
         train[method] = {}
         for name, decoder in decoders.items():
             reset_memory(device)
-            model, _ = build(cfg, method, False, device)
+            trainer = trainer_for(cfg, method, False)
             feed = DeviceFeed(loader(cfg, train_split, decoder, tokenizer, True, device), device)
-            rate = timed(feed, train_step(model, device, dtype, b.lr), b.warmup, b.steps, device)
+            rate = timed(feed, train_step(trainer), b.warmup, b.steps, device)
             train[method][name] = {"videos_per_s": round(rate, 1), "peak_gib": peak_gib(device),
                                    "ratio_to_ceiling": round(rate / ceiling[method]["videos_per_s"], 3)}
-            del model
+            del trainer
     model, _ = build(cfg, "zeroshot", False, device)
     model.eval()
     top = timed(synthetic_batches(cfg, device, text_len), encode_step(model, device, dtype), b.warmup, b.steps, device)

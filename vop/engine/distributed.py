@@ -100,6 +100,15 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def all_ranks_true(flag: torch.Tensor) -> torch.Tensor:
+    """0-d bool tensor -> True on every rank iff it is True on every rank; stays on the device (no host sync)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = flag.to(torch.float32).reshape(1)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value[0] > 0
+
+
 class _GatherRows(torch.autograd.Function):
     """all_gather along dim 0 whose backward returns each rank the gradient of its own rows.
 

@@ -15,6 +15,7 @@ from vop.data.bad_videos import BadVideoCounter, usable_test_split, usable_train
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
 from vop.data.sampler import ShardedSampler
+from vop.data.shm import check_shm
 from vop.data.split import Split
 from vop.engine.distributed import DistEnv
 from vop.engine.evaluator import Evaluator
@@ -120,6 +121,8 @@ def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin
     # drop_last keeps every step's contrastive problem the same size (B negatives) and every
     # rank's share equal, so the gathered global batch is the single-process one.
     sampler = ShardedSampler(dataset, env.world_size, env.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    if not decoder.deferred:  # deferred frames cross as bytes or indices: little shared memory
+        check_shm(per_rank_batch(data.batch_size, env), data.num_frames, data.frame_size, data.num_workers)
     loader = make_loader(InFlight(dataset, data.num_workers), per_rank_batch(data.batch_size, env), shuffle=True,
                          num_workers=data.num_workers, collate=Collate(tokenizer, max_text_len(cfg), pad=data.train_crop == "whole"),
                          seed=cfg.seed, drop_last=True, pin_memory=pin_memory, sampler=sampler)

@@ -82,6 +82,7 @@ class Trainer:
         self.best: float | None = None
         self.best_test: dict = {}  # trainer.evals_per_epoch > 1: the best test evaluation (X-Pool's report)
         self.overflow_steps = 0
+        self._loss_sum = self._loss_n = None  # device sums of the losses since the last log
 
     @property
     def select_split(self) -> str:
@@ -188,18 +189,18 @@ class Trainer:
 
     def run_steps(self, epoch: int, start: int, stop: StopRequest, bar: tqdm) -> bool:
         tic, seen = time.perf_counter(), 0
-        batches = iter(DeviceFeed(self.loader, self.device))  # batch n+1 copies during step n
+        batches = iter(DeviceFeed(self.loader, self.device))  # batch n+1 loads during step n
         self.batch_in_epoch = start
         for done in range(start + 1, self.steps_per_epoch + 1):
             batch = self.next_batch(batches, epoch)
             self.bad_videos.update(batch["skipped"])  # counts, logs, stops above data.max_bad_fraction
-            loss = self.train_step(batch, epoch)
+            self.train_step(batch, epoch)
             self.batch_in_epoch = done
             seen += self.cfg.data.batch_size  # global: every rank loaded its share
-            rate = seen / (time.perf_counter() - tic)
-            bar.set_postfix(loss=f"{loss:.4f}", videos_s=f"{rate:.1f}")
             bar.update()
-            if self.step % self.cfg.trainer.log_every == 0:
+            if self.step % self.cfg.trainer.log_every == 0:  # the loss is read from the GPU only here
+                loss, rate = self.window_loss(), seen / (time.perf_counter() - tic)
+                bar.set_postfix(loss=f"{loss:.4f}", videos_s=f"{rate:.1f}")
                 self.log_train(loss, rate, epoch)
             if done in self.mid_epoch_evals:
                 self.evaluate(epoch + done / self.steps_per_epoch)
@@ -228,8 +229,9 @@ class Trainer:
         return DataLoadError(f"loading training data failed (epoch {epoch + 1}, step {self.step + 1}): {err}\n"
                              f"{self.loader.dataset.describe()}")
 
-    def train_step(self, batch: dict, epoch: int) -> float:
-        gens = item_generators(batch["item"], self.cfg.seed, epoch)
+    def train_step(self, batch: dict, epoch: int) -> torch.Tensor:
+        """One step -> its loss (a 0-d tensor on the device; reading it makes the host wait for the GPU)."""
+        gens = item_generators(batch["item"], self.cfg.seed, epoch)  # "item" stays on the host (DeviceFeed)
         # DeviceFeed already put the batch on self.device.
         frames = self.transform(batch["video"], self.dtype, generator=gens, sizes=batch.get("frame_hw"))  # [b, T, 3, S, S]
         input_ids = batch["input_ids"]  # [b, L]
@@ -238,26 +240,59 @@ class Trainer:
             # The loss over the global batch [B, D]: every rank computes the same full matrix.
             loss = info_nce(distributed.gather_with_grad(text), distributed.gather_with_grad(video),
                             self.model.logit_scale)
-        value = loss.item()
-        # Skip together: a rank whose loss is NaN must not leave the others waiting in backward.
-        bad = distributed.any_rank(not math.isfinite(value), self.device)
-        if self.guard.check(float("nan") if bad else value, self.step + 1):
-            self.optimizer_step(loss)
+        finite = distributed.all_ranks_true(torch.isfinite(loss.detach()))  # 0-d bool, same on every rank
+        # Backward is queued before the host reads `finite` (the step's one sync), so the GPU is busy
+        # with it meanwhile; every rank runs it, so none waits for another in DDP's all-reduce.
+        self.scaler.scale(loss).backward()
+        if finite.item():
+            self.guard.check(0.0, self.step + 1)  # a finite step resets the guard's in-a-row count
+            self.optimizer_step()
+        else:  # skipped on every rank together
+            own = loss.item()  # NaN/inf, or finite where another rank's loss was not
+            self.guard.check(own if not math.isfinite(own) else float("nan"), self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()  # skipped steps still advance: the schedule stays tied to the step count
         self.step += 1
-        return value
+        self.add_to_window(loss.detach(), finite)
+        return loss.detach()
 
-    def optimizer_step(self, loss: torch.Tensor) -> None:
-        self.scaler.scale(loss).backward()
-        if self.cfg.optim.grad_clip:
+    def optimizer_step(self) -> None:
+        """Clip, step, update the scaler; counts fp16 overflows on the device (read at log time)."""
+        clip = self.cfg.optim.grad_clip
+        if clip or self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.optim.grad_clip)
-        scale = self.scaler.get_scale()
+            # The norm is non-finite exactly when the GradScaler finds inf/NaN gradients and skips.
+            norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip or float("inf"))
+            if self.scaler.is_enabled():
+                overflow = (~torch.isfinite(norm)).int()
+                self._overflow = overflow if self._overflow is None else self._overflow + overflow
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
-            self.overflow_steps += 1  # fp16 gradients overflowed: GradScaler skipped this update
+
+    @property
+    def overflow_steps(self) -> int:
+        """fp16 steps whose update the GradScaler skipped (gradients overflowed)."""
+        return self._overflow_base + (int(self._overflow.item()) if self._overflow is not None else 0)
+
+    @overflow_steps.setter
+    def overflow_steps(self, value: int) -> None:
+        self._overflow_base, self._overflow = int(value), None
+
+    def add_to_window(self, loss: torch.Tensor, finite: torch.Tensor) -> None:
+        """Sum the finite losses since the last log on the device (no host sync per step)."""
+        kept = torch.where(finite, loss.float(), 0.0)
+        if self._loss_sum is None:
+            self._loss_sum, self._loss_n = kept, finite.int()
+        else:
+            self._loss_sum, self._loss_n = self._loss_sum + kept, self._loss_n + finite.int()
+
+    def window_loss(self) -> float:
+        """Mean finite loss since the last call (NaN if none), read from the device once."""
+        if self._loss_sum is None:
+            return float("nan")
+        total, count = torch.stack([self._loss_sum, self._loss_n.float()]).tolist()
+        self._loss_sum = self._loss_n = None
+        return total / count if count else float("nan")
 
     def should_stop(self, stop: StopRequest) -> bool:
         limit = self.cfg.trainer.stop_after_steps

@@ -35,6 +35,11 @@ class Decoder(ABC):
     must open the file inside each call rather than cache readers or file handles.
     """
 
+    @property
+    def deferred(self) -> bool:
+        """True when `read` returns DeferredFrames (decoded later on the device, not in the workers)."""
+        return False
+
     @abstractmethod
     def num_frames(self, path: str | Path) -> int:
         """Number of frames the video at `path` reports.

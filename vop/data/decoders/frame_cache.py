@@ -16,26 +16,44 @@ import torch
 
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
 from vop.data.frame_cache import FrameCache, nearest_stored
-from vop.data.jpeg import JpegFrames, decode_jpegs_cpu, gpu_jpeg_unavailable
+from vop.data.jpeg import JpegFrames, decode_jpegs_cpu, probe_nvjpeg
 
 log = logging.getLogger(__name__)
 GPU_DECODE = ("auto", "on", "off")
 
 
 def resolve_gpu_decode(mode: str | bool) -> bool:
-    """auto: nvJPEG when CUDA and torchvision are there (logged either way); on: required; off: CPU."""
+    """auto: nvJPEG only where a probe decode works AND its batched hardware path exists (else the
+    CPU workers, logged at WARNING when a GPU is there); on: nvJPEG wherever it works; off: CPU."""
     mode = {True: "on", False: "off"}.get(mode, mode)
     if mode not in GPU_DECODE:
         raise ValueError(f"decoder.gpu_decode={mode!r}: expected one of {', '.join(GPU_DECODE)}")
     if mode == "off":
         return False
-    why_not = gpu_jpeg_unavailable()
-    if why_not and mode == "on":
-        raise RuntimeError(f"decoder.gpu_decode=on but GPU JPEG decoding is unavailable: {why_not}. "
-                           "Use decoder.gpu_decode=off (CPU decode in the data workers)")
-    if why_not:
-        log.info("frame cache: JPEGs decode on the CPU in the data workers (%s)", why_not)
-    return why_not is None
+    if not torch.cuda.is_available():
+        if mode == "on":
+            raise RuntimeError("decoder.gpu_decode=on but GPU JPEG decoding is unavailable: CUDA is not available. "
+                               "Use decoder.gpu_decode=off (CPU decode in the data workers)")
+        log.info("frame cache: JPEGs decode on the CPU in the data workers (CUDA is not available)")
+        return False
+    probe = probe_nvjpeg(torch.cuda.current_device())
+    if not probe.works:
+        if mode == "on":
+            raise RuntimeError(f"decoder.gpu_decode=on but GPU JPEG decoding is unavailable: {probe.detail}. "
+                               "Use decoder.gpu_decode=off (CPU decode in the data workers)")
+        log.warning("frame cache: decoder.gpu_decode=auto falls back to CPU decoding in the data workers: %s",
+                    probe.detail)
+        return False
+    if probe.hardware:
+        log.info("frame cache: JPEGs decode batched on the GPU (nvJPEG, %s)", probe.detail)
+        return True
+    if mode == "on":
+        log.warning("frame cache: decoder.gpu_decode=on, but nvJPEG has %s: it decodes image by image", probe.detail)
+        return True
+    log.warning("frame cache: decoder.gpu_decode=auto falls back to CPU decoding in the data workers: nvJPEG has "
+                "%s, so it would decode image by image with a sync each (decoder.gpu_decode=on forces it)",
+                probe.detail)
+    return False
 
 
 class FrameCacheDecoder(Decoder):
@@ -43,6 +61,10 @@ class FrameCacheDecoder(Decoder):
         self.cache_dir, self.video_root = Path(cache_dir), Path(video_root)
         self.gpu_decode = resolve_gpu_decode(gpu_decode)
         self._cache: FrameCache | None = None
+
+    @property
+    def deferred(self) -> bool:
+        return self.gpu_decode
 
     @property
     def cache(self) -> FrameCache:
@@ -78,5 +100,5 @@ class FrameCacheDecoder(Decoder):
     def read(self, path: str | Path, count: int, mode: str, rng: np.random.Generator | None = None):
         indices = sample_indices(path, self.num_frames(path), count, mode, rng)  # [count]
         if self.gpu_decode:
-            return JpegFrames(self._jpegs(path, indices))  # decoded batched on the GPU later
+            return JpegFrames(self._jpegs(path, indices), path=str(path))  # decoded batched on the GPU later
         return self.decode(path, indices)

@@ -2,9 +2,17 @@
 
 Data workers are forked CPU processes and cannot use CUDA, so a worker only counts the video's
 frames (decord demuxes the container; nothing is decoded) and draws the indices; it returns an
-`NvdecFrames` item (path + indices). The main process decodes the batch's videos with NVDEC from a
-thread pool (`threads`) inside `DeviceFeed`, resizes/crops on the GPU and hands the step a CUDA
-uint8 [B, T, S, S, 3] batch, as the other decoders' batches would be after the copy.
+`NvdecFrames` item (path + indices). The main process decodes the batch's videos with NVDEC inside
+`DeviceFeed` (a background thread, one batch ahead of the step) on `threads` long-lived decode
+threads. Each thread keeps one PyNvVideoCodec decoder (re-pointed at the next file rather than
+rebuilt) and one CUDA stream: decoding, the DLPack hand-over, stacking and the resize/crop all run
+on that stream, and the caller's stream waits for it and is recorded on the results, so the
+caching allocator never hands their memory to another stream early. The device is the one the
+batch is materialised on: under torchrun each rank's `cuda:LOCAL_RANK`.
+
+A video NVDEC cannot decode, or of which it returns fewer frames than asked (PyNvVideoCodec drops
+indices past its own frame count with a warning), comes back as a `VideoDecodeError` naming it,
+and training replaces it like any bad video (vop/data/bad_videos.py).
 
 Where NVDEC cannot run (no CUDA, no PyNvVideoCodec wheel, or no libnvcuvid from the NVIDIA
 driver) the decoder says which of these is missing, once, and either decodes with decord on the
@@ -14,7 +22,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -52,28 +62,134 @@ def nvdec_missing() -> list[str]:
     return missing
 
 
-def nvdec_decode(path: str, indices: np.ndarray, gpu_id: int) -> torch.Tensor:
-    """Decode `indices` [T] of `path` on NVDEC -> CUDA uint8 [T, H, W, 3] RGB."""
-    import PyNvVideoCodec as nvc
+def _nvc():
+    import PyNvVideoCodec as nvc  # optional: only where NVDEC runs
 
-    try:
-        reader = nvc.SimpleDecoder(path, gpu_id=gpu_id, use_device_memory=True,
-                                   output_color_type=nvc.OutputColorType.RGB)
+    return nvc
+
+
+def gpu_index(device: torch.device) -> int:
+    """The GPU a batch for `device` decodes on: its index (cuda:LOCAL_RANK under torchrun), else the current one."""
+    if device.type != "cuda":
+        return 0  # a fake decoder in CPU tests
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+class _Slot:
+    """One decode thread's PyNvVideoCodec decoder and CUDA stream, kept across videos and batches."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.reader, self.path = None, None
+
+    def open(self, path: str):
+        nvc = _nvc()
+        if self.reader is not None and self.path != path:
+            try:  # re-point the decoder: building one (parser, surfaces) costs more than a small video's decode
+                self.reader.reconfigure_decoder(path)
+                self.path = path
+            except Exception:  # a codec/size the old decoder cannot take, or an unreadable file: build anew
+                self.reader = None
+        if self.reader is None:
+            self.path = None
+            self.reader = nvc.SimpleDecoder(path, gpu_id=gpu_index(self.device), use_device_memory=True,
+                                            output_color_type=nvc.OutputColorType.RGB,
+                                            cuda_stream=self.stream.cuda_stream if self.stream is not None else 0)
+            self.path = path
+        return self.reader
+
+    def decode(self, path: str, indices: np.ndarray) -> torch.Tensor:
+        """Frames `indices` [T] of `path` -> uint8 [T, H, W, 3] on this slot's stream."""
         unique, inverse = np.unique(indices, return_inverse=True)  # decode each frame once, in order
-        frames = reader.get_batch_frames_by_index(unique.tolist())
-    except Exception as err:  # PyNvVideoCodec raises plain RuntimeError/ValueError for bad files
-        raise VideoDecodeError(path, f"NVDEC failed on frames {indices.min()}..{indices.max()}: {err}") from err
-    # DLPack hands the decoder's device buffers to torch without a copy; clone() owns them before
-    # the decoder is freed.
-    decoded = torch.stack([torch.from_dlpack(f) for f in frames]).clone()  # [U, H, W, 3]
-    return decoded[torch.from_numpy(inverse).to(decoded.device)]
+        try:
+            frames = self.open(path).get_batch_frames_by_index(unique.tolist())
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # PyNvVideoCodec raises plain RuntimeError/ValueError for bad files
+            self.reader = self.path = None  # its state is unknown now
+            raise VideoDecodeError(path, f"NVDEC failed on frames {unique.min()}..{unique.max()}: {err}") from err
+        if len(frames) != len(unique):  # it drops indices past its own frame count instead of raising
+            raise VideoDecodeError(path, f"NVDEC returned {len(frames)} of the {len(unique)} frames asked for "
+                                         f"(up to index {unique.max()}): the container promises more frames "
+                                         "than its stream holds")
+        # DLPack views of the decoder's surfaces, consumed on this stream (the decoder's own) before
+        # its next decode reuses them; stack() copies them into memory torch owns.
+        decoded = torch.stack([_hwc(torch.from_dlpack(f)) for f in frames])  # [U, H, W, 3]
+        return decoded[torch.from_numpy(inverse).to(decoded.device)]  # [T, H, W, 3]
+
+
+def _hwc(frame: torch.Tensor) -> torch.Tensor:
+    """A decoded RGB frame -> [H, W, 3] (interleaved RGB; planar [3, H, W] is transposed)."""
+    if frame.ndim == 3 and frame.shape[-1] != 3 and frame.shape[0] == 3:
+        frame = frame.permute(1, 2, 0)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != torch.uint8:
+        raise ValueError(f"NVDEC returned a frame of {frame.dtype} {tuple(frame.shape)}, expected uint8 [H, W, 3]")
+    return frame
+
+
+class NvdecThreads:
+    """`threads` long-lived decode threads for one device, each with its own `_Slot`."""
+
+    def __init__(self, device: torch.device, threads: int):
+        self.device = device
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"nvdec{gpu_index(device)}")
+        self.local = threading.local()
+
+    def _slot(self) -> _Slot:
+        if not hasattr(self.local, "slot"):
+            self.local.slot = _Slot(self.device)
+        return self.local.slot
+
+    def _one(self, item: "NvdecFrames") -> tuple[torch.Tensor, torch.cuda.Stream | None] | VideoDecodeError:
+        slot = self._slot()
+        with ExitStack() as ctx:
+            if slot.stream is not None:
+                ctx.enter_context(torch.cuda.device(self.device))
+                ctx.enter_context(torch.cuda.stream(slot.stream))  # the current stream is per thread
+            try:
+                video = slot.decode(item.path, item.indices)
+            except VideoDecodeError as err:
+                return err
+            return fit_frames(video, item.size) if item.size else video, slot.stream  # [T, S, S, 3]
+
+    def decode(self, items: Sequence["NvdecFrames"]) -> list[torch.Tensor | VideoDecodeError]:
+        """Each item -> uint8 [T, S, S, 3] ready for the CALLER's current stream, or its VideoDecodeError."""
+        results = list(self.pool.map(self._one, items))
+        if self.device.type != "cuda":
+            return [r if isinstance(r, VideoDecodeError) else r[0] for r in results]
+        current = torch.cuda.current_stream(self.device)
+        for stream in {r[1] for r in results if not isinstance(r, VideoDecodeError)}:
+            current.wait_stream(stream)  # the decode threads' work comes first on this stream
+        videos = []
+        for r in results:
+            if not isinstance(r, VideoDecodeError):
+                r[0].record_stream(current)  # made on a decode stream, used on this one: no early reuse
+                r = r[0]
+            videos.append(r)
+        return videos
+
+
+_THREADS: dict[tuple[str, int, int], NvdecThreads] = {}
+_THREADS_LOCK = threading.Lock()
+
+
+def nvdec_threads(device: torch.device, threads: int) -> NvdecThreads:
+    """The process's decode threads for `device` (built once, so decoders and streams are reused)."""
+    key = (device.type, gpu_index(device), threads)
+    with _THREADS_LOCK:
+        if key not in _THREADS:
+            _THREADS[key] = NvdecThreads(device, threads)
+        return _THREADS[key]
 
 
 class NvdecDecoder(Decoder):
-    def __init__(self, gpu_id: int = 0, threads: int = 8, fallback: str = "decord"):
+    def __init__(self, threads: int = 8, fallback: str = "decord"):
         if fallback not in FALLBACKS:
             raise ValueError(f"decoder.fallback={fallback!r}: expected one of {', '.join(FALLBACKS)}")
-        self.gpu_id, self.threads = gpu_id, threads
+        if threads < 1:
+            raise ValueError(f"decoder.threads must be >= 1, got {threads}")
+        self.threads = threads
         self.counter = DecordDecoder(num_threads=1)  # frame counts in the workers (demux only)
         missing = nvdec_missing()
         self.available = not missing
@@ -83,28 +199,35 @@ class NvdecDecoder(Decoder):
                 raise NvdecUnavailable(message + ". Use decoder=decord, or decoder.fallback=decord to fall back.")
             log.warning("%s. Falling back to decord on the CPU (decoder.fallback=decord).", message)
 
+    @property
+    def deferred(self) -> bool:
+        return self.available
+
     def num_frames(self, path: str | Path) -> int:
         return self.counter.num_frames(path)
 
     def decode(self, path: str | Path, indices: np.ndarray) -> torch.Tensor:
-        """uint8 [T, H, W, 3]: on the GPU with NVDEC, or on the CPU when falling back."""
+        """uint8 [T, H, W, 3]: on the current GPU with NVDEC, or on the CPU when falling back."""
         if not self.available:
             return self.counter.decode(path, indices)
         indices = check_indices(path, indices, self.num_frames(path))
-        return nvdec_decode(str(path), indices, self.gpu_id)
+        device = torch.device("cuda", torch.cuda.current_device())
+        frames = NvdecBatch([NvdecFrames(str(path), indices, self.threads)]).decode_videos(device)[0]
+        if isinstance(frames, VideoDecodeError):
+            raise frames
+        return frames
 
     def read(self, path: str | Path, count: int, mode: str, rng: np.random.Generator | None = None):
         if not self.available:
             return self.counter.read(path, count, mode, rng)
         indices = sample_indices(path, self.num_frames(path), count, mode, rng)
-        return NvdecFrames(str(path), indices, self.gpu_id, self.threads)
+        return NvdecFrames(str(path), indices, self.threads)
 
 
 @dataclass
 class NvdecFrames(DeferredFrames):
     path: str
     indices: np.ndarray   # [T]
-    gpu_id: int
     threads: int
     size: int | None = None
 
@@ -120,14 +243,7 @@ class NvdecBatch(DeferredBatch):
     def __len__(self) -> int:
         return len(self.items)
 
-    def materialize(self, device: torch.device) -> torch.Tensor:
-        """NVDEC-decode every video (a thread per video, up to `threads`) -> uint8 [B, T, S, S, 3] on `device`."""
-        def one(item: NvdecFrames) -> torch.Tensor:
-            with torch.cuda.device(device):
-                return nvdec_decode(item.path, item.indices, item.gpu_id)
-
-        with ThreadPoolExecutor(self.items[0].threads) as pool:
-            videos = list(pool.map(one, self.items))
-        # The threads decoded on NVDEC's own streams; wait for them before this stream reads the frames.
-        torch.cuda.synchronize(device)
-        return torch.stack([fit_frames(v.to(device), item.size) for v, item in zip(videos, self.items)])
+    def decode_videos(self, device: torch.device) -> list[torch.Tensor | VideoDecodeError]:
+        """NVDEC-decode every video on `device` (up to `threads` at once) -> uint8 [T, S, S, 3] each, or
+        the VideoDecodeError naming it. The caller's current stream may use the results at once."""
+        return nvdec_threads(device, self.items[0].threads).decode(self.items)
