@@ -81,8 +81,13 @@ def stage2_overrides(args: argparse.Namespace, method: str, weights: Path, seed:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         base = compose(config_name="train", overrides=[f"method={config}"]).method
     extra = ["method.tuner.temporal=true", f"method.name={method}"] if method.endswith(TEMPORAL) else []
+    if args.train_on == "twins":  # pairs of time-reversed twins, each pair in one batch (hard negatives)
+        train = ["data.train_split=twins", f"data.splits.num_twins={args.stage2_videos // 2}", "data.shuffle_group=2",
+                 "data.splits.num_train=1"]  # the plain training split goes unused: keep it to one video
+    else:
+        train = [f"data.splits.num_train={args.stage2_videos}"]
     return [f"method={config}", *extra, "data=synthetic", f"model.net.weights={weights}", f"seed={seed}",
-            f"data.num_frames={args.frames}", video_frames(args), f"data.splits.num_train={args.stage2_videos}",
+            f"data.num_frames={args.frames}", video_frames(args), *train,
             f"data.splits.num_test={args.test_videos}", f"data.splits.num_probe={args.probe_pairs}",
             f"trainer.epochs={args.stage2_epochs}", f"method.lr={base.lr * args.lr_scale}",
             f"method.lr_new={base.lr_new * args.lr_scale}"]
@@ -123,7 +128,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=2, help="stage-2 runs per method (seeds 0..N-1)")
     parser.add_argument("--stage1-videos", type=int, default=1500)
     parser.add_argument("--stage1-epochs", type=int, default=5)
-    parser.add_argument("--stage2-videos", type=int, default=500)
+    parser.add_argument("--stage2-videos", type=int, default=1000, help="stage-2 training videos")
+    parser.add_argument("--train-on", choices=("twins", "train"), default="twins",
+                        help="twins: pairs of a video and its time-reversed twin, one caption each, each pair in "
+                             "one batch; train: the plain split (random videos, two captions each)")
     parser.add_argument("--stage2-epochs", type=int, default=4)
     parser.add_argument("--test-videos", type=int, default=200, help="stage-2 test videos = queries per direction")
     parser.add_argument("--probe-pairs", type=int, default=100, help="direction probe: (video, reversed twin) pairs")

@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import BatchSampler
 
 from tests.helpers import tiny_synthetic
 from tests.test_synthetic import decode_all, read_pixels
+from vop.data.sampler import ShardedSampler
 from vop.data.synthetic import DIRECTION_PHRASES, OPPOSITE, load_synthetic
 from vop.engine.direction_probe import check_reversible, counterfactuals, probe_metrics
 from vop.engine.trainer import Trainer
@@ -114,3 +116,37 @@ def test_hflip_option_reaches_the_training_transform(tmp_path: Path) -> None:
         trainer = Trainer(tiny_synthetic("bias", tmp_path, extra))
         trainer.prepare_training()
         assert trainer.transform.hflip == expected
+
+
+def test_twins_split_for_training(tmp_path: Path) -> None:
+    splits = load_synthetic(tmp_path, num_twins=3, **SMALL)
+    twins = splits["twins"]
+    assert (twins.num_videos, twins.num_captions) == (6, 6) and twins.info["twin"] == [1, 0, 3, 2, 5, 4]
+    assert all(v.startswith("twins") for v in twins.video_ids) and "probe" not in splits
+    for a in (0, 2, 4):
+        assert twins.info["attributes"][a + 1]["direction"] == OPPOSITE[twins.info["attributes"][a]["direction"]]
+    assert splits["test"].captions == load_synthetic(tmp_path, **SMALL)["test"].captions
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_grouped_shuffle_keeps_twins_in_one_batch(world: int) -> None:
+    data, batch = list(range(24)), 8
+    shards = [list(BatchSampler(ShardedSampler(data, world, r, seed=3, drop_last=True, group=2), batch // world,
+                                drop_last=True)) for r in range(world)]
+    epoch = []
+    for k in range(len(shards[0])):
+        global_batch = sorted(sum((s[k] for s in shards), []))
+        assert all(i ^ 1 in global_batch for i in global_batch)  # every item's twin is in its batch
+        epoch += global_batch
+    assert sorted(epoch) == data  # a permutation of everything
+    plain = list(ShardedSampler(data, 1, 0, seed=3, drop_last=True))
+    assert not all(i ^ 1 in b for b in (plain[j:j + batch] for j in (0, 8, 16)) for i in b)  # ungrouped: split
+
+
+def test_grouped_shuffle_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shuffle_group=2 must .* divide the 5"):
+        ShardedSampler(list(range(5)), group=2)
+    cfg = tiny_synthetic("bias", tmp_path, ["data.shuffle_group=3"])  # batch 8
+    trainer = Trainer(cfg)
+    with pytest.raises(ValueError, match="data.batch_size=8 must be divisible by data.shuffle_group=3"):
+        trainer.prepare_training()
