@@ -67,8 +67,14 @@ def stage1(args: argparse.Namespace) -> Path:
     if args.reuse_stage1 and (out / "checkpoint.safetensors").is_file():
         log.info("stage 1: reusing %s", out / "checkpoint.safetensors")
         return out / "checkpoint.safetensors"
-    cfg = compose_train(["method=full", "data=synthetic_stills", f"data.splits.num_train={args.stage1_videos}",
-                         video_frames(args), f"trainer.epochs={args.stage1_epochs}", "method.lr=2e-3",
+    if args.positions:  # pairs of stills: one shape at two places, captions say where (synthetic_stills.py)
+        data = ["data.splits.positions=true", "data.train_sampling=uniform", "data.train_split=twins",
+                f"data.splits.num_twins={args.stage1_videos // 2}", "data.shuffle_group=2", "data.splits.frames=2",
+                "data.splits.num_train=1"]
+    else:
+        data = [f"data.splits.num_train={args.stage1_videos}", video_frames(args)]
+    cfg = compose_train(["method=full", "data=synthetic_stills", *data,
+                         f"trainer.epochs={args.stage1_epochs}", "method.lr=2e-3",
                          "method.lr_new=2e-3", "optim.weight_decay=0.05"], out, args.data_dir)
     metrics = train(cfg)
     log.info("stage 1 (image-caption pretraining): caption->image R@1 %.1f", metrics["test/t2v_R@1"])
@@ -135,6 +141,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stage2-epochs", type=int, default=4)
     parser.add_argument("--test-videos", type=int, default=200, help="stage-2 test videos = queries per direction")
     parser.add_argument("--probe-pairs", type=int, default=100, help="direction probe: (video, reversed twin) pairs")
+    parser.add_argument("--positions", type=lambda v: v.lower() in ("1", "true", "yes"), default=False,
+                        help="stage-1 captions say where the shape is (true/false); without it the pretrained "
+                             "model ignores positions and no method can see the direction")
     parser.add_argument("--frames", type=int, default=4, help="frames per video in stage 2")
     parser.add_argument("--full", action="store_true", help=f"the larger preset: {FULL}")
     parser.add_argument("--reuse-stage1", action="store_true", help="keep an existing stage-1 checkpoint in --out")
