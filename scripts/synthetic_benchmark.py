@@ -4,8 +4,9 @@ Stage 1 pretrains the tiny CLIP from scratch (method=full) on synthetic image-ca
 (`data=synthetic_stills`: one frame per video, captions name shape, colour and background only).
 Stage 2 starts every method in configs/method/ from those weights (`model.net.weights=`) and
 tunes it on the synthetic videos, whose captions also say which way the shape moves, once per
-seed (`--seeds`), then evaluates it on the test split and on the direction probe (pairs of videos
-that differ only in time, vop/engine/direction_probe.py). `vop.tables.make_table` writes the table
+seed (`--seeds`): by default on pairs of a video and its time-reversed twin that share a batch
+(`--train-on twins`), so that telling the direction apart lowers the loss. Each run is evaluated
+on the test split and on the direction probe (other such pairs, vop/engine/direction_probe.py). `vop.tables.make_table` writes the table
 (markdown + CSV, mean ± standard error over seeds) into the output folder.
 
     python scripts/synthetic_benchmark.py [--out outputs/synthetic_benchmark] [--methods full bias] [--seeds 3]
@@ -46,7 +47,7 @@ COMMON = ["model=clip_tiny", "model.net.vision.image_size=112", "model.net.visio
           "data.num_workers=1", "trainer.progress=false", "trainer.eval_every_epoch=false", "logger=local"]
 TEMPORAL = "+t"  # method-name suffix: the config with method.tuner.temporal=true
 # --full: what changes from the defaults (the default command stays under 20 minutes on 2 CPU cores).
-FULL = {"seeds": 5, "stage1_videos": 3000, "stage1_epochs": 8, "stage2_videos": 1000, "stage2_epochs": 8}
+FULL = {"seeds": 5, "stage1_videos": 3000, "stage1_epochs": 8, "stage2_videos": 2000, "stage2_epochs": 8}
 
 
 def compose_train(overrides: list[str], out: Path, data_dir: str) -> "OmegaConf":
@@ -142,8 +143,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--test-videos", type=int, default=200, help="stage-2 test videos = queries per direction")
     parser.add_argument("--probe-pairs", type=int, default=100, help="direction probe: (video, reversed twin) pairs")
     parser.add_argument("--positions", type=lambda v: v.lower() in ("1", "true", "yes"), default=False,
-                        help="stage-1 captions say where the shape is (true/false); without it the pretrained "
-                             "model ignores positions and no method can see the direction")
+                        help="true: stage 1 on pairs of stills showing one shape at two places, captions saying "
+                             "where it is (docs/benchmarks.md: did not make the tiny model encode positions)")
     parser.add_argument("--frames", type=int, default=4, help="frames per video in stage 2")
     parser.add_argument("--full", action="store_true", help=f"the larger preset: {FULL}")
     parser.add_argument("--reuse-stage1", action="store_true", help="keep an existing stage-1 checkpoint in --out")
