@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ import torch  # noqa: E402
 
 import vop  # noqa: E402,F401
 from vop.engine import distributed  # noqa: E402
+from vop.engine.checkpoint import FILENAME, load_trainable, read_checkpoint  # noqa: E402
 from vop.engine.direction_probe import probe_metrics  # noqa: E402
 from vop.engine.rundir import save_metrics  # noqa: E402
 from vop.engine.trainer import Trainer, train  # noqa: E402
@@ -103,15 +105,33 @@ def stage2_overrides(args: argparse.Namespace, method: str, weights: Path, seed:
 def stage2(args: argparse.Namespace, method: str, weights: Path, seed: int) -> dict:
     """Tune the pretrained tiny CLIP with `method`, evaluate on test and on the direction probe."""
     out = Path(args.out) / "stage2" / method / f"seed{seed}"
-    if args.reuse_stage2 and "probe/t2v_direction_acc" in _saved(out):
+    if args.reuse_stage2 and "probe/t2v_direction_acc@se" in _saved(out):
         log.info("stage 2 %s seed %d: reusing %s", method, seed, out)
         return _saved(out)
+    if args.reuse_stage2 and "probe/t2v_direction_acc" in _saved(out):  # written before the probe's error bars
+        return reprobe(args, method, weights, seed, out)
     trainer = Trainer(compose_train(stage2_overrides(args, method, weights, seed), out, args.data_dir))
     try:
         metrics = {**trainer.fit(), **probe_metrics(trainer)}
     finally:
         distributed.cleanup()
     save_metrics(out, metrics)  # the run's metrics.json, now with probe/*
+    return metrics
+
+
+def reprobe(args: argparse.Namespace, method: str, weights: Path, seed: int, out: Path) -> dict:
+    """The probe again for a finished run, from its checkpoint (zero-shot: the stage-1 weights)."""
+    log.info("stage 2 %s seed %d: probing %s again", method, seed, out)
+    trainer = Trainer(compose_train(stage2_overrides(args, method, weights, seed), out / "reprobe", args.data_dir))
+    if (out / FILENAME).is_file():
+        tensors, _ = read_checkpoint(out / FILENAME)
+        load_trainable(trainer.model, tensors, out / FILENAME)
+    try:
+        metrics = {**_saved(out), **probe_metrics(trainer)}
+    finally:
+        distributed.cleanup()
+    shutil.rmtree(out / "reprobe", ignore_errors=True)
+    save_metrics(out, metrics)
     return metrics
 
 

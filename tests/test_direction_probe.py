@@ -13,7 +13,8 @@ from vop.data.sampler import ShardedSampler
 from vop.data.synthetic import DIRECTION_PHRASES, OPPOSITE, load_synthetic
 from vop.engine.direction_probe import check_reversible, counterfactuals, probe_metrics
 from vop.engine.trainer import Trainer
-from vop.metrics.direction import counterfactual_v2t, direction_t2v, direction_v2t, static_t2v
+from vop.metrics.direction import (counterfactual_v2t, direction_t2v, direction_t2v_outcomes, direction_v2t,
+                                   pair_standard_error, static_t2v)
 
 SMALL = dict(num_train=6, num_test=4, frames=10, seed=5)
 
@@ -106,7 +107,8 @@ def test_probe_metrics_of_a_model(tmp_path: Path) -> None:
     cfg = tiny_synthetic("vop_p", tmp_path, ["data.splits.num_probe=4", "data.splits.frames=20"])
     metrics = probe_metrics(Trainer(cfg))  # untrained: the numbers are noise, the plumbing is what is tested
     for key in ("t2v_direction_acc", "v2t_direction_acc", "t2v_static_acc", "v2t_static_acc",
-                "v2t_static_acc_shape", "v2t_static_acc_colour", "v2t_static_acc_background", "t2v_R@1"):
+                "v2t_static_acc_shape", "v2t_static_acc_colour", "v2t_static_acc_background", "t2v_R@1",
+                "t2v_direction_acc@se", "v2t_direction_acc@se"):
         assert 0.0 <= metrics[f"probe/{key}"] <= 100.0
     assert metrics["probe/t2v_direction_acc"] in {100 * k / 16 for k in range(17)}  # 8 captions, ties count half
 
@@ -150,3 +152,15 @@ def test_grouped_shuffle_errors(tmp_path: Path) -> None:
     trainer = Trainer(cfg)
     with pytest.raises(ValueError, match="data.batch_size=8 must be divisible by data.shuffle_group=3"):
         trainer.prepare_training()
+
+
+def test_pair_standard_error_against_brute_force() -> None:
+    outcomes = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.0, 1.0])  # items of videos 0..7, pairs (0,1) (2,3) ...
+    videos, twin = torch.arange(8), torch.arange(8) ^ 1
+    pair_means = np.array([0.5, 1.0, 0.5, 0.5])
+    expected = 100 * pair_means.std(ddof=1) / 2
+    assert pair_standard_error(outcomes, videos, twin) == pytest.approx(expected)
+    # Items listed in another order, or two items of one video: the pair is still the unit.
+    order = torch.tensor([7, 2, 5, 0, 1, 3, 6, 4])
+    assert pair_standard_error(outcomes[order], videos[order], twin) == pytest.approx(expected)
+    assert direction_t2v_outcomes(torch.eye(2), torch.eye(2), torch.arange(2), torch.tensor([1, 0])).tolist() == [1, 1]

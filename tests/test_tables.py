@@ -99,3 +99,15 @@ def test_error_bars_mark_differences_within_two_standard_errors(tmp_path):
         table = {r["method"]: r for r in csv.DictReader(f)}
     assert float(table["vop_p"]["probe_t2v_direction_acc"]) == 71.0
     assert abs(float(table["vop_p"]["probe_t2v_direction_acc_se"]) - 1 / 3 ** 0.5) < 1e-9
+
+
+
+def test_probe_sampling_error_widens_the_direction_error_bar(tmp_path):
+    for seed, direction in enumerate((51.5, 51.5)):  # two seeds agree: no spread over runs
+        run = probe_run(tmp_path / f"full{seed}", "full", 40.0, direction=direction)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["probe/t2v_direction_acc@se"] = 1.0  # but the probe itself is only this precise
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    probe = make_table([tmp_path]).split("**direction probe")[1]
+    row = next(r for r in probe.splitlines() if r.startswith("| full"))
+    assert row.split("|")[3].strip() == "**51.5 ± 1.0** ~"  # sqrt(0^2 + 1^2); 1.5 < 2 SE: not shown to see time

@@ -4,7 +4,8 @@ A run is a directory holding `config.yaml` and `metrics.json` (what train.py and
 a Hydra multirun folder is searched for such directories. Runs of the same (data, model, method)
 are averaged (e.g. seeds) and counted in the `runs` column; with two or more runs a cell reads
 `mean ± standard error` (std over runs / sqrt(runs)), and differences within two standard errors
-are marked: in each column the best row and every row within 2 SE of it are bold, a gain vs
+are marked (a direction accuracy's SE also holds the probe's own sampling error over its pairs,
+`probe/<key>@se`): in each column the best row and every row within 2 SE of it are bold, a gain vs
 full within 2 SE of zero and a direction accuracy within 2 SE of 50 (blind) get a trailing `~`.
 Runs holding the direction probe's metrics (`probe/*`, scripts/synthetic_benchmark.py) get a
 second table per block.
@@ -72,7 +73,8 @@ def read_run(path: Path) -> Run:
     if missing:
         raise KeyError(f"make_table: {path / 'metrics.json'} lacks {missing}")
     metrics = {f"{d}_{m}": float(saved[f"{split}/{d}_{m}"]) for d in ("t2v", "v2t") for m in METRICS}
-    metrics.update({f"probe_{k}": float(saved[f"probe/{k}"]) for k in PROBE if f"probe/{k}" in saved})
+    metrics.update({f"probe_{k}{s}": float(saved[f"probe/{k}{s}"]) for k in PROBE for s in ("", "@se")
+                    if f"probe/{k}{s}" in saved})
     total = saved.get("total_params")
     pct = 100.0 * saved["trainable_params"] / total if total else None
     return Run(path, cfg.data.name, cfg.model.name, cfg.method.name, metrics, pct)
@@ -95,6 +97,14 @@ def _se(values: list[float]) -> float | None:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
+def _combined_se(over_runs: float | None, within: list[float]) -> float | None:
+    """The spread over runs plus a run's own sampling error (`@se`, e.g. the direction probe's over its
+    pairs, which every seed shares and averaging over seeds does not shrink): sqrt(a^2 + mean(w^2))."""
+    if not within:
+        return over_runs
+    return math.sqrt((over_runs or 0.0) ** 2 + sum(w * w for w in within) / len(within))
+
+
 def within_2se(a: float, b: float, se_a: float | None, se_b: float | None) -> bool:
     """|a - b| <= 2 SE of the difference (independent runs); without any SE only equal values are."""
     if se_a is None and se_b is None:
@@ -112,9 +122,10 @@ def table_rows(runs: list[Run]) -> list[dict]:
         row = {"data": data, "model": model, "method": method, "runs": len(members),
                "trainable_%": _mean([m.trainable_pct for m in members]),
                "paper_R@1_gain_vs_full": PAPER_GAIN.get(method), "paper_trainable_%": PAPER_TRAINABLE.get(method)}
-        for key in dict.fromkeys(k for m in members for k in m.metrics):
+        for key in dict.fromkeys(k for m in members for k in m.metrics if not k.endswith("@se")):
             values = [m.metrics[key] for m in members if key in m.metrics]
-            row[key], row[f"{key}_se"] = _mean(values), _se(values)
+            row[key], row[f"{key}_se"] = _mean(values), _combined_se(_se(values), [
+                m.metrics[f"{key}@se"] for m in members if f"{key}@se" in m.metrics])
         rows.append(row)
     for row in rows:
         full = next((r for r in rows if (r["data"], r["model"], r["method"]) == (row["data"], row["model"], "full")),

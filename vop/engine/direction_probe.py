@@ -16,7 +16,8 @@ from vop.data.split import Split
 from vop.data.synthetic import BACKGROUNDS, COLOURS, SHAPES
 from vop.engine.encode import encode_captions
 from vop.engine.rundir import prefixed
-from vop.metrics.direction import counterfactual_v2t, direction_t2v, direction_v2t, static_t2v
+from vop.metrics.direction import (counterfactual_v2t, direction_t2v_outcomes, direction_v2t_outcomes,
+                                   pair_standard_error, static_t2v)
 
 STATIC = {"shape": SHAPES, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS)}
 
@@ -77,8 +78,14 @@ def probe_metrics(trainer) -> dict[str, float]:
                                                         evaluator.max_text_len, trainer.device, trainer.dtype)])
 
     trainer.model.eval()
-    metrics.update(t2v_direction_acc=direction_t2v(text_emb, video_emb, links, twin),
-                   v2t_direction_acc=direction_v2t(text_emb, video_emb, links, twin),
+    t2v = direction_t2v_outcomes(text_emb, video_emb, links, twin)  # [M]
+    v2t = direction_v2t_outcomes(text_emb, video_emb, links, twin)  # [N]
+    videos = torch.arange(split.num_videos, device=video_emb.device)
+    # `@se`: the probe's own sampling error (pairs as units); make_table adds it to the spread over seeds.
+    metrics.update({"t2v_direction_acc": 100.0 * t2v.mean().item(), "v2t_direction_acc": 100.0 * v2t.mean().item(),
+                    "t2v_direction_acc@se": pair_standard_error(t2v, links, twin),
+                    "v2t_direction_acc@se": pair_standard_error(v2t, videos, twin)})
+    metrics.update(
                    t2v_static_acc=static_t2v(text_emb, video_emb, links, static),
                    **static_v2t(split, text_emb, video_emb, encode))
     return prefixed(metrics, "probe")

@@ -11,6 +11,8 @@ right one of two candidates that differ in one thing only?
 
 Every accuracy is a percentage; exact ties count one half, so a model that cannot tell the two
 apart scores 50 whatever it does with ties. Similarity = dot product (pass unit embeddings).
+`*_outcomes` give the per-caption / per-video scores (1, 0.5, 0) behind the direction accuracies,
+and `pair_standard_error` the probe's own sampling error of such a mean (pairs are the units).
 """
 from __future__ import annotations
 
@@ -23,11 +25,27 @@ def _beats(own: Tensor, other: Tensor) -> Tensor:
     return (own > other).float() + 0.5 * (own == other).float()
 
 
-def direction_t2v(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> float:
-    """text_emb [M, D], video_emb [N, D], text_video [M] (caption -> video), twin [N] (video -> twin)."""
+def direction_t2v_outcomes(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> Tensor:
+    """text_emb [M, D], video_emb [N, D], text_video [M] (caption -> video), twin [N] (video -> twin) -> [M]."""
     own = (text_emb * video_emb[text_video]).sum(-1)  # [M]
     other = (text_emb * video_emb[twin[text_video]]).sum(-1)  # [M]
-    return 100.0 * _beats(own, other).mean().item()
+    return _beats(own, other)
+
+
+def direction_t2v(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> float:
+    return 100.0 * direction_t2v_outcomes(text_emb, video_emb, text_video, twin).mean().item()
+
+
+def pair_standard_error(outcomes: Tensor, video: Tensor, twin: Tensor) -> float:
+    """Standard error (percentage points) of mean(outcomes) over the probe's pairs: outcomes [K] of
+    items belonging to videos video [K]; a pair's items are averaged first (they are not independent)."""
+    pair = torch.minimum(video, twin[video])  # [K], one id per pair
+    ids, index = torch.unique(pair, return_inverse=True)
+    means = torch.zeros(len(ids)).index_add_(0, index.cpu(), outcomes.float().cpu())
+    means /= torch.bincount(index.cpu(), minlength=len(ids)).float()  # [P]
+    if len(ids) < 2:
+        raise ValueError("pair_standard_error: needs at least 2 pairs")
+    return 100.0 * (means.std(unbiased=True) / len(ids) ** 0.5).item()
 
 
 def _best_caption_score(sims: Tensor, text_video: Tensor, video: Tensor) -> Tensor:
@@ -36,13 +54,17 @@ def _best_caption_score(sims: Tensor, text_video: Tensor, video: Tensor) -> Tens
     return sims.masked_fill(~mine, float("-inf")).amax(dim=1)
 
 
-def direction_v2t(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> float:
-    """Per video: its best own caption vs its twin's best caption. Shapes as in `direction_t2v`."""
+def direction_v2t_outcomes(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> Tensor:
+    """Per video [N]: its best own caption vs its twin's best caption. Shapes as in `direction_t2v_outcomes`."""
     sims = video_emb @ text_emb.T  # [N, M]
     videos = torch.arange(video_emb.shape[0], device=video_emb.device)
     own = _best_caption_score(sims, text_video, videos)  # [N]
     other = _best_caption_score(sims, text_video, twin)  # [N]
-    return 100.0 * _beats(own, other).mean().item()
+    return _beats(own, other)
+
+
+def direction_v2t(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> float:
+    return 100.0 * direction_v2t_outcomes(text_emb, video_emb, text_video, twin).mean().item()
 
 
 def static_t2v(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, static: list) -> float:
