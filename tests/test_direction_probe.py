@@ -1,4 +1,5 @@
 """The direction probe: pairs of synthetic videos that differ only in time, and its accuracies."""
+import importlib.util
 import re
 from pathlib import Path
 
@@ -164,3 +165,16 @@ def test_pair_standard_error_against_brute_force() -> None:
     order = torch.tensor([7, 2, 5, 0, 1, 3, 6, 4])
     assert pair_standard_error(outcomes[order], videos[order], twin) == pytest.approx(expected)
     assert direction_t2v_outcomes(torch.eye(2), torch.eye(2), torch.arange(2), torch.tensor([1, 0])).tolist() == [1, 1]
+
+
+def test_position_readout_regression_separates_signal_from_noise() -> None:
+    spec = importlib.util.spec_from_file_location("position_readout", Path(__file__).parents[1] / "scripts" /
+                                                  "position_readout.py")
+    readout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readout)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 16, generator=gen)
+    linear = (x[:, :2] * 10 + 50).double()  # a position the embedding encodes
+    assert min(readout.ridge_r2(x, linear, train=200)) > 0.99
+    noise = torch.randn(300, 2, generator=gen).double()  # one it does not
+    assert max(readout.ridge_r2(x, noise, train=200)) < 0.05
