@@ -85,7 +85,6 @@ def probe_metrics(trainer) -> dict[str, float]:
     metrics.update({"t2v_direction_acc": 100.0 * t2v.mean().item(), "v2t_direction_acc": 100.0 * v2t.mean().item(),
                     "t2v_direction_acc@se": pair_standard_error(t2v, links, twin),
                     "v2t_direction_acc@se": pair_standard_error(v2t, videos, twin)})
-    metrics.update(
-                   t2v_static_acc=static_t2v(text_emb, video_emb, links, static),
-                   **static_v2t(split, text_emb, video_emb, encode))
+    metrics["t2v_static_acc"] = static_t2v(text_emb, video_emb, links, static)
+    metrics.update(static_v2t(split, text_emb, video_emb, encode))
     return prefixed(metrics, "probe")
