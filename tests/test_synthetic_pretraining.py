@@ -1,4 +1,5 @@
 """Stage 1 of the synthetic benchmark: motion-free captions, and loading the tiny CLIP's weights."""
+import numpy as np
 import pytest
 import torch
 from hydra.errors import InstantiationException
@@ -6,6 +7,7 @@ from hydra.utils import instantiate
 from safetensors.torch import save_file
 
 from tests.helpers import compose_cfg
+from tests.test_synthetic import decode_all
 from vop.data.synthetic import DIRECTION_PHRASES, DIRECTIONS
 from vop.data.synthetic_stills import load_synthetic_stills
 
@@ -18,6 +20,22 @@ def test_still_captions_never_mention_motion(tmp_path):
             attributes = split.info["attributes"][video]
             assert not motion & set(caption.split()), caption
             assert attributes["colour"] in caption and attributes["shape"] in caption
+
+
+def test_still_captions_say_where_the_shape_is(tmp_path):
+    splits = load_synthetic_stills(root=tmp_path, num_train=12, num_test=6, frames=10, width=96, height=96,
+                                   positions=True)
+    phrases = {w for p in DIRECTION_PHRASES.values() for w in p.split() if w not in ("left", "right", "the")}
+    for split in splits.values():
+        for caption, video in zip(split.captions, split.caption_video):
+            assert not (phrases | {"moves", "moving"}) & set(caption.replace(",", "").split()), caption
+            frame = decode_all(split.video_paths[video])[5].astype(int)  # the middle frame, uniform sampling
+            mask = np.abs(frame - frame[0, 0]).sum(-1) > 60  # [H, W] shape pixels (a corner is background)
+            ys, xs = np.nonzero(mask)
+            column = ("left", "centre", "right")[min(int(3 * (xs.mean() + 0.5) / 96), 2)]
+            row = ("top", "middle", "bottom")[min(int(3 * (ys.mean() + 0.5) / 96), 2)]
+            words = set(caption.split(", ")[-1].split())
+            assert (column in words or column == "centre") and (row in words or row == "middle"), (caption, row, column)
 
 
 def tiny(tmp_path, *overrides):

@@ -41,7 +41,9 @@ def test_table_from_a_multirun_folder(tmp_path):
     # Paper order: zeroshot, full, bias; bias is the mean of two runs, 2.5 below full.
     assert [r.split("|")[1].strip() for r in rows[:3]] == ["zeroshot", "full", "bias"]
     bias = rows[2].split("|")
-    assert bias[3].strip() == "37.5" and bias[-4].strip() == "-2.5" and bias[-3].strip() == "-2.0"
+    # Two runs: mean ± standard error (std 0.71 / sqrt 2); the gain's SE combines both rows' (full: one run).
+    assert bias[3].strip() == "37.5 ± 0.5" and bias[-4].strip() == "-2.5 ± 0.5" and bias[-3].strip() == "-2.0"
+    assert rows[1].split("|")[3].strip() == "**40.0**"  # the best t2v R@1; bias is 5 SE below it
     assert bias[-2].strip() == "2" and bias[2].strip() == "1.0"
     with open(tmp_path / "out" / "table.csv") as f:
         table = list(csv.DictReader(f))
@@ -63,3 +65,49 @@ def test_cli_and_errors(tmp_path):
     (run / "metrics.json").write_text(json.dumps({"test/t2v_R@1": 1.0}))
     with pytest.raises(KeyError, match="lacks"):
         make_table([run])
+
+
+def probe_run(folder: Path, method: str, t2v_r1: float, direction: float) -> Path:
+    run = write_run(folder, method, t2v_r1, data="synthetic")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.update({"probe/t2v_R@1": 10.0, "probe/t2v_direction_acc": direction, "probe/v2t_direction_acc": 50.0,
+                    "probe/t2v_static_acc": 90.0, "probe/v2t_static_acc": 80.0})
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_error_bars_mark_differences_within_two_standard_errors(tmp_path):
+    for seed, (full, vop, vop_p) in enumerate([(40.0, 39.0, 30.0), (42.0, 41.0, 31.0), (41.0, 43.0, 32.0)]):
+        probe_run(tmp_path / f"full{seed}", "full", full, direction=50.0 + seed - 1)  # 49, 50, 51
+        probe_run(tmp_path / f"vop{seed}", "vop", vop, direction=50.0)
+        probe_run(tmp_path / f"vop_p{seed}", "vop_p", vop_p, direction=70.0 + seed)  # 70, 71, 72
+    markdown = make_table([tmp_path])
+    main, probe = markdown.split("**direction probe: data=synthetic, model=clip_b32**")
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+            for r in main.splitlines() if r.startswith("| ") and "method" not in r}
+    # t2v R@1: full 41.0 ± 0.58 is best; vop 41.0 ± 1.15 within 2 SE (bold); vop_p 31.0 is not.
+    assert rows["full"][1] == "**41.0 ± 0.6**" and rows["vop"][1] == "**41.0 ± 1.2**"
+    assert rows["vop_p"][1] == "31.0 ± 0.6"
+    assert rows["vop"][-3] == "+0.0 ± 1.3 ~" and rows["vop_p"][-3] == "-10.0 ± 0.8"  # ~: no clear difference
+    prows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+             for r in probe.splitlines() if r.startswith("| ") and "method" not in r}
+    # Direction: full 50 ± 0.58 and vop 50 ± 0 sit within 2 SE of 50 (~, blind); vop_p 71 does not.
+    assert prows["full"][1] == "50.0 ± 0.6 ~" and prows["vop"][1] == "50.0 ± 0.00 ~"
+    assert prows["vop_p"][1] == "**71.0 ± 0.6**" and prows["vop_p"][-1] == "3"
+    make_table([tmp_path], tmp_path / "out")
+    with open(tmp_path / "out.csv") as f:
+        table = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(table["vop_p"]["probe_t2v_direction_acc"]) == 71.0
+    assert abs(float(table["vop_p"]["probe_t2v_direction_acc_se"]) - 1 / 3 ** 0.5) < 1e-9
+
+
+
+def test_probe_sampling_error_widens_the_direction_error_bar(tmp_path):
+    for seed, direction in enumerate((51.5, 51.5)):  # two seeds agree: no spread over runs
+        run = probe_run(tmp_path / f"full{seed}", "full", 40.0, direction=direction)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["probe/t2v_direction_acc@se"] = 1.0  # but the probe itself is only this precise
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    probe = make_table([tmp_path]).split("**direction probe")[1]
+    row = next(r for r in probe.splitlines() if r.startswith("| full"))
+    assert row.split("|")[3].strip() == "**51.5 ± 1.0** ~"  # sqrt(0^2 + 1^2); 1.5 < 2 SE: not shown to see time

@@ -5,8 +5,17 @@ name the colour, the shape, the direction and the background. Retrieval on it is
 minutes on a CPU, and because the videos are real mp4 files the whole decode path
 (decoder -> sampling -> collate -> GPU transforms) runs exactly as on MSR-VTT.
 
+With `num_probe > 0` a third split, `probe`, holds the direction probe (synthetic benchmark):
+`num_probe` pairs of videos that differ only in time. A pair shows the same shape, colour,
+background, size and path; the second video is the first one's frames in reverse order, so it
+moves the opposite way, and the pair's captions use the same template and differ only in the
+direction. A model that cannot tell frame order apart cannot rank a caption's video above its twin.
+`num_twins > 0` adds a training split of such pairs, `twins` (other videos, its own RNG stream):
+with `data.shuffle_group=2` every training batch holds each video's time-reversed twin as a
+negative, so telling the direction apart pays off in the loss.
+
 Layout under `root/<key>/` (key encodes every argument and the generator version):
-    train/<video_id>.mp4, test/<video_id>.mp4, captions.json
+    train/<video_id>.mp4, test/<video_id>.mp4, [probe/, twins/,] captions.json
 The folder is built under a temporary name and renamed when complete, so an interrupted run is
 redone from scratch and a complete one is reused.
 """
@@ -19,7 +28,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -51,6 +60,7 @@ BACKGROUNDS = {  # disjoint from COLOURS so a shape is never invisible on its ba
     "navy": (20, 30, 90),
 }
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx, dy), y down
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 # Every phrase contains the bare direction word, so "left" etc. can be found in any caption.
 DIRECTION_PHRASES = {"left": "to the left", "right": "to the right", "up": "upwards", "down": "downwards"}
 TEMPLATES = (
@@ -187,6 +197,37 @@ def _plan(num_train: int, num_test: int, seed: int, frames: int, width: int, hei
     return plan
 
 
+def twin(spec: VideoSpec, video_id: str, frames: int) -> VideoSpec:
+    """The same shape on the same path played backwards: starts where `spec` ends, moves the other way."""
+    dx, dy = DIRECTIONS[spec.direction]
+    travel = spec.step * (frames - 1)
+    end = (spec.start[0] + dx * travel, spec.start[1] + dy * travel)
+    return replace(spec, video_id=video_id, direction=OPPOSITE[spec.direction], start=end)
+
+
+TWIN_SPLITS = {"probe": 1, "twins": 2}  # split -> its RNG stream (train and test use stream 0)
+
+
+def _twin_plan(name: str, num_pairs: int, seed: int, frames: int, width: int, height: int
+               ) -> list[tuple[VideoSpec, list[str]]]:
+    """`num_pairs` (video, twin) pairs, adjacent: videos 2i and 2i+1 are each other's twin.
+
+    Its own RNG stream, so asking for it leaves the other splits unchanged; the first 320 pairs
+    have distinct (shape, colour, background, axis)."""
+    rng = np.random.default_rng([seed, TWIN_SPLITS[name]])
+    combos = list(itertools.product(SHAPES, COLOURS, BACKGROUNDS, ("right", "down")))
+    order = np.concatenate([rng.permutation(len(combos)) for _ in range(-(-num_pairs // len(combos)))])
+    videos = []
+    for i, k in enumerate(order[:num_pairs]):
+        shape, colour, background, direction = combos[k]
+        direction = direction if rng.random() < 0.5 else OPPOSITE[direction]  # which twin comes first
+        spec = _spec(f"{name}{2 * i:04d}", (shape, colour, background, direction), frames, width, height, rng)
+        template = int(rng.integers(len(TEMPLATES)))  # one template per pair: captions differ in direction only
+        for member in (spec, twin(spec, f"{name}{2 * i + 1:04d}", frames)):
+            videos.append((member, [caption(member, template)]))
+    return videos
+
+
 def _generate(folder: Path, plan: dict[str, list[tuple[VideoSpec, list[str]]]], params: dict) -> None:
     """Render and encode every video into `folder`, writing captions.json last."""
     index: dict = {"params": params}
@@ -199,6 +240,9 @@ def _generate(folder: Path, plan: dict[str, list[tuple[VideoSpec, list[str]]]], 
             video = render(spec, params["frames"], params["width"], params["height"])  # [T, H, W, 3]
             write_mp4(folder / name / f"{spec.video_id}.mp4", video, params["fps"])
         index[name] = [{"video_id": s.video_id, "captions": c, "attributes": s.attributes} for s, c in videos]
+    for name in TWIN_SPLITS:
+        for i, entry in enumerate(index.get(name, [])):
+            entry["twin"] = i ^ 1  # pairs are adjacent: 0<->1, 2<->3, ...
     (folder / "captions.json").write_text(json.dumps(index, indent=1))
 
 
@@ -226,7 +270,9 @@ def _remove_stale_temps(root: Path, key: str) -> None:
 def _splits(folder: Path) -> dict[str, Split]:
     index = json.loads((folder / "captions.json").read_text())
     splits = {}
-    for name in ("train", "test"):
+    for name in ("train", "test", *TWIN_SPLITS):
+        if name not in index:
+            continue  # no probe / twins unless asked for
         videos = index[name]
         captions = [c for v in videos for c in v["captions"]]
         links = [i for i, v in enumerate(videos) for _ in v["captions"]]
@@ -237,7 +283,8 @@ def _splits(folder: Path) -> dict[str, Split]:
             captions=captions,
             caption_video=links,
             info={"dataset": "synthetic", "root": str(folder), "params": index["params"],
-                  "attributes": [v["attributes"] for v in videos]},
+                  "attributes": [v["attributes"] for v in videos],
+                  **({"twin": [v["twin"] for v in videos]} if name in TWIN_SPLITS else {})},
         )
     return splits
 
@@ -251,15 +298,23 @@ def load_synthetic(
     width: int = 160,
     height: int = 120,
     fps: int = 8,
+    num_probe: int = 0,
+    num_twins: int = 0,
 ) -> dict[str, Split]:
-    """Generate (once) and load the synthetic dataset -> {"train": Split, "test": Split}.
+    """Generate (once) and load the synthetic dataset -> {"train": Split, "test": Split[, "probe": Split]}.
 
     Train videos have 2 differently phrased captions each, test videos exactly one; test videos
-    have distinct attribute combinations (up to 640). Same arguments -> identical files' content.
+    have distinct attribute combinations (up to 640). `num_probe` > 0 adds the direction probe
+    (module docstring): 2 * num_probe videos, one caption each, `info["twin"][i]` = i's twin;
+    `num_twins` > 0 a `twins` training split built the same way (2 * num_twins videos).
+    Same arguments -> identical files' content; probe and twins leave train and test as they are.
     """
     _check_args(num_train, num_test, frames, width, height, fps)
+    if num_probe < 0 or num_twins < 0:
+        raise ValueError(f"load_synthetic: num_probe and num_twins must be >= 0, got {num_probe}, {num_twins}")
     root = Path(root)
     key = f"v{GENERATOR_VERSION}_n{num_train}-{num_test}_f{frames}_{width}x{height}_{fps}fps_s{seed}"
+    key += (f"_p{num_probe}" if num_probe else "") + (f"_t{num_twins}" if num_twins else "")  # else as before
     folder = root / key
     if (folder / "captions.json").is_file():
         log.info("synthetic: reusing %s", folder)
@@ -273,9 +328,14 @@ def load_synthetic(
     shutil.rmtree(temp, ignore_errors=True)
     params = dict(num_train=num_train, num_test=num_test, seed=seed, frames=frames, width=width,
                   height=height, fps=fps, version=GENERATOR_VERSION)
+    plan = _plan(num_train, num_test, seed, frames, width, height)
+    for name, pairs in (("probe", num_probe), ("twins", num_twins)):
+        if pairs:
+            params[f"num_{name}"] = pairs
+            plan[name] = _twin_plan(name, pairs, seed, frames, width, height)
     started = time.perf_counter()
     try:
-        _generate(temp, _plan(num_train, num_test, seed, frames, width, height), params)
+        _generate(temp, plan, params)
     except BaseException:  # incl. KeyboardInterrupt: leave no half-written folder behind
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -286,5 +346,5 @@ def load_synthetic(
             raise
         shutil.rmtree(temp, ignore_errors=True)
     log.info("synthetic: generated %d videos in %.1f s into %s",
-             num_train + num_test, time.perf_counter() - started, folder)
+             num_train + num_test + 2 * (num_probe + num_twins), time.perf_counter() - started, folder)
     return _splits(folder)

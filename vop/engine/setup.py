@@ -120,7 +120,12 @@ def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin
                                per="caption", seed=cfg.seed, skip_bad=True, crop=data.train_crop)
     # drop_last keeps every step's contrastive problem the same size (B negatives) and every
     # rank's share equal, so the gathered global batch is the single-process one.
-    sampler = ShardedSampler(dataset, env.world_size, env.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    # data.shuffle_group: blocks of consecutive items that share a batch (synthetic twins: 2).
+    group = data.get("shuffle_group", 1)
+    if data.batch_size % group:
+        raise ValueError(f"data.batch_size={data.batch_size} must be divisible by data.shuffle_group={group}")
+    sampler = ShardedSampler(dataset, env.world_size, env.rank, shuffle=True, seed=cfg.seed, drop_last=True,
+                             group=group)
     if not decoder.deferred:  # deferred frames cross as bytes or indices: little shared memory
         check_shm(per_rank_batch(data.batch_size, env), data.num_frames, data.frame_size, data.num_workers)
     loader = make_loader(InFlight(dataset, data.num_workers), per_rank_batch(data.batch_size, env), shuffle=True,

@@ -117,7 +117,8 @@ class Trainer:
             self.optimizer, num_warmup_steps=warmup_steps(total, cfg.scheduler.warmup_ratio),
             num_training_steps=total)
         self.scaler = grad_scaler(self.device, self.dtype)
-        self.transform = VideoTransform(size=self.model.image_size, train=True)
+        # data.hflip: flip probability; datasets whose captions say left/right set 0 (default 0.5).
+        self.transform = VideoTransform(size=self.model.image_size, train=True, hflip=cfg.data.get("hflip", 0.5))
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.guard = NonFiniteGuard(cfg.trainer.max_nonfinite_in_row)
         self.net: nn.Module = DualEncoder(self.model)

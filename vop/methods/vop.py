@@ -27,6 +27,9 @@ Variants (choices where the paper is silent, see README "Methods"):
   block also attends to the CLS tokens (layer input) of all frames of its video, appended as
   extra tokens and dropped after the block like prompts. No new parameters.
 `position` / `context` take `none`, `all` or `inter` (only the inter-frame layers, for F+P, F+C).
+- `temporal=true` (not in the paper; off by default): C's generator and F's inter-frame layers
+  see the frames' CLS tokens plus a learned, zero-initialised vector per frame position
+  (vop/methods/temporal.py). Without it both are blind to frame order, as P is not.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import torch
 from torch import nn
 
 from vop.methods.base import TuningMethod
+from vop.methods.temporal import TemporalEmbedding
 from vop.models.clip import CLIPVideoModel
 from vop.models.hooks import TowerHooks, causal_mask
 
@@ -82,7 +86,7 @@ class ContextGenerator(nn.Module):
 class VoPHooks(TowerHooks):
     def __init__(self, model: CLIPVideoModel, num_prompts: int, text_prefix: int, text_suffix: int, frames: int,
                  position: set[int], context: set[int], inter: set[int], readout: str, init_std: float,
-                 generator: dict, video_layers: list[int], text_layers: list[int]):
+                 generator: dict, video_layers: list[int], text_layers: list[int], temporal: bool = False):
         super().__init__()
         v, t = model.clip.config.vision_config, model.clip.config.text_config
         self.n, self.prefix, self.suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
@@ -98,6 +102,12 @@ class VoPHooks(TowerHooks):
         self.text_prompts = nn.Parameter(torch.randn(len(self.text_layers), text_prefix + text_suffix,
                                                      t.hidden_size) * init_std)  # [L_t, 8, W_t]
         self.generator = ContextGenerator(v.hidden_size, num_prompts, **generator) if context else None
+        self.temporal = TemporalEmbedding(context | inter, frames, v.hidden_size) if temporal else None
+
+    def frame_cls(self, index: int, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The CLS tokens of x [B*T, N, W] as the frames exchange them -> [B, T, W] (+ time if temporal)."""
+        cls = x[:, 0].reshape(-1, num_frames, x.shape[-1])
+        return cls if self.temporal is None else self.temporal(index, cls)
 
     def video_prompted(self, index: int) -> bool:
         """Prompt tokens are in the sequence during vision layer `index` (inserted there or earlier)."""
@@ -116,7 +126,7 @@ class VoPHooks(TowerHooks):
         else:
             prompts = base.expand(bt // num_frames, num_frames, -1, -1)
         if index in self.context:
-            prompts = prompts + self.generator(x[:, 0].reshape(-1, num_frames, w))
+            prompts = prompts + self.generator(self.frame_cls(index, x, num_frames))
         return prompts.reshape(bt, self.n, w).to(x.dtype)
 
     def insert_video(self, index: int, x: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -134,7 +144,7 @@ class VoPHooks(TowerHooks):
         extra = 0
         if index in self.inter:
             bt, _, w = x.shape
-            cls = x[:, 0].reshape(-1, 1, num_frames, w).expand(-1, num_frames, -1, -1)  # [B, T, T, W]
+            cls = self.frame_cls(index, x, num_frames).unsqueeze(1).expand(-1, num_frames, -1, -1)  # [B, T, T, W]
             x = torch.cat([x, cls.reshape(bt, num_frames, w)], dim=1)  # every frame sees all frames' CLS
             extra = num_frames
         x = layer(x, None)
@@ -201,14 +211,15 @@ class VoP(TuningMethod):
                  frames: int = 12, split: int | float | None = None, position: str = "none", context: str = "none",
                  readout: str = "eot", init_std: float = 0.02, prompt_decay: bool = False,
                  generator_layers: int = 2, generator_heads: int = 8, generator_mlp_ratio: float = 4.0,
-                 video_layers: list[int] | None = None, text_layers: list[int] | None = None):
+                 video_layers: list[int] | None = None, text_layers: list[int] | None = None,
+                 temporal: bool = False):
         if readout not in READOUTS:
             raise ValueError(f"VoP: method.tuner.readout={readout!r}, expected one of {READOUTS}")
         self.name, self.split, self.position_scope, self.context_scope = name, split, position, context
         self.num_prompts, self.text_prefix, self.text_suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
         self.readout, self.init_std, self.prompt_decay = readout, init_std, prompt_decay
         self.generator = {"layers": generator_layers, "heads": generator_heads, "mlp_ratio": generator_mlp_ratio}
-        self.video_layers, self.text_layers = video_layers, text_layers
+        self.video_layers, self.text_layers, self.temporal = video_layers, text_layers, temporal
 
     def make_hooks(self, model: CLIPVideoModel) -> VoPHooks:
         depth = model.clip.config.vision_config.num_hidden_layers
@@ -224,8 +235,11 @@ class VoP(TuningMethod):
         if self.context_scope != "none" and not context:
             raise ValueError("VoP^C: no context layer left (layer 0 cannot be one, and only layers of "
                              "method.tuner.video_layers have prompts); the model needs >= 2 layers")
+        if self.temporal and not (context or inter):
+            raise ValueError("VoP: method.tuner.temporal=true needs VoP^C (context) or VoP^F (split): "
+                             "frames exchange no information here, so there is nothing to give a position")
         return VoPHooks(model, self.num_prompts, self.text_prefix, self.text_suffix, self.frames, position, context,
-                        inter, self.readout, self.init_std, self.generator, video_layers, text_layers)
+                        inter, self.readout, self.init_std, self.generator, video_layers, text_layers, self.temporal)
 
     def inert_parameters(self, model: CLIPVideoModel) -> int:
         """The text suffix prompts: under the causal mask they reach the read-out only when it comes
