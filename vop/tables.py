@@ -13,6 +13,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vop.errors import MissingFileError
+
 # Paper figure 1 (MSR-VTT-9k): text->video R@1 gain vs full fine-tuning, and trainable %.
 PAPER_GAIN = {"full": 0.0, "bias": -2.0, "proj": -4.6, "partial": -1.9, "adapter_attn": -4.1,
               "adapter_ffn": -3.5, "vop": -2.1, "vop_f": 0.9, "vop_fp": 1.8, "vop_fc": 2.9}
@@ -46,14 +48,14 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
             continue
         found = sorted(p.parent for p in path.rglob("metrics.json")) if path.is_dir() else []
         if not found:
-            raise FileNotFoundError(f"make_table: {path} is not a run directory (no metrics.json) and holds none")
+            raise MissingFileError(f"make_table: {path} is not a run directory (no metrics.json) and holds none")
         runs.extend(found)
     return runs
 
 
 def read_run(path: Path) -> Run:
     if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(f"make_table: {path} has metrics.json but no config.yaml")
+        raise MissingFileError(f"make_table: {path} has metrics.json but no config.yaml")
     cfg = OmegaConf.load(path / "config.yaml")
     saved = json.loads((path / "metrics.json").read_text())
     split = cfg.data.test_split

@@ -17,11 +17,12 @@ import os
 from vop.data.annotations.common import few
 from vop.data.manifest import read_manifest
 from vop.data.split import Split
+from vop.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class BadVideosError(RuntimeError):
+class BadVideosError(UserError, RuntimeError):
     """Too many training videos are bad, or test videos are missing and that is not allowed."""
 
 

@@ -9,6 +9,7 @@ from typing import Sequence
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from vop.config_check import check_config
 from vop.engine import setup
 from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path
 from vop.engine.precision import resolve_device, resolve_precision
@@ -48,6 +49,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
         tensors, saved = read_checkpoint(path)
         cfg = merge_checkpoint_config(cfg, saved, overrides, path)
         log.info("evaluating %s (model %s, method %s, data %s)", path, cfg.model.name, cfg.method.name, cfg.data.name)
+    check_config(cfg)
     setup.seed_everything(cfg.seed)
     setup.set_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
@@ -71,4 +73,5 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")
         log.info("%d example queries: %s (and .png)", cfg.examples, page)
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
+    log.info("metrics in %s", run_dir / "metrics.json")
     return metrics

@@ -7,6 +7,24 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 
+def run_name(ckpt: str | None, method: str, data: str, overrides: list[str] | None = None) -> str:
+    """`<method>_<data>` for the run folder; with `ckpt=` a trained run's method and data (as
+    eval.py and retrieve.py take them from it) unless the command line chose them."""
+    if not ckpt:
+        return f"{method}_{data}"
+    from vop.engine.checkpoint import CheckpointError, read_checkpoint  # torch: only when a ckpt is given
+    from vop.engine.evaluate import chosen_on_command_line
+
+    try:
+        saved = read_checkpoint(ckpt, tensors=False)[1]
+    except CheckpointError:  # a released .pth, or a bad path that eval.py reports itself
+        return f"{method}_{data}"
+    overrides = list(overrides or [])
+    method = method if chosen_on_command_line(overrides, "method") else saved.method.name
+    data = data if chosen_on_command_line(overrides, "data") else saved.data.name
+    return f"{method}_{data}"
+
+
 def save_config(run_dir: Path, cfg: DictConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from vop.data.bad_videos import BadVideoCounter, usable_test_split, usable_train_split
+from vop.data.checks import checked_test_split, checked_train_split
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
 from vop.data.sampler import ShardedSampler
@@ -83,10 +84,10 @@ def usable_splits(cfg: DictConfig, train: Split | None, test: Split) -> tuple[Sp
     Returns (train, test, the counter enforcing data.max_bad_fraction, report for metrics.json).
     """
     data = cfg.data
-    test, report = usable_test_split(test, data.allow_missing_test, data.manifest)
+    test, report = usable_test_split(checked_test_split(test), data.allow_missing_test, data.manifest)
     counter = None
     if train is not None:
-        train, counter = usable_train_split(train, data.max_bad_fraction, data.manifest)
+        train, counter = usable_train_split(checked_train_split(train), data.max_bad_fraction, data.manifest)
     return train, test, counter, report
 
 

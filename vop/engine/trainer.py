@@ -14,11 +14,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from vop.config_check import check_config
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine import distributed, setup
 from vop.engine.checkpoint import FILENAME, check_compatible, load_trainable, save_checkpoint, trainable_state
 from vop.engine.device_feed import DeviceFeed
-from vop.engine.faults import DataLoadError, NonFiniteGuard, StopRequest
+from vop.engine.faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
 from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
@@ -141,6 +142,9 @@ class Trainer:
         if metrics is None:  # interrupted: the resume checkpoint is written, nothing else to do
             self.logger.close()
             return {"interrupted": True, "step": self.step}
+        if self.guard.total >= self.step:  # every loss was NaN/inf: nothing was trained
+            raise NonFiniteLossError(f"all {self.step} training steps had a non-finite loss and were skipped: no "
+                                     "checkpoint or metrics written. Lower method.lr / method.lr_new or check the data")
         if self.env.is_main:
             save_checkpoint(self.run_dir / FILENAME, self.model, cfg, {"epoch": cfg.trainer.epochs, "step": self.step})
         return self.finish(metrics or self.evaluate(cfg.trainer.epochs))
@@ -337,6 +341,7 @@ class Trainer:
 
 
 def train(cfg: DictConfig) -> dict:
+    check_config(cfg)  # before any data, weights or process group
     try:
         return Trainer(cfg).fit()
     finally:

@@ -11,13 +11,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import CLIPConfig, CLIPModel
 
+from vop.errors import UserError
 from vop.models.hooks import TowerHooks
 from vop.models.tensors import copy_strict
 
 log = logging.getLogger(__name__)
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """Pretrained CLIP weights could not be loaded (offline, wrong id or missing folder)."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from vop.errors import UserError
 from vop.models.clip import CLIPVideoModel
 from vop.models.tensors import copy_strict
 from vop.models.convert import openai_to_hf, strip_prefix
@@ -20,7 +21,7 @@ VIDEO_PROMPTS = "visual_prompt_learner.visual_prompts"
 TEXT_PROMPTS = "text_prompt_learner.text_prompts"
 
 
-class ReleasedCheckpointError(ValueError):
+class ReleasedCheckpointError(UserError, ValueError):
     """A released-format file that does not fit the configured model or method."""
 
 
