@@ -47,7 +47,8 @@ def build_clip(cfg: DictConfig, random_init: bool = False) -> CLIPVideoModel:
     if random_init and cfg.model.get("arch") is not None:
         return CLIPVideoModel.from_config(**cfg.model.arch,
                                           attn_implementation=cfg.model.net.get("attn_implementation", "sdpa"))
-    return instantiate(cfg.model.net)
+    # A partial called here: a missing-weights error reaches the user as written, not wrapped by Hydra.
+    return instantiate(cfg.model.net, _partial_=True)()
 
 
 def build_model(cfg: DictConfig, random_init: bool = False) -> tuple[CLIPVideoModel, object, TuningMethod,
