@@ -127,7 +127,7 @@ class Trainer:
             save_config(self.run_dir, cfg)
         log.info("run directory: %s (%d process%s)", self.run_dir, self.env.world_size,
                  "es" if self.env.world_size > 1 else "")
-        log.info("model %s, method %s: %s", cfg.model.name, cfg.method.name, self.count)
+        log.info("model %s, method %s", cfg.model.name, cfg.method.name)  # its trainable count: logged by apply()
         self.logger.summary({"trainable_params": self.count.trainable, "total_params": self.count.total})
         if self.count.trainable == 0:
             log.info("method %s has no trainable parameters: evaluating only", cfg.method.name)
