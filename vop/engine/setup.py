@@ -21,6 +21,7 @@ from vop.engine.distributed import DistEnv
 from vop.engine.evaluator import Evaluator
 from vop.engine.speed import apply_speed_options
 from vop.engine.faults import InFlight
+from vop.errors import ConfigError
 from vop.methods.base import ParameterCount, TuningMethod
 from vop.models.clip import CLIPVideoModel
 
@@ -75,7 +76,7 @@ def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
     splits: dict[str, Split] = instantiate(cfg.data.splits, _partial_=True)()
     for name in names:
         if name not in splits:
-            raise KeyError(f"data={cfg.data.name} has no split {name!r}; it has {sorted(splits)}")
+            raise ConfigError(f"data={cfg.data.name} has no split {name}; it has {', '.join(sorted(splits))}")
     return splits
 
 

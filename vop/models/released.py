@@ -31,8 +31,14 @@ def is_released(path: str | Path) -> bool:
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"released checkpoint not found: {path}")
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+        raise ReleasedCheckpointError(f"released checkpoint not found: {path}")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError (objects besides tensors), a truncated or foreign file
+        raise ReleasedCheckpointError(
+            f"{path} cannot be read as a state dict of tensors: it holds pickled Python objects besides tensors, "
+            "or it is truncated or not a PyTorch file. vop never unpickles objects from a checkpoint; load it "
+            "once where you trust it and re-save only its tensors (torch.save(state_dict, ...))") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
