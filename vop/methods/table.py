@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from vop.methods.base import ParameterCount, TuningMethod, count_parameters
 from vop.models.clip import CLIPVideoModel
 
-# The VoP paper's figure 1 (MSR-VTT-9k, ViT-B/32): trainable share in percent (../shared/REFERENCE.md).
+# The VoP paper's figure 1 (MSR-VTT-9k, ViT-B/32): trainable share in percent.
 PAPER_PERCENT = {"full": 100.0, "bias": 0.10, "proj": 0.54, "partial": 6.41, "adapter_attn": 1.65,
                  "adapter_ffn": 1.65, "vop": 0.10, "vop_f": 0.10, "vop_fp": 0.38, "vop_fc": 11.78}
 

@@ -1,6 +1,6 @@
 """VoP: text-video co-operative prompt tuning, and its P / C / F variants and combinations.
 
-Basic VoP (as in the authors' released inference code, ../shared/REFERENCE.md):
+Basic VoP (as in the authors' released inference code; docs/methods.md):
 - vision: every ViT layer gets its own `num_prompts` prompt tokens, inserted right after CLS
   (no positional embedding), run through the block and dropped; the layer-0 prompts are
   inserted before the pre-LayerNorm, so the pre-LN sees them once.
