@@ -13,7 +13,7 @@ from vop.config_check import check_config
 from vop.engine import setup
 from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path
 from vop.engine.precision import resolve_device, resolve_precision
-from vop.engine.rundir import prefixed, save_config, save_metrics
+from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
 from vop.models.released import is_released, load_released
 from vop.retrieval.html import write_page
 from vop.retrieval.views import example_views
@@ -68,6 +68,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     save_config(run_dir, cfg)
     save_metrics(run_dir, {**metrics, **report, "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)})
+    link_latest(run_dir)
     if cfg.get("examples"):
         page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")

@@ -25,7 +25,7 @@ from vop.engine.optim import build_optimizer, param_groups, warmup_steps
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from vop.engine.resume import (check_same_trajectory, load_resume, prune, rng_state, save_resume,
                                set_rng_state)
-from vop.engine.rundir import prefixed, save_config, save_metrics
+from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
 from vop.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -333,6 +333,7 @@ class Trainer:
                            "train/steps": self.step})
         if self.env.is_main:
             save_metrics(self.run_dir, result)
+            link_latest(self.run_dir)  # <log dir>/train/latest: the newest finished run
         self.logger.summary(result)
         self.logger.close()
         log.info("text->video R@1 %.2f (chance %.2f); metrics in %s", metrics.get(f"{split}/t2v_R@1", float("nan")),
