@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, compose_cfg
 

@@ -75,6 +75,13 @@ def check(block: str, root: Path) -> None:
     proc = run(block, root)
     assert proc.returncode == 0, f"{block}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
     assert "Error:" not in proc.stderr
+    assert not (root / "outputs" / "retrieve").exists()  # builds and queries leave no run folder
+    if "eval.py ckpt=outputs/train/latest" in block:  # named after what the checkpoint is, and said where
+        run = (root / "outputs" / "eval" / "latest").resolve()
+        assert run.name.endswith("_full_synthetic") and (run / "metrics.json").is_file()
+        assert f"metrics in {run / 'metrics.json'}" in proc.stdout + proc.stderr
+    if "query=" in block:
+        assert "t2v query: " in proc.stdout or "v2t query: " in proc.stdout
 
 
 def test_the_readme_has_runnable_blocks_and_names_the_demo() -> None:

@@ -80,7 +80,7 @@ def test_missing_root(tmp_path: Path) -> None:
         load_msrvtt(root)
     message = str(err.value)
     assert str(root) in message
-    assert "README" in message
+    assert "docs/datasets.md" in message
     assert "data.root=" in message
 
 
@@ -88,7 +88,7 @@ def test_missing_captions_json(msrvtt_root: Path) -> None:
     (msrvtt_root / "annotations" / "MSRVTT_data.json").unlink()
     with pytest.raises(DataNotFoundError, match="MSRVTT_data.json") as err:
         load_msrvtt(msrvtt_root)
-    assert "README" in str(err.value)
+    assert "docs/datasets.md" in str(err.value)
 
 
 def test_missing_train_csv(msrvtt_root: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from vop.data.split import Split
 from vop.errors import UserError
 
-README_DATASETS = "README.md#datasets"
+README_DATASETS = "docs/datasets.md"
 
 
 class DataNotFoundError(UserError, FileNotFoundError):
