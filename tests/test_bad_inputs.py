@@ -133,10 +133,13 @@ def test_a_run_with_no_finite_loss_fails_without_results(tmp_path, monkeypatch):
     assert not (run / "metrics.json").exists() and not (run / "checkpoint.safetensors").exists()
 
 
+IDENTITY = {"model": "m", "method": "bias", "fingerprint": "f"}
+
+
 def gallery(video_emb: torch.Tensor) -> Gallery:
     n = video_emb.shape[0]
     return Gallery(video_emb, torch.zeros(0, video_emb.shape[1]), [f"v{i}" for i in range(n)],
-                   [f"v{i}.mp4" for i in range(n)], [], [], {"model": "m"}, {})
+                   [f"v{i}.mp4" for i in range(n)], [], [], dict(IDENTITY), {})
 
 
 def test_gallery_with_nan_or_truncated_is_refused(tmp_path):
@@ -217,16 +220,20 @@ def test_cli_empty_query_is_one_block(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run folder, no log file
 
 
-def test_empty_query_through_the_python_api(tmp_path):
+def test_empty_or_nan_query_through_the_python_api():
     emb = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
 
-    class Encoder:  # the pipeline checks the query before encoding anything
-        identity = {"model": "m"}
+    class NanEncoder:  # a model with NaN weights
+        identity = IDENTITY
 
-    pipeline = RetrievalPipeline.__new__(RetrievalPipeline)
-    pipeline.encoder, pipeline.gallery, pipeline.topk = Encoder(), gallery(emb), 2
+        def encode_texts(self, texts):
+            return torch.full((len(texts), 8), float("nan"))
+
+    pipeline = RetrievalPipeline(NanEncoder(), gallery(emb))
     with pytest.raises(InputError, match="is empty"):
         pipeline("  ")
+    with pytest.raises(NonFiniteError, match="query a dog: 1 of 1 query text embeddings hold NaN"):
+        pipeline("a dog")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from vop.engine.finite import require_finite
 from vop.errors import InputError, MissingFileError
 from vop.retrieval.encoder import Encoder
 from vop.retrieval.folder import is_video_file
@@ -75,14 +76,18 @@ class RetrievalPipeline:
                              "video file")
         mode = query_mode(query)
         if mode == "t2v":
-            scores, rows = self.video_index.search(self.encoder.encode_texts([str(query)]), k)  # [1, k]
+            emb = self.encoder.encode_texts([str(query)])  # [1, D]
+            require_finite(emb, "query text", f"query {query}")  # NaN would rank an arbitrary video first
+            scores, rows = self.video_index.search(emb, k)  # [1, k]
             rows = rows[0].tolist()
             ids = [self.gallery.video_ids[r] for r in rows]
             return RetrievalResult(str(query), mode, ids, scores[0].tolist(), rows, ids)
         if self.text_index is None:
             raise InputError("this gallery holds no captions, so a video query has nothing to rank; build it "
                              "from a dataset split or with captions=<file>")
-        scores, rows = self.text_index.search(self.encoder.encode_video_files([query]), k)  # [1, k]
+        emb = self.encoder.encode_video_files([query])  # [1, D]
+        require_finite(emb, "query video", f"query {query}")
+        scores, rows = self.text_index.search(emb, k)  # [1, k]
         rows = rows[0].tolist()
         owners = [self.gallery.video_ids[self.gallery.caption_video[r]] for r in rows]
         return RetrievalResult(str(query), mode, [self.gallery.captions[r] for r in rows], scores[0].tolist(),
