@@ -54,7 +54,7 @@ def clone(tmp: Path) -> Path:
 
 
 def after(root: Path, demo: str) -> Path:
-    proc = run(f"{demo} trainer.progress=false", root)
+    proc = run(f"{demo} trainer.progress=false", root, timeout=3600)  # the demo: 4 min idle, 20 on a loaded CPU
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (root / "outputs" / "train" / "latest" / "checkpoint.safetensors").is_file()
     return root
