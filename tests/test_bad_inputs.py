@@ -64,6 +64,7 @@ def assert_one_block(proc: subprocess.CompletedProcess, *needles: str) -> None:
     ("trainer.device=gpu", "trainer.device=gpu is not allowed"),
     ("method.lr_new=-1e-5", "method.lr_new=-1e-05 is not allowed"),
     ("trainer.max_steps_per_epoch=true", "trainer.max_steps_per_epoch=True is not allowed"),
+    ("trainer.checkpoint.best_metric=R@1", "best_metric=R@1 is not allowed: expected a name like t2v_R@1"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(override, needle, tmp_path):
     cfg = compose_cfg("train", ["model=clip_tiny", "data=synthetic", override], tmp_path)

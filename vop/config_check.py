@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
@@ -59,6 +60,19 @@ class Choice:
         return value in self.options
 
 
+@dataclass(frozen=True)
+class Pattern:
+    regex: str
+    example: str
+    nullable: bool = False
+
+    def allowed(self) -> str:
+        return f"a name like {self.example}" + (" or null" if self.nullable else "")
+
+    def ok(self, value) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
+
+
 def _range(kind: str, low, high, nullable: bool) -> str:
     bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
     text = " and ".join(b for b in bounds if b)
@@ -69,7 +83,7 @@ def _within(value, low, high) -> bool:
     return (low is None or value >= low) and (high is None or value <= high)
 
 
-RULES: dict[str, Int | Float | Choice] = {
+RULES: dict[str, Int | Float | Choice | Pattern] = {
     "seed": Int(),
     "method.lr": Float(low=0.0),
     "method.lr_new": Float(low=0.0),
@@ -95,8 +109,7 @@ RULES: dict[str, Int | Float | Choice] = {
     "trainer.stop_after_steps": Int(low=1, nullable=True),
     "trainer.checkpoint.every_n_steps": Int(low=1, nullable=True),
     "trainer.checkpoint.keep_last": Int(low=0),
-    "trainer.checkpoint.best_metric": Choice(("t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MdR", "t2v_MnR", "v2t_R@1",
-                                              "v2t_R@5", "v2t_R@10", "v2t_MdR", "v2t_MnR"), nullable=True),
+    "trainer.checkpoint.best_metric": Pattern(r"(t2v|v2t)_(R@\d+|MdR|MnR)", "t2v_R@1 or v2t_MdR", nullable=True),
     "trainer.checkpoint.best_mode": Choice(("max", "min")),
     "examples": Int(low=0),                 # eval.py
     "topk": Int(low=1),                     # retrieve.py
