@@ -318,3 +318,24 @@ def test_cli_eval_of_a_run_prints_where_metrics_went(short_run, tmp_path):
 def test_missing_data_root_is_data_not_found(tmp_path):
     with pytest.raises(DataNotFoundError):
         load_msrvtt(tmp_path / "nothing")
+
+
+def test_entry_points_report_user_errors_even_when_wrapped(capsys, monkeypatch):
+    from hydra.errors import InstantiationException
+
+    from vop.errors import exit_on_user_error
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def wrapped():
+        try:
+            raise ConfigError("method.tuner.split=20 is out of range")
+        except ConfigError as err:
+            raise InstantiationException("Error in call to target ...: ConfigError('...')") from err
+
+    with pytest.raises(SystemExit) as stop:
+        exit_on_user_error(wrapped)()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "Error: method.tuner.split=20 is out of range\n(a traceback: HYDRA_FULL_ERROR=1)\n"
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        exit_on_user_error(lambda: 1 / 0)()

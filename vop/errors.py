@@ -36,6 +36,16 @@ def report(err: BaseException) -> str:
     return f"Error: {err}\n(a traceback: HYDRA_FULL_ERROR=1)"
 
 
+def user_error(err: BaseException) -> UserError | None:
+    """`err`, or the UserError it wraps (Hydra's instantiate wraps what a `_target_` raises)."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, UserError):
+            return err
+        err, seen = err.__cause__, seen + 1
+    return None
+
+
 def exit_on_user_error(fn: F) -> F:
     """Wrap an entry point: a UserError becomes its message on stderr and exit status 2."""
 
@@ -43,10 +53,11 @@ def exit_on_user_error(fn: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UserError as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        except Exception as err:
+            user = user_error(err)
+            if user is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(report(err), file=sys.stderr, flush=True)
+            print(report(user), file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper  # type: ignore[return-value]
