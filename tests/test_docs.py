@@ -77,9 +77,9 @@ def check(block: str, root: Path) -> None:
     assert "Error:" not in proc.stderr
     assert not (root / "outputs" / "retrieve").exists()  # builds and queries leave no run folder
     if "eval.py ckpt=outputs/train/latest" in block:  # named after what the checkpoint is, and said where
-        run = (root / "outputs" / "eval" / "latest").resolve()
-        assert run.name.endswith("_full_synthetic") and (run / "metrics.json").is_file()
-        assert f"metrics in {run / 'metrics.json'}" in proc.stdout + proc.stderr
+        latest = (root / "outputs" / "eval" / "latest").resolve()
+        assert latest.name.endswith("_full_synthetic") and (latest / "metrics.json").is_file()
+        assert f"metrics in {latest / 'metrics.json'}" in proc.stdout + proc.stderr
     if "query=" in block:
         assert "t2v query: " in proc.stdout or "v2t query: " in proc.stdout
 

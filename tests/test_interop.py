@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR, tiny_synthetic
+from tests.helpers import CONFIG_DIR, method_config, tiny_synthetic
 from vop.engine.evaluate import evaluate_run
 from vop.models.convert import ConversionError, hf_to_openai, openai_to_hf
 from vop.models.released import TEXT_PROMPTS, VIDEO_PROMPTS, ReleasedCheckpointError, load_released
@@ -24,7 +24,7 @@ TINY = OmegaConf.load(f"{CONFIG_DIR}/model/clip_tiny.yaml").net
 def tiny_model(method: str | None = None):
     model = instantiate(TINY)
     if method:
-        instantiate(OmegaConf.load(f"{CONFIG_DIR}/method/{method}.yaml").tuner).apply(model)
+        instantiate(method_config(method).tuner).apply(model)
     return model.eval()
 
 
