@@ -5,9 +5,11 @@ from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.engine.evaluate import evaluate_run
+from vop.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+@exit_on_user_error  # a UserError: its message and exit status 2, no traceback
 def main(cfg: DictConfig) -> None:
     evaluate_run(cfg, overrides=HydraConfig.get().overrides.task)
 

@@ -13,12 +13,14 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 import vop  # noqa: E402,F401
+from vop.errors import exit_on_user_error  # noqa: E402
 from vop.data.tokenizer import openai_bpe_tokenizer  # noqa: E402
 from vop.engine.setup import build_clip  # noqa: E402
 from vop.models.convert import openai_to_hf, read_openai_file, strip_prefix  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="convert_openai")
+@exit_on_user_error  # a UserError: its message and exit status 2, no traceback
 def main(cfg: DictConfig) -> None:
     if cfg.model.get("arch") is None:
         raise ValueError(f"model={cfg.model.name} has no `arch` section to build the HF model from")

@@ -11,11 +11,13 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.errors import exit_on_user_error  # noqa: E402
 from vop.data.stats import dataset_stats  # noqa: E402
 from vop.data.tools import load_selected_splits  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="tools")
+@exit_on_user_error  # a UserError: its message and exit status 2, no traceback
 def main(cfg: DictConfig) -> None:
     print(json.dumps({"data": cfg.data.name, "splits": dataset_stats(load_selected_splits(cfg))}, indent=2))
 

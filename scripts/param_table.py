@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.errors import exit_on_user_error  # noqa: E402
 from vop.engine.setup import build_clip  # noqa: E402
 from vop.methods.table import method_configs, table, to_markdown, to_records  # noqa: E402
 
@@ -21,6 +22,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="param_table")
+@exit_on_user_error  # a UserError: its message and exit status 2, no traceback
 def main(cfg: DictConfig) -> None:
     if cfg.format not in ("markdown", "json"):
         raise ValueError(f"format={cfg.format!r}: expected markdown or json")

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real annotation files from the shared folder and data roots built on them."""
+"""Shared fixtures: the real annotation files (tests/data/annotations) and data roots built on them."""
 from __future__ import annotations
 
 import json
@@ -28,14 +28,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+ANNOTATIONS = REPO_ROOT / "tests" / "data" / "annotations"  # real files, shipped (see its README.md)
+ACTIVITYNET_SUBSET = 100  # videos in each shipped ActivityNet json: the real files' first 100
+
+
 @pytest.fixture(scope="session")
-def shared_annotations() -> Path:
-    """The folder holding the real annotation files (`$VOP_SHARED/data/annotations`)."""
-    shared = Path(os.environ.get("VOP_SHARED", REPO_ROOT.parent / "shared"))
-    path = shared / "data" / "annotations"
-    if not path.is_dir():
-        pytest.skip(f"real annotation files not found at {path}; set VOP_SHARED to the shared folder")
-    return path
+def real_annotations() -> Path:
+    """The folder holding the real annotation files the tests use."""
+    return ANNOTATIONS
 
 
 def _msrvtt_data_json() -> dict:
@@ -65,14 +65,12 @@ def msrvtt_data_json_text() -> str:
 
 
 @pytest.fixture
-def msrvtt_root(tmp_path: Path, shared_annotations: Path, msrvtt_data_json_text: str) -> Path:
+def msrvtt_root(tmp_path: Path, real_annotations: Path, msrvtt_data_json_text: str) -> Path:
     """A MSR-VTT data root: the real csv files (symlinked) plus a generated MSRVTT_data.json."""
-    source = shared_annotations / "msrvtt"
+    source = real_annotations / "msrvtt"
     annotations = tmp_path / "msrvtt" / "annotations"
     annotations.mkdir(parents=True)
     for name in MSRVTT_CSVS:
-        if not (source / name).is_file():
-            pytest.skip(f"real MSR-VTT file {source / name} not found")
         (annotations / name).symlink_to(source / name)
     (annotations / "MSRVTT_data.json").write_text(msrvtt_data_json_text)
     return tmp_path / "msrvtt"

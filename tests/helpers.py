@@ -31,3 +31,9 @@ def compose_cfg(config_name: str, overrides: list[str], tmp: Path) -> DictConfig
 def tiny_synthetic(method: str, tmp: Path, extra: list[str] = (), config_name: str = "train") -> DictConfig:
     return compose_cfg(config_name, [f"method={method}", "model=clip_tiny", "data=synthetic", "trainer.epochs=1",
                                      *SMALL_SYNTHETIC, *extra], tmp)
+
+
+def method_config(name: str) -> DictConfig:
+    """configs/method/<name>.yaml on its own, with its defaults list applied (the VoP variants extend vop.yaml)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=f"method/{name}").method

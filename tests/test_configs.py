@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, compose_cfg
 
@@ -64,31 +63,17 @@ def test_unknown_key_fails(tmp_path):
         compose_cfg("train", ["trainer.no_such_key=1"], tmp_path)
 
 
-def test_method_data_files_name_an_existing_method(tmp_path):
-    """configs/method_data/<method>_<data>.yaml: per-dataset recipe deltas picked up by train.yaml."""
-    methods = options("method")
-    for name in options("method_data"):
-        method = max((m for m in methods if name.startswith(m + "_")), key=len, default=None)
-        assert method, f"configs/method_data/{name}.yaml does not start with a method name"
-        data = name[len(method) + 1:]
-        if data in options("data"):
-            cfg = compose_cfg("train", [f"method={method}", f"data={data}"], tmp_path)
-            delta = OmegaConf.load(Path(CONFIG_DIR, "method_data", f"{name}.yaml"))
-            assert all(cfg.method[k] == v for k, v in delta.method.items())
+def test_dataset_new_parameter_rate_reaches_the_methods(tmp_path):
+    """`data.lr_new` (set by msrvtt7k and lsmdc) is the rate of new parameters (bias, proj: of their
+    tensors); without it 3e-5; full and partial keep their own rates."""
+    def rates(method: str, *extra: str) -> tuple[float, float]:
+        cfg = compose_cfg("train", [f"method={method}", *extra], tmp_path)
+        return cfg.method.lr, cfg.method.lr_new
 
-
-def test_method_data_is_applied(tmp_path):
-    import shutil
-
-    from hydra import compose, initialize_config_dir
-
-    configs = tmp_path / "configs"
-    shutil.copytree(CONFIG_DIR, configs)
-    (configs / "method_data" / "vop_synthetic.yaml").write_text("# @package _global_\nmethod:\n  lr_new: 0.123\n")
-    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
-        out = [f"paths.output_dir={tmp_path}"]
-        assert compose("train", overrides=["method=vop", "data=synthetic", *out]).method.lr_new == 0.123
-        assert compose("train", overrides=["method=vop", "data=msrvtt9k", *out]).method.lr_new == 3e-5
+    assert rates("vop", "data=msrvtt7k") == (1e-6, 1e-5) and rates("vop_fc", "data=lsmdc") == (1e-6, 1e-5)
+    assert rates("bias", "data=lsmdc") == (1e-5, 1e-5) and rates("bias", "data=msrvtt9k") == (3e-5, 3e-5)
+    assert rates("adapter_ffn", "data=synthetic", "+data.lr_new=0.123") == (1e-6, 0.123)
+    assert rates("full", "data=msrvtt7k") == (1e-6, 3e-5) and rates("partial", "data=lsmdc") == (1e-5, 3e-5)
 
 
 def test_method_caps_the_caption_length(tmp_path):

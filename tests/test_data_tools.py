@@ -10,6 +10,7 @@ import av
 import pytest
 from hydra import compose, initialize_config_dir
 
+from tests.conftest import ACTIVITYNET_SUBSET
 from tests.helpers import CONFIG_DIR
 from vop.data.manifest import check_dataset, read_manifest
 from vop.data.prepare import prepare
@@ -30,14 +31,15 @@ def tools_cfg(*overrides: str):
         return compose(config_name="tools", overrides=list(overrides))
 
 
-def test_dataset_stats_activitynet_without_videos(tmp_path: Path, shared_annotations: Path) -> None:
+def test_dataset_stats_activitynet_without_videos(tmp_path: Path, real_annotations: Path) -> None:
     root = tmp_path / "activitynet"
     root.mkdir()
-    (root / "annotations").symlink_to(shared_annotations / "activitynet")
+    (root / "annotations").symlink_to(real_annotations / "activitynet")
     out = run_script("dataset_stats.py", "data=activitynet", f"data.root={root}", cwd=tmp_path)
     val, train = out["splits"]["val_1"], out["splits"]["train"]
-    assert (val["annotated_videos"], val["queries"], val["present_videos"], val["missing_videos"]) == (4917, 4917, 0, 4917)
-    assert train["annotated_videos"] == 10_009 and train["captions_per_video"] == {"min": 1, "mean": 1.0, "max": 1}
+    n = ACTIVITYNET_SUBSET  # the shipped jsons: the real files' first 100 videos
+    assert (val["annotated_videos"], val["queries"], val["present_videos"], val["missing_videos"]) == (n, n, 0, n)
+    assert train["annotated_videos"] == n and train["captions_per_video"] == {"min": 1, "mean": 1.0, "max": 1}
     assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("*.log"))  # no run dir, no log file
 
 

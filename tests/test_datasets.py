@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
+from tests.conftest import ACTIVITYNET_SUBSET
 from tests.helpers import compose_cfg
 from vop.data.annotations.activitynet import load_activitynet
 from vop.data.annotations.common import AnnotationError, DataNotFoundError
@@ -16,27 +17,31 @@ from vop.data.annotations.lsmdc import load_lsmdc, movie_of
 
 
 @pytest.fixture
-def activitynet_root(tmp_path: Path, shared_annotations: Path) -> Path:
-    source = shared_annotations / "activitynet"
+def activitynet_root(tmp_path: Path, real_annotations: Path) -> Path:
+    source = real_annotations / "activitynet"
     ann = tmp_path / "activitynet" / "annotations"
     ann.mkdir(parents=True)
     for name in ("train.json", "val_1.json"):
-        if not (source / name).is_file():
-            pytest.skip(f"real ActivityNet file {source / name} not found")
         (ann / name).symlink_to(source / name)
     return tmp_path / "activitynet"
 
 
-def test_activitynet_counts(activitynet_root: Path, shared_annotations: Path) -> None:
+def test_activitynet_counts(activitynet_root: Path, real_annotations: Path) -> None:
+    # The shipped jsons are the real files' first 100 videos (tests/data/annotations/README.md);
+    # the full files hold 10,009 (train) and 4,917 (val_1) videos, one paragraph query each.
     splits = load_activitynet(activitynet_root)
-    assert splits["train"].num_videos == 10_009 and splits["train"].num_captions == 10_009
+    assert splits["train"].num_videos == ACTIVITYNET_SUBSET and splits["train"].num_captions == ACTIVITYNET_SUBSET
     val = splits["val_1"]
-    assert val.num_videos == 4_917 and val.num_captions == 4_917  # one paragraph query per video
-    raw = json.loads((shared_annotations / "activitynet" / "val_1.json").read_text())
+    assert val.num_videos == ACTIVITYNET_SUBSET and val.num_captions == ACTIVITYNET_SUBSET  # one query per video
+    raw = json.loads((real_annotations / "activitynet" / "val_1.json").read_text())
     first = next(iter(raw))
     assert val.video_ids[0] == first
     assert val.captions[0] == " ".join(s.strip() for s in raw[first]["sentences"])
     assert "  " not in val.captions[0]
+    # The id lists are the real, complete ones: every annotated video is listed.
+    for split, ids_file, total in (("train", "train_ids.json", 10_024), ("val_1", "val_ids.json", 4_926)):
+        ids = json.loads((real_annotations / "activitynet" / ids_file).read_text())
+        assert len(ids) == total and set(splits[split].video_ids) <= set(ids)
 
 
 def test_activitynet_finds_either_file_naming(activitynet_root: Path) -> None:
@@ -150,7 +155,7 @@ def test_lsmdc_wrong_field_count_names_line(lsmdc_root: Path) -> None:
 @pytest.mark.parametrize("name,root_fixture,counts", [
     ("msrvtt9k", "msrvtt_root", {"train": 9000, "test": 1000}),
     ("msrvtt7k", "msrvtt_root", {"train": 7010, "test": 1000}),
-    ("activitynet", "activitynet_root", {"train": 10_009, "val_1": 4_917}),
+    ("activitynet", "activitynet_root", {"train": ACTIVITYNET_SUBSET, "val_1": ACTIVITYNET_SUBSET}),
     ("didemo", "didemo_root", {"train": 3, "test": 3}),
     ("lsmdc", "lsmdc_root", {"train": 2, "test": 2}),
 ])

@@ -25,7 +25,8 @@ DECODERS = sorted(p.stem for p in Path(CONFIG_DIR, "decoder").glob("*.yaml") if 
 def make(name: str, tmp_path: Path, short_side: int | None = None):
     cfg = compose_cfg("train", [f"decoder={name}", f"decoder.short_side={short_side or 'null'}"], tmp_path)
     if name == "torchcodec":
-        pytest.importorskip("torchcodec.decoders", exc_type=(ImportError, RuntimeError))
+        pytest.importorskip("torchcodec.decoders", exc_type=(ImportError, RuntimeError),
+                            reason="torchcodec needs FFmpeg's shared libraries: apt-get install ffmpeg")
     return instantiate(cfg.decoder)
 
 

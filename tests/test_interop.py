@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, method_config
 from tests.released_fakes import openai_clip
 from vop.models.convert import ConversionError, hf_to_openai, openai_to_hf, read_openai_file
 from vop.models.torchscript import UnsafeArchiveError
@@ -19,7 +19,7 @@ TINY = OmegaConf.load(f"{CONFIG_DIR}/model/clip_tiny.yaml").net
 def tiny_model(method: str | None = None):
     model = instantiate(TINY)
     if method:
-        instantiate(OmegaConf.load(f"{CONFIG_DIR}/method/{method}.yaml").tuner).apply(model)
+        instantiate(method_config(method).tuner).apply(model)
     return model.eval()
 
 

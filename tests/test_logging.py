@@ -1,6 +1,7 @@
 """W&B offline writes a run folder holding the logged scalars; online without a key goes offline."""
 from pathlib import Path
 
+import wandb
 
 from tests.helpers import tiny_synthetic
 from vop.engine.loggers import wandb_mode
@@ -32,6 +33,11 @@ def test_wandb_offline_writes_a_run_with_the_scalars(monkeypatch, tmp_path):
     cfg = tiny_synthetic("bias", tmp_path, ["logger=wandb", "trainer.max_steps_per_epoch=2", "trainer.log_every=1"])
     assert cfg.logger.wandb.mode == "offline"
     train(cfg)
+    # run.finish() returns once the service has acknowledged the run's exit, but the service's
+    # writer closes (flushes) the .wandb file only after that, in its own process: reading it
+    # right away found it empty about one time in three. teardown() waits for the service
+    # process to exit, i.e. for every stream it owned to be flushed and closed.
+    wandb.teardown()
     runs = list((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     records = list(runs[0].glob("run-*.wandb"))

@@ -6,7 +6,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, method_config
 from vop.engine.optim import param_groups
 from vop.losses import info_nce
 from vop.methods.base import count_parameters
@@ -19,7 +19,7 @@ def tiny_model():
 
 
 def apply_method(name: str, **overrides):
-    cfg = OmegaConf.load(f"{CONFIG_DIR}/method/{name}.yaml")
+    cfg = method_config(name)
     cfg.tuner.update(overrides)
     model, method = tiny_model(), instantiate(cfg.tuner)
     return model, method, method.apply(model)

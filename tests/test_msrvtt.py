@@ -39,12 +39,12 @@ def test_train_7k(msrvtt_root: Path) -> None:
     assert train.info["videos_from"].endswith("MSRVTT_train.7k.csv")
 
 
-def test_test_split_is_1k_a(msrvtt_root: Path, shared_annotations: Path) -> None:
+def test_test_split_is_1k_a(msrvtt_root: Path, real_annotations: Path) -> None:
     test = load_msrvtt(msrvtt_root)["test"]
     assert test.num_videos == 1000
     assert test.num_captions == 1000
     assert test.caption_video == list(range(1000))
-    with open(shared_annotations / "msrvtt" / "MSRVTT_JSFUSION_test.csv", newline="") as f:
+    with open(real_annotations / "msrvtt" / "MSRVTT_JSFUSION_test.csv", newline="") as f:
         first = next(csv.DictReader(f))
     assert test.video_ids[0] == first["video_id"]
     assert test.captions[0] == first["sentence"].strip()
@@ -80,7 +80,7 @@ def test_missing_root(tmp_path: Path) -> None:
         load_msrvtt(root)
     message = str(err.value)
     assert str(root) in message
-    assert "README" in message
+    assert "docs/datasets.md" in message
     assert "data.root=" in message
 
 
@@ -88,7 +88,7 @@ def test_missing_captions_json(msrvtt_root: Path) -> None:
     (msrvtt_root / "annotations" / "MSRVTT_data.json").unlink()
     with pytest.raises(DataNotFoundError, match="MSRVTT_data.json") as err:
         load_msrvtt(msrvtt_root)
-    assert "README" in str(err.value)
+    assert "docs/datasets.md" in str(err.value)
 
 
 def test_missing_train_csv(msrvtt_root: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, method_config
 
 # method -> True if its video embedding depends on the order of the frames (by construction).
 SEES_ORDER = {
@@ -36,7 +36,7 @@ TEMPORAL = ["vop_c", "vop_f", "vop_fc"]  # where `temporal=true` applies (genera
 
 
 def build(name: str, **tuner) -> torch.nn.Module:
-    cfg = OmegaConf.load(f"{CONFIG_DIR}/method/{name}.yaml")
+    cfg = method_config(name)
     cfg.tuner.update(tuner)
     if "frames" in cfg.tuner:
         cfg.tuner.frames = 4  # its default interpolates data.num_frames, absent from this lone file

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR, tiny_synthetic
+from tests.helpers import CONFIG_DIR, method_config, tiny_synthetic
 from tests.released_fakes import (TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features,
                                   plain_video_features, save_released)
 from vop.engine.evaluate import evaluate_run
@@ -23,7 +23,7 @@ def our_model(method: str | None, layers: int | None = None, **tuner):
         if layers else TINY
     model = instantiate(net)
     if method:
-        cfg = OmegaConf.load(f"{CONFIG_DIR}/method/{method}.yaml").tuner
+        cfg = method_config(method).tuner
         instantiate(OmegaConf.merge(cfg, tuner)).apply(model)
     return model.eval()
 

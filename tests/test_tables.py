@@ -111,3 +111,25 @@ def test_probe_sampling_error_widens_the_direction_error_bar(tmp_path):
     probe = make_table([tmp_path]).split("**direction probe")[1]
     row = next(r for r in probe.splitlines() if r.startswith("| full"))
     assert row.split("|")[3].strip() == "**51.5 ± 1.0** ~"  # sqrt(0^2 + 1^2); 1.5 < 2 SE: not shown to see time
+
+
+def test_rows_trained_differently_are_flagged(tmp_path, caplog):
+    """A 6-epoch run beside a 5-step smoke run: the table says which settings differ (and warns)."""
+    full = write_run(tmp_path / "full", "full", 40.0)
+    smoke = write_run(tmp_path / "bias", "bias", 20.0)
+    for run, epochs, steps in ((full, 6, 222), (smoke, 1, 5)):
+        cfg = OmegaConf.load(run / "config.yaml")
+        cfg.trainer = {"epochs": epochs, "max_steps_per_epoch": None if epochs == 6 else 5}
+        OmegaConf.save(cfg, run / "config.yaml")
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "train/steps": steps}))
+    with caplog.at_level("WARNING"):
+        markdown = make_table([full, smoke])
+    note = markdown.strip().splitlines()[-1]
+    assert note.startswith("Settings differ between these rows (data=msrvtt9k, model=clip_b32)")
+    assert "trainer.epochs: full 6, bias 1" in note and "train/steps: full 222, bias 5" in note
+    assert "trainer.max_steps_per_epoch: full null, bias 5" in note and "data.batch_size" not in note
+    assert note in caplog.text
+    same = write_run(tmp_path / "again" / "full", "full", 41.0)
+    assert "Settings differ" not in make_table([tmp_path / "again", write_run(tmp_path / "b2", "bias", 3.0)])
+    assert same.is_dir()

@@ -75,7 +75,7 @@ def test_headline_command_without_data_names_the_missing_path(tmp_path):
     proc = run_cli("train.py", "method=bias", "data=msrvtt9k", f"paths.data_dir={tmp_path}",
                    f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0
-    assert str(tmp_path / "msrvtt") in proc.stderr and "README" in proc.stderr
+    assert str(tmp_path / "msrvtt") in proc.stderr and "docs/datasets.md" in proc.stderr
 
 
 def test_cli_train_then_eval(tmp_path):

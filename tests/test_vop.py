@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR, tiny_synthetic
+from tests.helpers import CONFIG_DIR, method_config, tiny_synthetic
 from vop.engine.setup import build_model
 from vop.methods.vop import resolve_split
 
@@ -17,7 +17,7 @@ N_VIDEO, N_TEXT = 8, 8
 
 
 def vop_model(name: str = "vop", **tuner):
-    cfg = OmegaConf.load(f"{CONFIG_DIR}/method/{name}.yaml")
+    cfg = method_config(name)
     cfg.tuner.update(tuner)
     model = instantiate(OmegaConf.load(f"{CONFIG_DIR}/model/clip_tiny.yaml").net)
     instantiate(cfg.tuner).apply(model)

@@ -8,3 +8,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # `${vop.root:}` in configs/paths resolves to the repository, wherever the command runs from.
 if not OmegaConf.has_resolver("vop.root"):
     OmegaConf.register_new_resolver("vop.root", lambda: str(ROOT))
+
+
+def _run_name(ckpt, method, data, overrides=None) -> str:
+    from vop.engine.rundir import run_name  # imported on use: `import vop` stays light
+
+    return run_name(ckpt, method, data, overrides)
+
+
+# `${vop.run_name:...}` in configs/hydra names a run folder after what runs (eval.py ckpt=: the checkpoint's).
+if not OmegaConf.has_resolver("vop.run_name"):
+    OmegaConf.register_new_resolver("vop.run_name", _run_name)

@@ -20,6 +20,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vop.errors import MissingFileError
+from vop.table_settings import differing, note, run_settings
+
 # Paper figure 1 (MSR-VTT-9k): text->video R@1 gain vs full fine-tuning, and trainable %.
 PAPER_GAIN = {"full": 0.0, "bias": -2.0, "proj": -4.6, "partial": -1.9, "adapter_attn": -4.1,
               "adapter_ffn": -3.5, "vop": -2.1, "vop_f": 0.9, "vop_fp": 1.8, "vop_fc": 2.9}
@@ -58,14 +61,14 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
             continue
         found = sorted(p.parent for p in path.rglob("metrics.json")) if path.is_dir() else []
         if not found:
-            raise FileNotFoundError(f"make_table: {path} is not a run directory (no metrics.json) and holds none")
+            raise MissingFileError(f"make_table: {path} is not a run directory (no metrics.json) and holds none")
         runs.extend(found)
     return runs
 
 
 def read_run(path: Path) -> Run:
     if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(f"make_table: {path} has metrics.json but no config.yaml")
+        raise MissingFileError(f"make_table: {path} has metrics.json but no config.yaml")
     cfg = OmegaConf.load(path / "config.yaml")
     saved = json.loads((path / "metrics.json").read_text())
     split = cfg.data.test_split
@@ -197,6 +200,18 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def settings_notes(runs: list[Run]) -> str:
+    """Per (data, model) block, the settings its rows differ in (vop/table_settings.py), as text."""
+    lines = []
+    for key in dict.fromkeys((r.data, r.model) for r in runs):
+        rows: dict[str, list[dict]] = {}
+        for run in sorted((r for r in runs if (r.data, r.model) == key), key=lambda r: _order(r.method)):
+            rows.setdefault(run.method, []).append(run_settings(run.path))
+        text = note(f"data={key[0]}, model={key[1]}", differing(rows))
+        lines += [text] if text else []
+    return "".join(f"\n{line}\n" for line in lines)
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -206,8 +221,9 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def make_table(paths: list[str | Path], out: str | Path | None = None) -> str:
     """Markdown of the runs under `paths`; with `out`, also writes `<out>.md` and `<out>.csv`."""
-    rows = table_rows([read_run(p) for p in find_runs(paths)])
-    markdown = to_markdown(rows)
+    runs = [read_run(p) for p in find_runs(paths)]
+    rows = table_rows(runs)
+    markdown = to_markdown(rows) + settings_notes(runs)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)

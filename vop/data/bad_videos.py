@@ -25,11 +25,12 @@ from vop.data.annotations.common import few
 from vop.data.decoders.base import VideoDecodeError
 from vop.data.manifest import read_manifest
 from vop.data.split import Split
+from vop.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class BadVideosError(RuntimeError):
+class BadVideosError(UserError, RuntimeError):
     """Too many training videos are bad, or test videos are missing and that is not allowed."""
 
 
@@ -70,7 +71,7 @@ def usable_test_split(split: Split, allow_missing: bool, manifest_path: str | No
     if not allow_missing:
         raise BadVideosError(
             f"{len(bad)} of {split.num_videos} {split.name} videos are missing or broken: {_describe(split, bad)}. "
-            "Published numbers use every test video: restore them (README 'Bad videos'), or pass "
+            "Published numbers use every test video: restore them (docs/datasets.md, 'Bad videos'), or pass "
             "data.allow_missing_test=true to exclude them (metrics are then marked comparable=false).")
     log.warning("%s: EXCLUDING %d of %d videos (data.allow_missing_test=true): %s; the metrics are NOT "
                 "comparable to published numbers", split.name, len(bad), split.num_videos, _describe(split, bad))

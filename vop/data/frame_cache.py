@@ -94,7 +94,7 @@ def read_meta(root: Path) -> dict:
     path = Path(root) / META
     if not path.is_file():
         raise FileNotFoundError(f"frame cache not found: {path} is missing. Build it with "
-                                f"`python scripts/build_frame_cache.py data=<name>` (README, 'Speed and memory')")
+                                f"`python scripts/build_frame_cache.py data=<name>` (docs/speed.md)")
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a vop frame cache (format={meta.get('format')!r}, expected {FORMAT})")

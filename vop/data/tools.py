@@ -7,15 +7,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from vop.data.split import Split
+from vop.errors import ConfigError
 
 
 def load_selected_splits(cfg: DictConfig) -> dict[str, Split]:
     """The parser's splits, restricted to `cfg.splits` when given (an unknown name is an error)."""
-    splits: dict[str, Split] = instantiate(cfg.data.splits)
+    # A partial called here: a missing-data error reaches the user as written, not wrapped by Hydra.
+    splits: dict[str, Split] = instantiate(cfg.data.splits, _partial_=True)()
     if cfg.get("splits"):
         unknown = [s for s in cfg.splits if s not in splits]
         if unknown:
-            raise KeyError(f"data={cfg.data.name} has no split(s) {unknown}; it has {sorted(splits)}")
+            raise ConfigError(f"data={cfg.data.name} has no split(s) {unknown}; it has {sorted(splits)}")
         splits = {name: splits[name] for name in cfg.splits}
     return splits
 

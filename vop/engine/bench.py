@@ -29,6 +29,7 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.engine import setup
 from vop.engine.device_feed import DeviceFeed
 from vop.engine.precision import autocast, resolve_device, resolve_precision
+from vop.methods.table import load_with_defaults
 
 log = logging.getLogger(__name__)
 GIB = 2**30
@@ -113,7 +114,7 @@ def loader(cfg: DictConfig, split, decoder, tokenizer, train: bool, device: torc
 
 # ------------------------------------------------------------------ model side
 def method_cfg(name: str) -> DictConfig:
-    return OmegaConf.load(Path(vop.ROOT, "configs/method", f"{name}.yaml"))
+    return load_with_defaults(Path(vop.ROOT, "configs/method", f"{name}.yaml"))  # variants extend vop.yaml
 
 
 def build(cfg: DictConfig, method: str, checkpointing: bool, device: torch.device):

@@ -15,13 +15,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from vop.errors import UserError
 from vop.models.tensors import copy_strict
 
 FORMAT = "vop-checkpoint-1"
+RESUME_FORMAT = "vop-resume-1"  # vop.engine.resume writes it; named here to recognise such a file
 FILENAME = "checkpoint.safetensors"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that does not belong to this model/method or is not a vop checkpoint."""
 
 
@@ -46,21 +48,28 @@ def resolve_path(ckpt: str | Path) -> Path:
     if path.is_dir():
         path = path / FILENAME
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (give a run directory or a {FILENAME} file)")
+        raise CheckpointError(f"checkpoint not found: {path} (give a run directory or a {FILENAME} file)")
     return path
 
 
-def read_checkpoint(ckpt: str | Path) -> tuple[dict[str, torch.Tensor], DictConfig]:
+def read_checkpoint(ckpt: str | Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], DictConfig]:
+    """(trainable tensors, the run's resolved config); `tensors=False` reads the header only."""
     path = resolve_path(ckpt)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors raises its own error types for foreign files
-        raise CheckpointError(f"{path} is not a safetensors checkpoint: {err}") from err
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} was not written by vop (metadata format={meta.get('format')!r})")
-    return tensors, OmegaConf.create(json.loads(meta["config"]))
+            values = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except Exception as err:  # safetensors raises its own error types for foreign or truncated files
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err}): a truncated copy, or "
+                              f"another format; give a run directory or its {FILENAME}") from err
+    kind = meta.get("format")
+    if kind == RESUME_FORMAT:
+        raise CheckpointError(f"{path} is a resume checkpoint: continue that run with resume={path}, or evaluate "
+                              f"its {FILENAME} (ckpt=<run dir>)")
+    if kind != FORMAT:
+        raise CheckpointError(f"{path} was not written by vop's train.py (its metadata has format={kind}, "
+                              f"expected {FORMAT})")
+    return values, OmegaConf.create(json.loads(meta["config"]))
 
 
 def check_compatible(saved: DictConfig, cfg: DictConfig, path: str | Path) -> None:

@@ -9,10 +9,11 @@ from typing import Sequence
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from vop.config_check import check_config
 from vop.engine import setup
 from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path
 from vop.engine.precision import resolve_device, resolve_precision
-from vop.engine.rundir import prefixed, save_config, save_metrics
+from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
 from vop.models.modelscope import ModelScopeFolder, folder_config
 from vop.models.released import is_released, load_released
 from vop.retrieval.html import write_page
@@ -51,6 +52,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
         tensors, saved = read_checkpoint(path)
         cfg = merge_checkpoint_config(cfg, saved, overrides, path)
         log.info("evaluating %s (model %s, method %s, data %s)", path, cfg.model.name, cfg.method.name, cfg.data.name)
+    check_config(cfg)
     setup.seed_everything(cfg.seed)
     setup.set_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
@@ -69,9 +71,11 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     save_config(run_dir, cfg)
     save_metrics(run_dir, {**metrics, **report, "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)})
+    link_latest(run_dir)
     if cfg.get("examples"):
         page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")
         log.info("%d example queries: %s (and .png)", cfg.examples, page)
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
+    log.info("metrics in %s", run_dir / "metrics.json")
     return metrics

@@ -9,14 +9,16 @@ from types import FrameType
 
 from torch.utils.data import Dataset, get_worker_info
 
+from vop.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Too many non-finite losses in a row: the run is diverging."""
 
 
-class DataLoadError(RuntimeError):
+class DataLoadError(UserError, RuntimeError):
     """Loading training data failed; the message names the video(s) being read."""
 
 

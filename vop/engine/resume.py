@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from vop.errors import MissingFileError
 from vop.engine.checkpoint import CheckpointError
 
 FORMAT = "vop-resume-1"
@@ -117,11 +118,11 @@ def resolve_resume(target: str | Path) -> Path:
     if path.is_dir():
         files = resume_files(path)
         if not files:
-            raise FileNotFoundError(f"resume={target}: no {RESUME_DIR}/step_*.safetensors in {path} "
+            raise MissingFileError(f"resume={target}: no {RESUME_DIR}/step_*.safetensors in {path} "
                                     "(checkpoints are written every trainer.checkpoint.every_n_steps and each epoch)")
         return files[-1]
     if not path.is_file():
-        raise FileNotFoundError(f"resume={target}: no such run directory or checkpoint file")
+        raise MissingFileError(f"resume={target}: no such run directory or checkpoint file")
     return path
 
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from vop.data.bad_videos import BadVideoCounter, usable_test_split, usable_train_split
+from vop.data.checks import checked_test_split, checked_train_split
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
 from vop.data.sampler import ShardedSampler
@@ -21,6 +22,7 @@ from vop.engine.distributed import DistEnv
 from vop.engine.evaluator import Evaluator
 from vop.engine.speed import apply_speed_options
 from vop.engine.faults import InFlight
+from vop.errors import ConfigError
 from vop.methods.base import ParameterCount, TuningMethod
 from vop.models.clip import CLIPVideoModel
 
@@ -47,7 +49,8 @@ def build_clip(cfg: DictConfig, random_init: bool = False) -> CLIPVideoModel:
     if random_init and cfg.model.get("arch") is not None:
         return CLIPVideoModel.from_config(**cfg.model.arch,
                                           attn_implementation=cfg.model.net.get("attn_implementation", "sdpa"))
-    return instantiate(cfg.model.net)
+    # A partial called here: a missing-weights error reaches the user as written, not wrapped by Hydra.
+    return instantiate(cfg.model.net, _partial_=True)()
 
 
 def build_model(cfg: DictConfig, random_init: bool = False) -> tuple[CLIPVideoModel, object, TuningMethod,
@@ -74,7 +77,7 @@ def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
     splits: dict[str, Split] = instantiate(cfg.data.splits, _partial_=True)()
     for name in names:
         if name not in splits:
-            raise KeyError(f"data={cfg.data.name} has no split {name!r}; it has {sorted(splits)}")
+            raise ConfigError(f"data={cfg.data.name} has no split {name}; it has {', '.join(sorted(splits))}")
     return splits
 
 
@@ -84,10 +87,10 @@ def usable_splits(cfg: DictConfig, train: Split | None, test: Split) -> tuple[Sp
     Returns (train, test, the counter enforcing data.max_bad_fraction, report for metrics.json).
     """
     data = cfg.data
-    test, report = usable_test_split(test, data.allow_missing_test, data.manifest)
+    test, report = usable_test_split(checked_test_split(test), data.allow_missing_test, data.manifest)
     counter = None
     if train is not None:
-        train, counter = usable_train_split(train, data.max_bad_fraction, data.manifest)
+        train, counter = usable_train_split(checked_train_split(train), data.max_bad_fraction, data.manifest)
     return train, test, counter, report
 
 

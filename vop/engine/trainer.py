@@ -14,17 +14,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from vop.config_check import check_config
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine import distributed, setup
 from vop.engine.checkpoint import FILENAME, check_compatible, load_trainable, save_checkpoint, trainable_state
 from vop.engine.device_feed import DeviceFeed
-from vop.engine.faults import DataLoadError, NonFiniteGuard, StopRequest
+from vop.engine.faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
 from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from vop.engine.resume import (check_same_trajectory, load_resume, prune, rng_state, save_resume,
                                set_rng_state)
-from vop.engine.rundir import prefixed, save_config, save_metrics
+from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
 from vop.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class Trainer:
             save_config(self.run_dir, cfg)
         log.info("run directory: %s (%d process%s)", self.run_dir, self.env.world_size,
                  "es" if self.env.world_size > 1 else "")
-        log.info("model %s, method %s: %s", cfg.model.name, cfg.method.name, self.count)
+        log.info("model %s, method %s", cfg.model.name, cfg.method.name)  # its trainable count: logged by apply()
         self.logger.summary({"trainable_params": self.count.trainable, "total_params": self.count.total})
         if self.count.trainable == 0:
             log.info("method %s has no trainable parameters: evaluating only", cfg.method.name)
@@ -149,6 +150,9 @@ class Trainer:
         if metrics is None:  # interrupted: the resume checkpoint is written, nothing else to do
             self.logger.close()
             return {"interrupted": True, "step": self.step}
+        if self.guard.total >= self.step:  # every loss was NaN/inf: nothing was trained
+            raise NonFiniteLossError(f"all {self.step} training steps had a non-finite loss and were skipped: no "
+                                     "checkpoint or metrics written. Lower method.lr / method.lr_new or check the data")
         if self.env.is_main:
             save_checkpoint(self.run_dir / FILENAME, self.model, cfg, {"epoch": cfg.trainer.epochs, "step": self.step})
         return self.finish(metrics or self.evaluate(cfg.trainer.epochs))
@@ -381,6 +385,7 @@ class Trainer:
                            "train/steps": self.step})
         if self.env.is_main:
             save_metrics(self.run_dir, result)
+            link_latest(self.run_dir)  # <log dir>/train/latest: the newest finished run
         self.logger.summary(result)
         self.logger.close()
         log.info("text->video R@1 %.2f (chance %.2f); metrics in %s", metrics.get(f"{split}/t2v_R@1", float("nan")),
@@ -389,6 +394,7 @@ class Trainer:
 
 
 def train(cfg: DictConfig) -> dict:
+    check_config(cfg)  # before any data, weights or process group
     try:
         return Trainer(cfg).fit()
     finally:

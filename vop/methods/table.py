@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from vop.methods.base import ParameterCount, TuningMethod, count_parameters
 from vop.models.clip import CLIPVideoModel
 
-# The VoP paper's figure 1 (MSR-VTT-9k, ViT-B/32): trainable share in percent (../shared/REFERENCE.md).
+# The VoP paper's figure 1 (MSR-VTT-9k, ViT-B/32): trainable share in percent.
 PAPER_PERCENT = {"full": 100.0, "bias": 0.10, "proj": 0.54, "partial": 6.41, "adapter_attn": 1.65,
                  "adapter_ffn": 1.65, "vop": 0.10, "vop_f": 0.10, "vop_fp": 0.38, "vop_fc": 11.78}
 
@@ -33,7 +33,19 @@ class Row:
 
 def method_configs(folder: Path) -> dict[str, object]:
     """Every configs/method/*.yaml, loaded on its own (so `frames` takes its default of 12)."""
-    return {p.stem: OmegaConf.load(p) for p in sorted(Path(folder).glob("*.yaml"))}
+    return {p.stem: load_with_defaults(p) for p in sorted(Path(folder).glob("*.yaml"))}
+
+
+def load_with_defaults(path: Path):
+    """A group config with its defaults list applied as Hydra does for entries of the same group
+    (`defaults: [vop, _self_]`: vop.yaml, then this file over it), without a Hydra context (this
+    runs inside scripts/param_table.py's own Hydra app)."""
+    cfg = OmegaConf.load(path)
+    entries = list(cfg.pop("defaults", None) or [])
+    parts = [cfg if entry == "_self_" else load_with_defaults(path.with_name(f"{entry}.yaml")) for entry in entries]
+    if "_self_" not in entries:
+        parts.append(cfg)  # Hydra's default: _self_ last
+    return OmegaConf.merge(*parts)
 
 
 def count_method(model: CLIPVideoModel, tuner_cfg) -> tuple[ParameterCount, int, int]:

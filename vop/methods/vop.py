@@ -1,6 +1,6 @@
 """VoP: text-video co-operative prompt tuning, and its P / C / F variants and combinations.
 
-Basic VoP (as in the authors' released inference code, README "Released checkpoints"):
+Basic VoP (as in the authors' released inference code, docs/methods.md):
 - vision: every ViT layer of `video_layers` (default all) gets its own `num_prompts` prompt tokens,
   inserted right after CLS (no positional embedding), run through the block and dropped before
   the next layer of the list (layers between listed ones keep the last inserted prompts, as the

@@ -13,12 +13,9 @@ from transformers import CLIPConfig, CLIPModel
 
 from vop.models.hooks import TowerHooks
 from vop.models.tensors import copy_strict
+from vop.models.weights import WeightsNotFoundError, fixes, weights_source
 
 log = logging.getLogger(__name__)
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained CLIP weights could not be loaded (offline, wrong id or missing folder)."""
 
 
 class CLIPVideoModel(nn.Module):
@@ -37,19 +34,14 @@ class CLIPVideoModel(nn.Module):
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_pretrained(cls, name_or_path: str, attn_implementation: str = "sdpa") -> "CLIPVideoModel":
-        """Load HF CLIP weights from the hub cache or a local folder."""
+        """Load HF CLIP weights from a local folder or the hub cache (downloading only when reachable)."""
+        source, local_only = weights_source(name_or_path)
         try:
-            clip = CLIPModel.from_pretrained(name_or_path, attn_implementation=attn_implementation)
+            clip = CLIPModel.from_pretrained(source, attn_implementation=attn_implementation,
+                                             local_files_only=local_only)
         except OSError as err:
-            local = Path(name_or_path).expanduser()
-            where = f"the folder {local} is missing or incomplete" if local.exists() or "/" not in name_or_path \
-                else f"{name_or_path!r} is not in the local HF cache and could not be downloaded"
-            raise WeightsNotFoundError(
-                f"could not load CLIP weights {name_or_path!r}: {where}. Download them once "
-                f"(`huggingface-cli download {name_or_path}`) or point `model.net.name_or_path=` to a local "
-                "folder holding config.json and model.safetensors (an OpenAI `ViT-B-32.pt` can be converted, "
-                "see README). Offline: set HF_HUB_OFFLINE=1 once the files are cached."
-            ) from err
+            raise WeightsNotFoundError(f"could not load CLIP weights {name_or_path}: the files are missing or "
+                                       f"incomplete ({err}). {fixes(name_or_path)}") from err
         return cls(clip)
 
     @classmethod

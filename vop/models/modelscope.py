@@ -20,6 +20,8 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vop.methods.table import load_with_defaults
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # ModelScope's weights file -> this project's method config (configs/method/<name>.yaml) and settings.
 WEIGHTS = {"VoP_msrvtt9k.pth": ("vop", {"readout": "released"}),
@@ -97,7 +99,7 @@ def folder_config(cfg: DictConfig, folder: ModelScopeFolder, overrides: Sequence
     keys = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
     with open_dict(cfg):
         if "method" not in keys:
-            cfg.method = OmegaConf.load(CONFIG_DIR / "method" / f"{folder.method}.yaml")
+            cfg.method = load_with_defaults(CONFIG_DIR / "method" / f"{folder.method}.yaml")
         for key, value in folder.settings.items():
             OmegaConf.update(cfg, key, value, force_add=True)
         for key, value in keys.items():  # the command line wins over the folder

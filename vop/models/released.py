@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from vop.errors import UserError
 from vop.models.clip import CLIPVideoModel
 from vop.models.convert import ConversionError, openai_to_hf, strip_prefix
 from vop.models.tensors import copy_strict
@@ -30,7 +31,7 @@ CLIP_PREFIX = "clip."
 DUPLICATES = {"image_encoder.": "clip.visual.", "text_encoder.": "clip."}
 
 
-class ReleasedCheckpointError(ValueError):
+class ReleasedCheckpointError(UserError, ValueError):
     """A released-format file that does not fit the configured model or method."""
 
 
@@ -40,12 +41,14 @@ def is_released(path: str | Path) -> bool:
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"released checkpoint not found: {path}")
+        raise ReleasedCheckpointError(f"released checkpoint not found: {path}")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - name the file and say why it is refused
-        raise ReleasedCheckpointError(f"{path}: not a plain tensor checkpoint (read with weights_only=True, "
-                                      f"which refuses arbitrary pickled objects): {err}") from err
+    except Exception as err:  # UnpicklingError (objects besides tensors), a truncated or foreign file
+        raise ReleasedCheckpointError(
+            f"{path} cannot be read as a state dict of tensors: it holds pickled Python objects besides tensors, "
+            "or it is truncated or not a PyTorch file. vop never unpickles objects from a checkpoint; load it "
+            "once where you trust it and re-save only its tensors (torch.save(state_dict, ...))") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -7,9 +7,12 @@ from typing import Sequence
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
+from vop.config_check import check_config
+from vop.data.checks import checked_test_split
 from vop.engine import setup
 from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.evaluate import chosen_on_command_line, merge_checkpoint_config
+from vop.errors import InputError
 from vop.retrieval.encoder import Encoder
 from vop.retrieval.folder import folder_split
 from vop.retrieval.gallery import Gallery, build_gallery
@@ -24,13 +27,14 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     """Encode a dataset split (data=, split=) or a folder (videos=, captions=) into cfg.gallery."""
     if cfg.ckpt:
         path = resolve_path(cfg.ckpt)
-        cfg = merge_checkpoint_config(cfg, read_checkpoint(path)[1], overrides, path)
+        cfg = merge_checkpoint_config(cfg, read_checkpoint(path, tensors=False)[1], overrides, path)
+        check_config(cfg)
     encoder = Encoder(cfg, ckpt=cfg.ckpt)
     if cfg.videos:
         split = folder_split(cfg.videos, cfg.captions)
     else:
         name = cfg.split or cfg.data.test_split
-        split = setup.load_splits(cfg, name)[name]
+        split = checked_test_split(setup.load_splits(cfg, name)[name])
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
     return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress)
@@ -38,8 +42,10 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
 
 def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResult]:
     """Rank the gallery for each query (a text, or a video file path); print, optionally write a page."""
-    if cfg.query is None:
-        raise ValueError("retrieve.py action=query needs query=<text or video file> (or a list: query=[a,b])")
+    queries = list(cfg.query) if isinstance(cfg.query, ListConfig) else [cfg.query]
+    if cfg.query is None or not queries or any(not str(q).strip() for q in queries):
+        raise InputError(f"retrieve.py: query={'' if cfg.query is None else cfg.query} is empty; give a text "
+                         "(query=\"a red circle moves to the left\"), a video file, or a list: query=[a,b]")
     index = instantiate(cfg.index)
     if cfg.get("modelscope"):  # the authors' model folder: its model and its precomputed gallery
         topk = {"topk": cfg.topk} if chosen_on_command_line(overrides, "topk") else {}
@@ -48,7 +54,6 @@ def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResul
         pipeline = RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk)
     else:
         pipeline = RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk)
-    queries = list(cfg.query) if isinstance(cfg.query, ListConfig) else [cfg.query]
     results = [pipeline(str(q)) for q in queries]
     for result in results:
         print(result)
@@ -64,11 +69,12 @@ ACTIONS = {"build": build, "query": query}
 
 def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
     action = cfg.action or ("query" if cfg.query is not None else None)
+    check_config(cfg)
     if action not in ACTIONS:
-        raise ValueError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=) "
+        raise InputError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=) "
                          "or action=query / query=<text or video file> (with gallery=)")
     if cfg.get("modelscope") and action != "query":
-        raise ValueError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video>")
+        raise InputError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video>")
     if not cfg.gallery and not cfg.get("modelscope"):
-        raise ValueError("retrieve.py needs gallery=<file>: where to write (build) or read (query) the gallery")
+        raise InputError("retrieve.py needs gallery=<file>: where to write (build) or read (query) the gallery")
     return ACTIONS[action](cfg, overrides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vop.errors import MissingFileError
 from vop.data.split import Split
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
@@ -21,10 +22,10 @@ def folder_split(videos: str | Path, captions: str | Path | None = None) -> Spli
     """
     root = Path(videos)
     if not root.is_dir():
-        raise FileNotFoundError(f"videos={root}: not a folder")
+        raise MissingFileError(f"videos={root}: not a folder")
     paths = sorted(p for p in root.rglob("*") if p.is_file() and is_video_file(p))
     if not paths:
-        raise FileNotFoundError(f"videos={root}: no video files ({', '.join(VIDEO_SUFFIXES)})")
+        raise MissingFileError(f"videos={root}: no video files ({', '.join(VIDEO_SUFFIXES)})")
     ids = [str(p.relative_to(root).with_suffix("")) for p in paths]
     texts, owners = [], []
     if captions is not None:

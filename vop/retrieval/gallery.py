@@ -23,13 +23,15 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from vop.data.split import Split
+from vop.engine.finite import require_finite
+from vop.errors import InputError, MissingFileError, UserError
 from vop.retrieval.encoder import Encoder
 
 log = logging.getLogger(__name__)
 FORMAT = "vop-gallery-1"
 
 
-class GalleryMismatchError(ValueError):
+class GalleryMismatchError(UserError, ValueError):
     """The query encoder is not the one the gallery was built with."""
 
 
@@ -60,14 +62,21 @@ class Gallery:
     def load(cls, path: str | Path) -> "Gallery":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"gallery={path}: no such file (build it with `python retrieve.py action=build "
+            raise MissingFileError(f"gallery={path}: no such file (build it with `python retrieve.py action=build "
                                     f"gallery={path} ...`)")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"gallery={path} is not a vop gallery (metadata format={meta.get('format')!r})")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as err:  # safetensors' own error types: a truncated or foreign file
+            raise InputError(f"gallery={path} is not a readable safetensors file ({err}): a truncated copy or "
+                             f"another format; rebuild it with `python retrieve.py action=build gallery={path} ...`") from err
+        if meta.get("format") != FORMAT:
+            raise InputError(f"gallery={path} is not a vop gallery (its metadata has format={meta.get('format')}, "
+                             f"expected {FORMAT})")
         info = json.loads(meta["info"])
+        require_finite(tensors["video_emb"], "video", f"gallery={path}")
+        require_finite(tensors["text_emb"], "caption", f"gallery={path}")
         return cls(tensors["video_emb"], tensors["text_emb"], info["video_ids"], info["video_paths"],
                    info["captions"], tensors["caption_video"].tolist(), info["encoder"], info["config"])
 
@@ -123,9 +132,11 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     """Encode every video and caption of `split` with `encoder` and save the gallery at `path`."""
     path = Path(path)
     if chunk_videos < 1:
-        raise ValueError(f"chunk_videos must be >= 1, got {chunk_videos}")
+        raise InputError(f"chunk_videos must be >= 1, got {chunk_videos}")
     video_emb = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress)
     text_emb = encoder.encode_texts(split.captions) if split.captions else video_emb.new_zeros(0, video_emb.shape[1])
+    require_finite(video_emb, "video", f"building gallery={path} with {encoder.describe()}")
+    require_finite(text_emb, "caption", f"building gallery={path} with {encoder.describe()}")
     gallery = Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
                       list(split.captions), list(split.caption_video), encoder.identity,
                       OmegaConf.to_container(encoder.cfg, resolve=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,20 @@ def contact_sheet(views: list[QueryView], width: int = 1200) -> Image.Image:
     return sheet
 
 
+def caption_lines(text: str, width: int = 30, lines: int = 4) -> list[str]:
+    """`text` wrapped at word boundaries into at most `lines` lines; a cut shows as "..."."""
+    wrapped = textwrap.wrap(text, width) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = textwrap.shorten(wrapped[-1] + " ...", width, placeholder="...")
+    return wrapped
+
+
+def hit_caption(rank: int, score: float) -> str:
+    """"#1  0.910": two spaces, as the sheet's bitmap font draws one space narrower than a digit."""
+    return f"#{rank}  {score:.3f}" if rank else "query video"
+
+
 def _draw_hit(sheet: Image.Image, draw: ImageDraw.ImageDraw, hit: Hit, rank: int, x: int, y: int, width: int) -> int:
     """Draw one hit at (x, y); returns the next x."""
     strip_w = sum(f.width for f in hit.frames[:SHEET_FRAMES]) or 180
@@ -109,10 +124,10 @@ def _draw_hit(sheet: Image.Image, draw: ImageDraw.ImageDraw, hit: Hit, rank: int
     for frame in hit.frames[:SHEET_FRAMES]:
         sheet.paste(frame, (fx, y))
         fx += frame.width
-    if not hit.frames:  # a caption hit (v2t): its text, wrapped crudely
-        for i in range(0, min(len(hit.label), 120), 30):
-            draw.text((x, y + 12 * (i // 30)), hit.label[i:i + 30], fill="black")
-    caption = f"#{rank} {hit.score:.3f}" if rank else "query video"
+    if not hit.frames:  # a caption hit (v2t): its text, wrapped at word boundaries
+        for i, line in enumerate(caption_lines(hit.label)):
+            draw.text((x, y + 12 * i), line, fill="black")
+    caption = hit_caption(rank, hit.score)
     draw.text((x, y + THUMB_HEIGHT + 4), caption, fill="black")
     if hit.is_gt:
         draw.rectangle((x - 3, y - 3, x + strip_w + 2, y + THUMB_HEIGHT + 18), outline=GT_COLOUR, width=3)

@@ -8,6 +8,8 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig
 
+from vop.engine.finite import require_finite
+from vop.errors import InputError, MissingFileError
 from vop.retrieval.encoder import Encoder
 from vop.retrieval.folder import is_video_file
 from vop.retrieval.gallery import Gallery
@@ -39,7 +41,7 @@ def query_mode(query: str | Path) -> str:
     """A `Path`, or a string ending in a video suffix (.mp4, ...), is a video query; other strings are text."""
     if isinstance(query, Path) or is_video_file(str(query)):
         if not Path(query).is_file():
-            raise FileNotFoundError(f"query video {query}: no such file (a query ending in a video suffix is "
+            raise MissingFileError(f"query video {query}: no such file (a query ending in a video suffix is "
                                     "read as a video file)")
         return "v2t"
     return "t2v"
@@ -82,16 +84,23 @@ class RetrievalPipeline:
 
     def __call__(self, query: str | Path, topk: int | None = None) -> RetrievalResult:
         k = topk or self.topk
+        if not str(query).strip():
+            raise InputError(f"query={str(query)!r} is empty: give a text (query=\"a red circle moves left\") or a "
+                             "video file")
         mode = query_mode(query)
         if mode == "t2v":
-            scores, rows = self.video_index.search(self.encoder.encode_texts([str(query)]), k)  # [1, k]
+            emb = self.encoder.encode_texts([str(query)])  # [1, D]
+            require_finite(emb, "query text", f"query {query}")  # NaN would rank an arbitrary video first
+            scores, rows = self.video_index.search(emb, k)  # [1, k]
             rows = rows[0].tolist()
             ids = [self.gallery.video_ids[r] for r in rows]
             return RetrievalResult(str(query), mode, ids, scores[0].tolist(), rows, ids)
         if self.text_index is None:
-            raise ValueError("this gallery holds no captions, so a video query has nothing to rank; build it "
+            raise InputError("this gallery holds no captions, so a video query has nothing to rank; build it "
                              "from a dataset split or with captions=<file>")
-        scores, rows = self.text_index.search(self.encoder.encode_video_files([query]), k)  # [1, k]
+        emb = self.encoder.encode_video_files([query])  # [1, D]
+        require_finite(emb, "query video", f"query {query}")
+        scores, rows = self.text_index.search(emb, k)  # [1, k]
         rows = rows[0].tolist()
         owners = [self.gallery.video_ids[self.gallery.caption_video[r]] if self.gallery.caption_video[r] >= 0 else ""
                   for r in rows]  # a ModelScope gallery may not say which video a caption describes

@@ -5,22 +5,25 @@ user who has not downloaded a dataset gets one message that says what to fetch a
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from vop.data.split import Split
+from vop.errors import UserError
 
-README_DATASETS = "README.md#datasets"
+README_DATASETS = "docs/datasets.md"
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """A dataset folder or annotation file is missing; the message says how to get it."""
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """An annotation file exists but its content does not fit the expected format."""
 
 
@@ -65,26 +68,48 @@ def require_file(path: str | Path, what: str, dataset: str, layout: str = "") ->
     )
 
 
+def read_text(path: Path, dataset: str) -> str:
+    """A UTF-8 text file (a byte-order mark is dropped); AnnotationError with the path and the byte
+    offset otherwise. The message never holds the file's content (the decoder's error would)."""
+    raw = Path(path).read_bytes()
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = bom + err.start
+        raise AnnotationError(f"{dataset}: {path} is not UTF-8 text: byte 0x{raw[offset]:02x} at byte offset {offset} "
+                              "cannot be decoded. Re-save the file as UTF-8 (or re-download it)") from None
+
+
 def read_csv(path: Path, columns: list[str], dataset: str) -> list[dict[str, str]]:
     """Read a headed CSV into row dicts, checking that the header holds `columns`."""
-    # utf-8-sig: tolerate a byte-order mark from files re-saved by spreadsheet tools.
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, restval="")  # a short row reads as empty fields, not None
-        header = [name.strip() for name in reader.fieldnames or []]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise AnnotationError(f"{dataset}: {path} lacks column(s) {missing}; header is {header}")
-        reader.fieldnames = header
-        return list(reader)
+    # read_text tolerates a byte-order mark from files re-saved by spreadsheet tools.
+    reader = csv.DictReader(io.StringIO(read_text(path, dataset), newline=""), restval="")  # short row: empty fields
+    header = [name.strip() for name in reader.fieldnames or []]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise AnnotationError(f"{dataset}: {path} lacks column(s) {missing}; header is {header}")
+    reader.fieldnames = header
+    return list(reader)
 
 
 def read_json(path: Path, dataset: str) -> Any:
     """Load a JSON file, naming the file when it is not valid JSON (e.g. a truncated download)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_text(path, dataset))
     except json.JSONDecodeError as err:
-        raise AnnotationError(f"{dataset}: {path} is not valid JSON ({err}); re-download it") from err
+        raise AnnotationError(f"{dataset}: {path} is not valid JSON ({err}); re-download it") from None
+
+
+def checked_video_id(value: str, path: Path, row: int, dataset: str) -> str:
+    """A video id as written; one with leading/trailing spaces is refused: ids name files, and a
+    silently stripped id would name a file that is not there."""
+    if not value:
+        raise AnnotationError(f"{dataset}: {path} row {row}: empty video id")
+    if value != value.strip():
+        raise AnnotationError(f"{dataset}: {path} row {row}: video id \"{value}\" has leading or trailing spaces; "
+                              "ids name the video files, so remove the spaces (or rename the file to match)")
+    return value
 
 
 def few(items: list[str], n: int = 5) -> str:

@@ -17,6 +17,7 @@ from vop.data.annotations.common import (
     grouped_split,
     paragraph,
     read_json,
+    read_text,
     require_file,
 )
 from vop.data.split import Split
@@ -49,7 +50,7 @@ def _split(name: str, ann: Path, finder: VideoFinder) -> Split:
     sentences = _sentences_by_video(path)
     list_path = ann / f"{name}_list.txt"
     if list_path.is_file():
-        keep = {line.strip() for line in list_path.read_text(encoding="utf-8").splitlines() if line.strip()}
+        keep = {line.strip() for line in read_text(list_path, DATASET).splitlines() if line.strip()}
         sentences = {video: s for video, s in sentences.items() if video in keep}
     captions = {video: [paragraph(s)] for video, s in sentences.items()}
     paths = {video: _find(finder, video) for video in captions}

@@ -8,10 +8,18 @@ sentences for one clip); every pair is kept. Clips live in per-movie folders:
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
-from vop.data.annotations.common import AnnotationError, annotation_and_video_dirs, grouped_split, require_file
+from vop.data.annotations.common import (
+    AnnotationError,
+    annotation_and_video_dirs,
+    grouped_split,
+    read_text,
+    require_file,
+    checked_video_id,
+)
 from vop.data.split import Split
 
 DATASET = "LSMDC"
@@ -54,16 +62,16 @@ def movie_of(clip_id: str) -> str:
 def _split(name: str, path: Path, video_dir: Path, video_ext: str) -> Split:
     require_file(path, f"the LSMDC {name} file ({path.name}, {SOURCE})", DATASET, LAYOUT)
     captions: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        # QUOTE_NONE: sentences contain quotes that are text, not csv quoting.
-        for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != NUM_FIELDS:
-                raise AnnotationError(f"{DATASET}: {path} line {line_no}: expected {NUM_FIELDS} tab-separated "
-                                      f"fields (clip_id, 4 times, sentence), got {len(row)}")
-            clip_id, sentence = row[0].strip(), row[-1].strip()
-            captions.setdefault(clip_id, []).append(sentence)
+    text = io.StringIO(read_text(path, DATASET), newline="")
+    # QUOTE_NONE: sentences contain quotes that are text, not csv quoting.
+    for line_no, row in enumerate(csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != NUM_FIELDS:
+            raise AnnotationError(f"{DATASET}: {path} line {line_no}: expected {NUM_FIELDS} tab-separated "
+                                  f"fields (clip_id, 4 times, sentence), got {len(row)}")
+        clip_id, sentence = checked_video_id(row[0], path, line_no, DATASET), row[-1].strip()
+        captions.setdefault(clip_id, []).append(sentence)
     if not captions:
         raise AnnotationError(f"{DATASET}: {path} holds no (clip, sentence) rows")
     paths = {clip: video_dir / movie_of(clip) / f"{clip}{video_ext}" for clip in captions}

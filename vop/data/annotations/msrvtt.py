@@ -14,6 +14,7 @@ from vop.data.annotations.common import (
     read_json,
     require_dir,
     require_file,
+    checked_video_id,
 )
 from vop.data.split import Split
 
@@ -56,7 +57,9 @@ def _train_split(csv_path: Path, json_path: Path, video_dir: Path) -> Split:
     require_file(csv_path, f"the MSR-VTT training video list ({csv_path.name}, {SOURCE})", DATASET, LAYOUT)
     require_file(json_path, f"the MSR-VTT captions ({CAPTIONS_JSON}, {SOURCE})", DATASET, LAYOUT)
     # dict.fromkeys keeps csv order and drops a repeated id, which would otherwise duplicate pairs.
-    video_ids = list(dict.fromkeys(row["video_id"].strip() for row in read_csv(csv_path, ["video_id"], DATASET)))
+    rows = read_csv(csv_path, ["video_id"], DATASET)
+    ids = (checked_video_id(row["video_id"], csv_path, line, DATASET) for line, row in enumerate(rows, start=2))
+    video_ids = list(dict.fromkeys(ids))
     by_video = _captions_by_video(json_path, set(video_ids))
     uncaptioned = [v for v in video_ids if not by_video.get(v)]
     if uncaptioned:
@@ -97,9 +100,9 @@ def _test_split(csv_path: Path, video_dir: Path) -> Split:
     index: dict[str, int] = {}  # video id -> position; tolerates a csv with several rows per video
     captions: list[str] = []
     caption_video: list[int] = []
-    for row in rows:
-        video_id = row["video_id"].strip()
-        caption_video.append(index.setdefault(video_id, len(index)))
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        vid = checked_video_id(row["video_id"], csv_path, line, DATASET)
+        caption_video.append(index.setdefault(vid, len(index)))
         captions.append(row["sentence"].strip())
     video_ids = list(index)
     info = {"dataset": "msrvtt", "videos_from": str(csv_path), "captions_from": str(csv_path)}

@@ -1,0 +1,339 @@
+"""Every bad input of issue 12 fails fast and clearly: the key or file named, one block, exit 2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.helpers import CONFIG_DIR, compose_cfg, tiny_synthetic
+from vop.config_check import check_config
+from vop.data.annotations.common import AnnotationError, DataNotFoundError
+from vop.data.annotations.msrvtt import load_msrvtt
+from vop.data.checks import checked_train_split
+from vop.engine import trainer as trainer_module
+from vop.engine.checkpoint import CheckpointError, read_checkpoint
+from vop.engine.evaluate import evaluate_run
+from vop.engine.faults import NonFiniteLossError
+from vop.engine.finite import NonFiniteError, require_finite
+from vop.engine.rundir import run_name
+from vop.engine.setup import usable_splits
+from vop.engine.trainer import train
+from vop.errors import ConfigError, InputError
+from vop.models import weights
+from vop.models.clip import CLIPVideoModel
+from vop.models.released import ReleasedCheckpointError, read_state
+from vop.retrieval.gallery import Gallery
+from vop.retrieval.pipeline import RetrievalPipeline
+
+REPO = Path(CONFIG_DIR).parent
+
+
+def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
+    script, *rest = args
+    return subprocess.run([sys.executable, str(REPO / script), *rest], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **env})
+
+
+def assert_one_block(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2, `Error: ...` on stderr, no traceback, no repr of an exception."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Error: " in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "Error in call to target" not in proc.stderr and "\\n" not in proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr[-3000:])
+
+
+# ------------------------------------------------------------------ configs (item 1)
+@pytest.mark.parametrize("override,needle", [
+    ("method.lr=nan", "method.lr=nan is not allowed: expected a finite number >= 0"),
+    ("trainer.epochs=-1", "trainer.epochs=-1 is not allowed: expected an integer >= 1"),
+    ("trainer.epochs=0", "trainer.epochs=0 is not allowed"),
+    ("trainer.epochs=two", "trainer.epochs=two is not allowed: expected an integer >= 1"),
+    ("seed=abc", "seed=abc is not allowed: expected an integer"),
+    ("data.num_frames=0", "data.num_frames=0 is not allowed: expected an integer >= 1"),
+    ("data.batch_size=0", "data.batch_size=0 is not allowed: expected an integer >= 1"),
+    ("data.train_sampling=random", "data.train_sampling=random is not allowed: expected one of rand, uniform"),
+    ("trainer.precision=fp8", "trainer.precision=fp8 is not allowed: expected one of auto, fp32, fp16, bf16"),
+    ("trainer.device=gpu", "trainer.device=gpu is not allowed"),
+    ("method.lr_new=-1e-5", "method.lr_new=-1e-05 is not allowed"),
+    ("trainer.max_steps_per_epoch=true", "trainer.max_steps_per_epoch=True is not allowed"),
+    ("trainer.checkpoint.best_metric=R@1", "best_metric=R@1 is not allowed: expected a name like t2v_R@1"),
+])
+def test_bad_values_name_key_value_and_what_is_allowed(override, needle, tmp_path):
+    cfg = compose_cfg("train", ["model=clip_tiny", "data=synthetic", override], tmp_path)
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert needle in str(err.value)
+
+
+def test_the_shipped_configs_pass(tmp_path):
+    for name, extra in (("train", []), ("eval", []), ("retrieve", ["query=x", "gallery=g"]),
+                        ("train", ["experiment=demo"]), ("train", ["method=vop_fc", "data=activitynet"])):
+        check_config(compose_cfg(name, extra, tmp_path))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_fp16_on_a_cpu_is_refused(tmp_path):
+    cfg = compose_cfg("train", ["trainer.precision=fp16"], tmp_path)
+    with pytest.raises(ConfigError, match="trainer.precision=fp16 is not allowed on the CPU"):
+        check_config(cfg)
+    check_config(compose_cfg("train", ["trainer.precision=bf16"], tmp_path))
+
+
+def test_more_frames_than_memory_holds_is_refused_before_any_data(tmp_path):
+    cfg = compose_cfg("train", ["experiment=demo", "data.num_frames=1000"], tmp_path)
+    with pytest.raises(ConfigError, match=r"data.num_frames=1000 with a batch of 50 videos needs 28.0 GiB"):
+        train(cfg)
+    assert not (tmp_path / "data").exists()  # nothing was generated or read
+
+
+def test_cli_config_error_is_one_block_and_exit_2(tmp_path):
+    proc = cli("train.py", "trainer.epochs=two", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_block(proc, "trainer.epochs=two is not allowed: expected an integer >= 1",
+                     "(a traceback: HYDRA_FULL_ERROR=1)")
+    full = cli("train.py", "trainer.epochs=two", f"hydra.run.dir={tmp_path / 'run2'}", HYDRA_FULL_ERROR="1")
+    assert full.returncode != 0 and "Traceback" in full.stderr and "ConfigError" in full.stderr
+
+
+# ------------------------------------------------------------------ non-finite numbers (item 2)
+def test_non_finite_embeddings_are_counted_and_refused():
+    emb = torch.ones(10, 4)
+    emb[[2, 7], 1] = float("nan")
+    emb[5, 0] = float("inf")
+    with pytest.raises(NonFiniteError, match="evaluating: 3 of 10 video embeddings hold NaN or inf"):
+        require_finite(emb, "video", "evaluating")
+    require_finite(torch.ones(3, 4), "caption", "evaluating")
+
+
+def test_evaluating_a_nan_model_refuses_to_report_metrics(tmp_path):
+    cfg = compose_cfg("eval", ["model=clip_tiny", "data=synthetic"], tmp_path)
+    net = {k: v for k, v in cfg.model.net.items() if k not in ("_target_", "weights")}
+    model = CLIPVideoModel.from_config(**net)
+    nan = {k: torch.full_like(v, float("nan")) for k, v in model.state_dict().items()}
+    save_file(nan, str(tmp_path / "nan.safetensors"))
+    small = tiny_synthetic("zeroshot", tmp_path, [f"model.net.weights={tmp_path / 'nan.safetensors'}"], "eval")
+    with pytest.raises(NonFiniteError, match=r"evaluating the test split: 16 of 16 video embeddings hold NaN"):
+        evaluate_run(small)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_run_with_no_finite_loss_fails_without_results(tmp_path, monkeypatch):
+    real = trainer_module.info_nce
+    monkeypatch.setattr(trainer_module, "info_nce", lambda *a: real(*a) * float("nan"))
+    cfg = tiny_synthetic("bias", tmp_path, ["trainer.max_steps_per_epoch=3", "trainer.max_nonfinite_in_row=0"])
+    with pytest.raises(NonFiniteLossError, match="all 3 training steps had a non-finite loss"):
+        train(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert not (run / "metrics.json").exists() and not (run / "checkpoint.safetensors").exists()
+
+
+IDENTITY = {"model": "m", "method": "bias", "fingerprint": "f"}
+
+
+def gallery(video_emb: torch.Tensor) -> Gallery:
+    n = video_emb.shape[0]
+    return Gallery(video_emb, torch.zeros(0, video_emb.shape[1]), [f"v{i}" for i in range(n)],
+                   [f"v{i}.mp4" for i in range(n)], [], [], dict(IDENTITY), {})
+
+
+def test_gallery_with_nan_or_truncated_is_refused(tmp_path):
+    emb = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    emb[1] = float("nan")
+    path = gallery(emb).save(tmp_path / "nan.safetensors")
+    with pytest.raises(NonFiniteError, match=r"gallery=.*nan.safetensors: 1 of 4 video embeddings hold NaN"):
+        Gallery.load(path)
+    good = gallery(torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)).save(tmp_path / "good.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:-50])
+    with pytest.raises(InputError, match=r"gallery=.*cut.safetensors is not a readable safetensors file"):
+        Gallery.load(cut)
+
+
+# ------------------------------------------------------------------ user errors (item 3)
+def write_msrvtt(tmp_path: Path, test_csv: bytes) -> Path:
+    ann = tmp_path / "msrvtt" / "annotations"
+    ann.mkdir(parents=True)
+    (ann / "MSRVTT_train.9k.csv").write_text("video_id\nvideo0\n")
+    (ann / "MSRVTT_data.json").write_text(json.dumps({"sentences": [{"video_id": "video0", "caption": "a"}]}))
+    (ann / "MSRVTT_JSFUSION_test.csv").write_bytes(test_csv)
+    return tmp_path / "msrvtt"
+
+
+def test_non_utf8_annotation_names_path_and_offset_not_content(tmp_path):
+    body = b"key,vid_key,video_id,sentence\n" + b"ret0,msr7,video7,a caf\xe9 scene " + b"x" * 100_000 + b"\n"
+    root = write_msrvtt(tmp_path, body)
+    with pytest.raises(AnnotationError) as err:
+        load_msrvtt(root)
+    message = str(err.value)
+    offset = body.index(b"\xe9")  # 52
+    assert f"MSRVTT_JSFUSION_test.csv is not UTF-8 text: byte 0xe9 at byte offset {offset} " in message
+    assert len(message) < 400 and "xxxx" not in message and "caf" not in message
+
+
+def test_header_only_test_csv_is_an_empty_split(tmp_path):
+    root = write_msrvtt(tmp_path, b"key,vid_key,video_id,sentence\n")
+    cfg = compose_cfg("eval", ["data=msrvtt9k", f"data.root={root}"], tmp_path)
+    with pytest.raises(AnnotationError, match=r"test split read from .*MSRVTT_JSFUSION_test.csv has 0 videos"):
+        usable_splits(cfg, None, load_msrvtt(root)["test"])
+
+
+def test_empty_captions_fail_evaluation_and_are_skipped_in_training(tmp_path, caplog):
+    root = write_msrvtt(tmp_path, b"key,vid_key,video_id,sentence\nr0,m0,video0,a dog\nr1,m1,video1,   \n")
+    cfg = compose_cfg("eval", ["data=msrvtt9k", f"data.root={root}", "data.allow_missing_test=true"], tmp_path)
+    splits = load_msrvtt(root)
+    with pytest.raises(AnnotationError, match=r"has 1 empty caption\(s\), of video\(s\) video1"):
+        usable_splits(cfg, None, splits["test"])
+    with caplog.at_level("WARNING"):  # the same rows as training pairs: the blank one is dropped, counted
+        kept = checked_train_split(splits["test"])
+    assert kept.captions == ["a dog"] and kept.info["empty_captions_skipped"] == 1
+    assert "1 empty caption(s) skipped (of 2)" in caplog.text
+
+
+def test_video_ids_with_spaces_are_refused_naming_the_row(tmp_path):
+    root = write_msrvtt(tmp_path, b"key,vid_key,video_id,sentence\nr0,m0,video0,a\nr1,m1, video7 ,b\n")
+    with pytest.raises(AnnotationError, match=r'MSRVTT_JSFUSION_test.csv row 3: video id " video7 " has leading'):
+        load_msrvtt(root)
+
+
+def test_cli_missing_dataset_is_one_block(tmp_path):
+    proc = cli("eval.py", "model=clip_tiny", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_block(proc, f"MSR-VTT data root {tmp_path / 'msrvtt'} does not exist")
+
+
+def test_cli_prepare_data_error_is_one_block(tmp_path):
+    proc = cli("scripts/prepare_data.py", "data=msrvtt9k", f"data.root={tmp_path / 'msrvtt'}", cwd=tmp_path)
+    assert_one_block(proc, f"missing {tmp_path / 'msrvtt' / 'annotations' / 'MSRVTT_train.9k.csv'}",
+                     "Expected layout:\n")
+
+
+def test_cli_empty_query_is_one_block(tmp_path):
+    proc = cli("retrieve.py", "gallery=g.safetensors", "query=", cwd=tmp_path)
+    assert_one_block(proc, "query= is empty")  # a blank query: test_empty_or_nan_query_through_the_python_api
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run folder, no log file
+
+
+def test_empty_or_nan_query_through_the_python_api():
+    emb = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+
+    class NanEncoder:  # a model with NaN weights
+        identity = IDENTITY
+
+        def encode_texts(self, texts):
+            return torch.full((len(texts), 8), float("nan"))
+
+    pipeline = RetrievalPipeline(NanEncoder(), gallery(emb))
+    with pytest.raises(InputError, match="is empty"):
+        pipeline("  ")
+    with pytest.raises(NonFiniteError, match="query a dog: 1 of 1 query text embeddings hold NaN"):
+        pipeline("a dog")
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("short")
+    cfg = tiny_synthetic("bias", tmp, ["trainer.max_steps_per_epoch=2"])
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def test_mismatched_checkpoint_names_both_methods(short_run, tmp_path):
+    overrides = [f"ckpt={short_run}", "method=vop"]
+    with pytest.raises(CheckpointError, match="trained with method=bias, but method=vop is configured"):
+        evaluate_run(compose_cfg("eval", overrides, tmp_path), overrides=overrides)
+
+
+def test_resume_file_passed_as_ckpt_says_what_it_is(short_run):
+    resume = sorted((short_run / "resume").glob("step_*.safetensors"))[-1]
+    with pytest.raises(CheckpointError, match=f"{resume} is a resume checkpoint: continue that run with resume="):
+        read_checkpoint(resume)
+
+
+def test_missing_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(CheckpointError, match=f"checkpoint not found: {tmp_path / 'nope'}"):
+        read_checkpoint(tmp_path / "nope")
+
+
+def test_pickled_released_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "VoP_msrvtt9k.pth"
+    torch.save({"model": torch.nn.Linear(2, 2)}, path)  # a pickled module, not a state dict of tensors
+    with pytest.raises(ReleasedCheckpointError, match=f"{path} cannot be read as a state dict of tensors") as err:
+        read_state(path)
+    assert "weights_only" not in str(err.value)
+
+
+def test_offline_without_weights_fails_once_naming_both_fixes(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from transformers import CLIPModel
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(CLIPModel, "from_pretrained", lambda *a, **k: pytest.fail("the hub client was asked"))
+    for offline, reachable, why in ((True, True, "HF_HUB_OFFLINE is set"), (False, False, "cannot be reached")):
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+        monkeypatch.setattr(weights, "hub_reachable", lambda timeout=5.0, ok=reachable: ok)
+        with pytest.raises(weights.WeightsNotFoundError) as err:
+            CLIPVideoModel.from_pretrained("openai/clip-vit-base-patch32")
+        message = str(err.value)
+        assert why in message and "`hf download openai/clip-vit-base-patch32`" in message
+        assert "model.net.name_or_path=<folder>" in message and "huggingface-cli" not in message
+
+
+def test_hub_probe_is_one_request(monkeypatch):
+    calls = []
+
+    def refuse(request, timeout):
+        calls.append(timeout)
+        raise OSError("no network")
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", refuse)
+    assert weights.hub_reachable() is False and calls == [5.0]
+
+
+# ------------------------------------------------------------------ output folders (item 4)
+def test_eval_run_folder_is_named_after_the_checkpoint(short_run):
+    assert run_name(str(short_run), "zeroshot", "msrvtt9k", []) == "bias_synthetic"
+    assert run_name(str(short_run), "zeroshot", "msrvtt9k", ["data=msrvtt9k"]) == "bias_msrvtt9k"
+    assert run_name(None, "zeroshot", "msrvtt9k") == "zeroshot_msrvtt9k"
+    assert run_name("released.pth", "vop", "msrvtt9k") == "vop_msrvtt9k"
+
+
+def test_cli_eval_of_a_run_prints_where_metrics_went(short_run, tmp_path):
+    started = time.strftime("%Y-%m-%d")
+    proc = cli("eval.py", f"ckpt={short_run}", "trainer.progress=false", f"paths.log_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [p for p in (tmp_path / "eval").iterdir() if p.name != "latest"]
+    assert len(runs) == 1 and runs[0].name.startswith(started) and runs[0].name.endswith("_bias_synthetic")
+    assert f"metrics in {runs[0] / 'metrics.json'}" in proc.stdout + proc.stderr
+    assert (tmp_path / "eval" / "latest").resolve() == runs[0].resolve()
+
+
+def test_missing_data_root_is_data_not_found(tmp_path):
+    with pytest.raises(DataNotFoundError):
+        load_msrvtt(tmp_path / "nothing")
+
+
+def test_entry_points_report_user_errors_even_when_wrapped(capsys, monkeypatch):
+    from hydra.errors import InstantiationException
+
+    from vop.errors import exit_on_user_error
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def wrapped():
+        try:
+            raise ConfigError("method.tuner.split=20 is out of range")
+        except ConfigError as err:
+            raise InstantiationException("Error in call to target ...: ConfigError('...')") from err
+
+    with pytest.raises(SystemExit) as stop:
+        exit_on_user_error(wrapped)()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "Error: method.tuner.split=20 is out of range\n(a traceback: HYDRA_FULL_ERROR=1)\n"
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        exit_on_user_error(lambda: 1 / 0)()

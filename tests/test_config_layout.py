@@ -1,0 +1,73 @@
+"""The config layout says each thing once without changing what any run composes to.
+
+tests/data/composed_configs.json was written by scripts/config_snapshot.py from the layout before
+the VoP variants extended vop.yaml and before configs/method_data/ became `data.lr_new`; every
+method x dataset pair must still compose to exactly that. A deliberate value change: regenerate
+it (`python scripts/config_snapshot.py --out tests/data/composed_configs.json`) and review the diff.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import config_snapshot  # noqa: E402
+
+SNAPSHOT = ROOT / "tests" / "data" / "composed_configs.json"
+VARIANTS = ("vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
+
+
+# Keys the new layout adds: the dataset's new-parameter rate, which replaced configs/method_data/.
+# Allowed only where the snapshot lacks them (a snapshot regenerated from this layout has them).
+NEW_KEYS = {"data.lr_new"}
+
+
+def differences(want: dict[str, dict], have: dict[str, dict]) -> list[str]:
+    out = []
+    for pair in sorted(want):
+        for key in sorted(set(want[pair]) | set(have.get(pair, {}))):
+            if key in NEW_KEYS and key not in want[pair]:
+                continue
+            a, b = want[pair].get(key, "<absent>"), have.get(pair, {}).get(key, "<absent>")
+            if a != b:
+                out.append(f"{pair}: {key}: snapshot {a}, now {b}")
+    return out
+
+
+def test_every_method_and_dataset_composes_as_in_the_snapshot() -> None:
+    want = config_snapshot.expand(json.loads(SNAPSHOT.read_text()))
+    have = config_snapshot.composed_now()
+    assert sorted(have) == sorted(want), "the method or data options changed: regenerate the snapshot"
+    diffs = differences(want, have)
+    assert not diffs, "\n".join(diffs[:20]) + f"\n({len(diffs)} differences)"
+    # The rates the old method_data files set are there (the comparison above covers them; said twice
+    # because they are the point of the change).
+    assert have["vop lsmdc"]["method.lr_new"] == have["bias msrvtt7k"]["method.lr"] == 1.0e-5
+    assert have["vop msrvtt9k"]["method.lr_new"] == 3.0e-5 and have["full lsmdc"]["method.lr_new"] == 3.0e-5
+
+
+def test_a_changed_value_is_a_difference() -> None:
+    want = config_snapshot.expand(json.loads(SNAPSHOT.read_text()))
+    have = {pair: dict(cfg) for pair, cfg in want.items()}
+    have["vop lsmdc"]["method.lr_new"] = 3.0e-5  # what vop on LSMDC would get without its dataset's rate
+    assert differences(want, have) == ["vop lsmdc: method.lr_new: snapshot 1e-05, now 3e-05"]
+
+
+def test_vop_variants_name_only_what_differs() -> None:
+    base = yaml.safe_load((ROOT / "configs" / "method" / "vop.yaml").read_text())
+    for name in VARIANTS:
+        variant = yaml.safe_load((ROOT / "configs" / "method" / f"{name}.yaml").read_text())
+        assert variant["defaults"] == ["vop", "_self_"], name
+        for key, value in variant.get("tuner", {}).items():
+            assert base["tuner"].get(key) != value, f"{name}.yaml repeats tuner.{key}={value} from vop.yaml"
+        assert set(variant) - {"defaults", "name", "tuner"} == set(), name
+
+
+def test_no_method_data_folder() -> None:
+    assert not (ROOT / "configs" / "method_data").exists()
+    rates = {p.stem: yaml.safe_load(p.read_text()).get("lr_new") for p in (ROOT / "configs" / "data").glob("*.yaml")}
+    assert rates["msrvtt7k"] == rates["lsmdc"] == 1.0e-5 and rates["msrvtt9k"] is None
