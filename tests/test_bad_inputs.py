@@ -59,7 +59,7 @@ def assert_one_block(proc: subprocess.CompletedProcess, *needles: str) -> None:
     ("seed=abc", "seed=abc is not allowed: expected an integer"),
     ("data.num_frames=0", "data.num_frames=0 is not allowed: expected an integer >= 1"),
     ("data.batch_size=0", "data.batch_size=0 is not allowed: expected an integer >= 1"),
-    ("data.train_sampling=random", "data.train_sampling=random is not allowed: expected one of rand, uniform"),
+    ("data.train_sampling=random", "data.train_sampling=random is not allowed: expected one of uniform, rand, xpool_uniform, xpool_rand"),
     ("trainer.precision=fp8", "trainer.precision=fp8 is not allowed: expected one of auto, fp32, fp16, bf16"),
     ("trainer.device=gpu", "trainer.device=gpu is not allowed"),
     ("method.lr_new=-1e-5", "method.lr_new=-1e-05 is not allowed"),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
+from vop.data.dataset import CROPS
+from vop.data.sampling import SAMPLING_MODES
 from vop.errors import ConfigError
 
 _MISSING = object()
@@ -97,10 +99,16 @@ RULES: dict[str, Int | Float | Choice | Pattern] = {
     "data.frame_size": Int(low=1),
     "data.max_text_len": Int(low=3),
     "data.max_bad_fraction": Float(low=0.0, high=1.0),
-    "data.train_sampling": Choice(("rand", "uniform")),
-    "data.test_sampling": Choice(("uniform", "rand")),
+    "data.train_sampling": Choice(SAMPLING_MODES),
+    "data.test_sampling": Choice(SAMPLING_MODES),
+    "data.train_crop": Choice(tuple(sorted(CROPS))),
+    "data.hflip": Float(low=0.0, high=1.0),
+    "data.shuffle_group": Int(low=1),
+    "data.lr_new": Float(low=0.0),
+    "optim.decay_all": Choice((False, True)),
     "trainer.epochs": Int(low=1),
     "trainer.precision": Choice(("auto", "fp32", "fp16", "bf16")),
+    "trainer.evals_per_epoch": Int(low=1),
     "trainer.eval_chunk_size": Int(low=1),
     "trainer.max_steps_per_epoch": Int(low=1, nullable=True),
     "trainer.log_every": Int(low=1),
