@@ -1,6 +1,6 @@
 """Training/eval throughput per data path, side by side in one run, printed as JSON.
 
-`python scripts/bench_throughput.py data=msrvtt9k` (configs/bench.yaml; README "Speed and memory").
+`python scripts/bench_throughput.py data=msrvtt9k` (configs/bench.yaml; docs/speed.md).
 """
 import sys
 from pathlib import Path

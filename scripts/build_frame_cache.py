@@ -1,6 +1,6 @@
 """Decode every video of a dataset once into the frame cache: `python scripts/build_frame_cache.py data=msrvtt9k`.
 
-Resumable: run it again after an interruption and it continues. See README, "Speed and memory".
+Resumable: run it again after an interruption and it continues. See docs/speed.md.
 """
 import sys
 from pathlib import Path

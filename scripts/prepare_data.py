@@ -3,7 +3,7 @@
 Creates `<root>/annotations` and `<root>/videos`, checks the annotation files (a missing or
 malformed one fails naming it and where to get it) and prints the counts; with
 `prepare.reencode=true` also writes a 3 fps, short-side-224 copy of every present video under
-`prepare.out_root` (resumable; see README "Data preparation").
+`prepare.out_root` (resumable; see docs/datasets.md "Data preparation").
 """
 import json
 import sys

@@ -82,7 +82,7 @@ def load_splits(cfg: DictConfig, *names: str) -> dict[str, Split]:
 
 
 def usable_splits(cfg: DictConfig, train: Split | None, test: Split) -> tuple[Split | None, Split, BadVideoCounter | None, dict]:
-    """Drop missing/broken training videos, check the test videos (README "Bad videos").
+    """Drop missing/broken training videos, check the test videos (docs/datasets.md "Bad videos").
 
     Returns (train, test, the counter enforcing data.max_bad_fraction, report for metrics.json).
     """

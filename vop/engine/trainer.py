@@ -75,7 +75,7 @@ class Trainer:
         self.decoder = instantiate(cfg.decoder)
         self.splits = splits
         self.train_split, self.test_split, self.bad_videos, self.data_report = setup.usable_splits(
-            cfg, splits[data.train_split], splits[data.test_split])  # README "Bad videos"
+            cfg, splits[data.train_split], splits[data.test_split])  # docs/datasets.md "Bad videos"
         splits.update({data.train_split: self.train_split, data.test_split: self.test_split})
         self.evaluators = {}
         self.logger = RunLogger(self.run_dir, cfg, enabled=self.env.is_main)

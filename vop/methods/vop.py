@@ -17,7 +17,7 @@ Basic VoP (as in the authors' released inference code, docs/methods.md):
   the output only where the read position comes after them: captions filling all 69 slots
   (`eot`), or of 64+ tokens (`released`); see `inert_parameters`.
 
-Variants (choices where the paper is silent, see README "Methods"):
+Variants (choices where the paper is silent, see docs/methods.md):
 - P (`position`): the video prompts of a layer are a [T, n, W] tensor, one set per frame position.
 - C (`context`): a layer's video prompts are its learned prompts plus prompts generated from the
   CLS tokens of the video's frames at that layer's input: a small transformer over the T CLS

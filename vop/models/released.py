@@ -1,7 +1,7 @@
 """The VoP authors' released checkpoints (and other OpenAI-format CLIP state dicts) into our model.
 
 Layouts accepted (`torch.save` dicts, read with `weights_only=True`: plain tensors only):
-- ModelScope's (../README "Released checkpoints"): `{'state_dict': {...}}` of a DataParallel model,
+- ModelScope's (docs/released.md): `{'state_dict': {...}}` of a DataParallel model,
   every key `module.` + the model's own `state_dict()` names:
   - `clip.<OpenAI CLIP name>`: the complete (possibly tuned) CLIP; the series file
     (`VoPSE_msrvtt9k.pth`: bias / proj / partial) holds only these;
