@@ -133,3 +133,21 @@ def test_rows_trained_differently_are_flagged(tmp_path, caplog):
     same = write_run(tmp_path / "again" / "full", "full", 41.0)
     assert "Settings differ" not in make_table([tmp_path / "again", write_run(tmp_path / "b2", "bias", 3.0)])
     assert same.is_dir()
+
+
+def test_seeds_and_an_untrained_row_are_not_differing_settings(tmp_path):
+    """Seeds are what a row's error bar averages over, and zero-shot trains no steps: neither is flagged."""
+    for seed in (0, 1):
+        for method in ("full", "bias"):
+            run = write_run(tmp_path / f"{method}{seed}", method, 40.0 + seed)
+            cfg = OmegaConf.load(run / "config.yaml")
+            cfg.seed = seed
+            OmegaConf.save(cfg, run / "config.yaml")
+            metrics = json.loads((run / "metrics.json").read_text())
+            (run / "metrics.json").write_text(json.dumps({**metrics, "train/steps": 124}))
+    write_run(tmp_path / "zeroshot", "zeroshot", 30.0, trainable=0)  # no train/steps
+    assert "Settings differ" not in make_table([tmp_path])
+    smoke = write_run(tmp_path / "smoke" / "proj", "proj", 10.0)
+    metrics = json.loads((smoke / "metrics.json").read_text())
+    (smoke / "metrics.json").write_text(json.dumps({**metrics, "train/steps": 5}))
+    assert "train/steps: " in make_table([tmp_path / "full0", tmp_path / "bias1", smoke])

@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 # What changes a result besides the method (its learning rates differ by design, so they are left out).
 CONFIG_KEYS = ("trainer.epochs", "trainer.max_steps_per_epoch", "data.batch_size", "data.num_frames",
                "data.frame_size", "data.max_text_len", "data.test_split", "model.net.name_or_path",
-               "trainer.precision", "optim.weight_decay", "scheduler.warmup_ratio", "seed")
-METRIC_KEYS = ("train/steps",)  # what the run did, from its metrics.json
+               "trainer.precision", "optim.weight_decay", "scheduler.warmup_ratio")
+# Seeds are left out too: runs of one method with different seeds are what a row's error bar averages.
+METRIC_KEYS = ("train/steps",)  # what the run did, from its metrics.json (absent where nothing trained)
 
 
 def run_settings(path: Path) -> dict[str, object]:
@@ -38,7 +39,8 @@ def differing(rows: dict[str, list[dict]]) -> dict[str, dict[str, str]]:
     keys = CONFIG_KEYS + METRIC_KEYS
     out = {}
     for key in keys:
-        shown = {label: _value(members, key) for label, members in rows.items()}
+        shown = {label: _value(members, key) for label, members in rows.items()
+                 if key not in METRIC_KEYS or any(m[key] is not None for m in members)}  # zero-shot trained nothing
         if len(set(shown.values())) > 1 or any("/" in v for v in shown.values()):
             out[key] = shown
     return out
