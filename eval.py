@@ -4,7 +4,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
-from vop.engine.evaluate import evaluate_run
+from vop.commands.eval import evaluate_run
 from vop.errors import exit_on_user_error
 
 

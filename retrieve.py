@@ -5,7 +5,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
-from vop.retrieval.cli import retrieve
+from vop.commands.retrieve import retrieve
 from vop.errors import exit_on_user_error
 
 

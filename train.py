@@ -3,7 +3,7 @@ import hydra
 from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
-from vop.engine.trainer import train
+from vop.commands.train import train
 from vop.errors import exit_on_user_error
 
 

@@ -1,7 +1,7 @@
 """Decoding speed: `python scripts/bench_decode.py [--rounds 3] [--frames 12] [--size 224]`.
 
 Prints videos/s for every decoder and for X-Pool's OpenCV loader on the same videos, side by
-side in one run, and the ratios to OpenCV (see vop/data/bench_decode.py).
+side in one run, and the ratios to OpenCV (see vop/tools/bench_decode.py).
 """
 import argparse
 import platform
@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from vop import ROOT  # noqa: E402
-from vop.data.bench_decode import bench_videos, methods, report, run_bench  # noqa: E402
+from vop.tools.bench_decode import bench_videos, methods, report, run_bench  # noqa: E402
 
 
 def main() -> None:

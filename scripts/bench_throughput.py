@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vop  # noqa: E402,F401  (registers the config resolvers)
 from vop.errors import exit_on_user_error  # noqa: E402
-from vop.engine.bench import run_bench  # noqa: E402
+from vop.tools.bench_throughput import run_bench  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="bench")

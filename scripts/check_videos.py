@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 import vop  # noqa: E402,F401  (registers the config resolvers)
 from vop.errors import exit_on_user_error  # noqa: E402
-from vop.data.manifest import check_dataset  # noqa: E402
+from vop.tools.check_videos import check_dataset  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="tools")

@@ -1,6 +1,6 @@
 """Runs -> the paper's table: `python scripts/make_table.py outputs/train_multirun/<date> [run ...] --out table`.
 
-Prints markdown; `--out PREFIX` also writes PREFIX.md and PREFIX.csv. See vop/tables.py.
+Prints markdown; `--out PREFIX` also writes PREFIX.md and PREFIX.csv. See vop/tools/make_table.py.
 """
 import argparse
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vop.tables import make_table  # noqa: E402
+from vop.tools.make_table import make_table  # noqa: E402
 
 
 def main() -> None:

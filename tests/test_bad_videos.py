@@ -17,8 +17,8 @@ from vop.data.decoders.decord import DecordDecoder
 from vop.data.manifest import read_manifest, scan, write_manifest
 from vop.data.sample_videos import write_video
 from vop.data.split import Split
-from vop.engine.evaluate import evaluate_run
-from vop.engine.trainer import train
+from vop.commands.eval import evaluate_run
+from vop.commands.train import train
 
 
 def break_video(path: Path, how: str) -> None:

@@ -6,7 +6,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC
-from vop.engine import bench
+from vop.tools import bench_throughput as bench
 from vop.engine.setup import load_splits
 
 

@@ -11,7 +11,7 @@ GROUPS = ["model", "method", "data", "decoder", "optim", "scheduler", "trainer",
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in Path(CONFIG_DIR, group).glob("*.yaml"))
+    return sorted(p.stem for p in Path(CONFIG_DIR, group).glob("*.yaml") if not p.stem.startswith("_"))  # _base: shared keys
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])

@@ -1,5 +1,4 @@
 """The direction probe: pairs of synthetic videos that differ only in time, and its accuracies."""
-import importlib.util
 import re
 from pathlib import Path
 
@@ -10,9 +9,9 @@ from torch.utils.data import BatchSampler
 
 from tests.helpers import tiny_synthetic
 from tests.test_synthetic import decode_all, read_pixels
-from vop.data.sampler import ShardedSampler
+from vop.data.shard_sampler import ShardedSampler
 from vop.data.synthetic import DIRECTION_PHRASES, OPPOSITE, load_synthetic
-from vop.engine.direction_probe import check_reversible, counterfactuals, probe_metrics
+from vop.tools.direction_probe import check_reversible, counterfactuals, probe_metrics
 from vop.engine.trainer import Trainer
 from vop.metrics.direction import (counterfactual_v2t, direction_t2v, direction_t2v_outcomes, direction_v2t,
                                    pair_standard_error, static_t2v)
@@ -168,10 +167,7 @@ def test_pair_standard_error_against_brute_force() -> None:
 
 
 def test_position_readout_regression_separates_signal_from_noise() -> None:
-    spec = importlib.util.spec_from_file_location("position_readout", Path(__file__).parents[1] / "scripts" /
-                                                  "position_readout.py")
-    readout = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readout)
+    from vop.tools import position_readout as readout
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(300, 16, generator=gen)
     linear = (x[:, :2] * 10 + 50).double()  # a position the embedding encodes

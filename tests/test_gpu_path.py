@@ -43,7 +43,7 @@ def test_nvdec_without_cuda_falls_back_to_decord_and_says_so(video, caplog):
 
 @cpu_only
 def test_nvdec_config_trains_on_cpu_through_the_fallback(tmp_path):
-    from vop.engine.trainer import train
+    from vop.commands.train import train
 
     cfg = tiny_synthetic("bias", tmp_path, ["decoder=nvdec", "trainer.max_steps_per_epoch=1"])
     assert train(cfg)["trainable_params"] > 0

@@ -19,7 +19,7 @@ from vop.data.decoders.base import VideoDecodeError
 from vop.data.sample_videos import write_video
 from vop.data.split import Split
 from vop.engine.device_feed import DeviceFeed
-from vop.engine.trainer import train
+from vop.commands.train import train
 
 BAD = ["v1.mp4", "v4.mp4", "v6.mp4"]
 

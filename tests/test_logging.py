@@ -5,7 +5,7 @@ import wandb
 
 from tests.helpers import tiny_synthetic
 from vop.engine.loggers import wandb_mode
-from vop.engine.trainer import train
+from vop.commands.train import train
 
 
 def wandb_payload(path: Path) -> bytes:

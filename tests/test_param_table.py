@@ -9,7 +9,8 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR
-from vop.methods.table import method_configs, table, to_markdown
+from vop.config.files import method_configs
+from vop.tools.param_table import table, to_markdown
 from vop.models.clip import CLIPVideoModel
 
 REPO = Path(CONFIG_DIR).parent
@@ -44,7 +45,7 @@ def test_every_method_config_has_a_row(b32_rows):
 
 
 def test_records_are_json(b32_rows):
-    from vop.methods.table import to_records
+    from vop.tools.param_table import to_records
 
     records = json.loads(json.dumps(to_records(list(b32_rows.values()))))
     assert {r["method"]: r["trainable"] for r in records}["proj"] == 655_360

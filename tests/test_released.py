@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from tests.helpers import CONFIG_DIR, method_config, tiny_synthetic
 from tests.released_fakes import (TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features,
                                   plain_video_features, save_released)
-from vop.engine.evaluate import evaluate_run
+from vop.commands.eval import evaluate_run
 from vop.models.convert import hf_to_openai, openai_to_hf
 from vop.models.released import ReleasedCheckpointError, load_released
 

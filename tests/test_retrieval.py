@@ -10,9 +10,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tests.helpers import SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
-from vop.engine.trainer import train
-from vop.retrieval.cli import retrieve
-from vop.retrieval.encoder import Encoder
+from vop.commands.train import train
+from vop.commands.retrieve import retrieve
+from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.gallery import Gallery, GalleryMismatchError, build_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.pipeline import RetrievalPipeline
@@ -160,7 +160,7 @@ def test_result_page_holds_every_query_and_its_thumbnails(built, tmp_path):
 
 def test_eval_examples_page(trained, tmp_path):
     cfg, _, tmp = trained
-    from vop.engine.evaluate import evaluate_run
+    from vop.commands.eval import evaluate_run
 
     overrides = [f"ckpt={cfg.paths.output_dir}", "examples=3"]
     evaluate_run(compose_cfg("eval", overrides, tmp_path), overrides)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vop.data.sampling import frame_indices
+from vop.data.frame_sampling import frame_indices
 
 
 @pytest.mark.parametrize(

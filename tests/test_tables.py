@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from vop.tables import PAPER_GAIN, make_table
+from vop.paper import PAPER_GAIN
+from vop.tools.make_table import make_table
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,19 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import DictConfig
-from tqdm import tqdm
 
 from vop.data.decoders.base import Decoder, VideoDecodeError
-from vop.data.tools import load_selected_splits, unique_videos
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +98,3 @@ def read_manifest(path: str | Path | None) -> dict[str, dict]:
     log.info("video manifest %s: %d videos, %d not ok", path, len(records),
              sum(r.get("status") != "ok" for r in records.values()))
     return records
-
-
-def check_dataset(cfg: DictConfig) -> dict[str, int]:
-    """scripts/check_videos.py: scan the selected splits' videos, write `cfg.data.manifest`, summarise."""
-    videos = unique_videos(load_selected_splits(cfg))
-    decoder = instantiate(cfg.decoder)
-    records = list(tqdm(scan(decoder, videos, cfg.workers), total=len(videos), desc=f"checking {cfg.data.name}",
-                        unit="video"))
-    path = write_manifest(cfg.data.manifest, records)
-    counts = Counter(r["status"] for r in records)
-    bad = [r for r in records if r["status"] == "error"]
-    for record in bad[:20]:
-        log.warning("unreadable: %s: %s", record["path"], record["error"])
-    print(f"{cfg.data.name}: {len(records)} videos: {counts.get('ok', 0)} ok, {counts.get('missing', 0)} missing, "
-          f"{counts.get('error', 0)} unreadable{' (first 20 listed above)' if len(bad) > 20 else ''}; "
-          f"manifest: {path}")
-    return dict(counts)

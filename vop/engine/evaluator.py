@@ -6,8 +6,8 @@ from torch.utils.data import DataLoader
 
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
-from vop.engine.encode import encode_captions, encode_video_batches
-from vop.engine.finite import require_finite
+from vop.engine.embed import encode_captions, encode_video_batches
+from vop.engine.finite_embeddings import require_finite
 from vop.metrics.retrieval import RetrievalMetrics
 from vop.models.clip import CLIPVideoModel
 

@@ -17,7 +17,7 @@ def run_name(ckpt: str | None, method: str, data: str, overrides: list[str] | No
     if not ckpt:
         return f"{method}_{data}"
     from vop.engine.checkpoint import CheckpointError, read_checkpoint  # torch: only when a ckpt is given
-    from vop.engine.evaluate import chosen_on_command_line
+    from vop.engine.checkpoint_config import chosen_on_command_line
 
     try:
         saved = read_checkpoint(ckpt, tensors=False)[1]

@@ -15,13 +15,13 @@ from vop.data.bad_videos import BadVideoCounter, usable_test_split, usable_train
 from vop.data.checks import checked_test_split, checked_train_split
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
-from vop.data.sampler import ShardedSampler
+from vop.data.shard_sampler import ShardedSampler
 from vop.data.shm import check_shm
 from vop.data.split import Split
 from vop.engine.distributed import DistEnv
 from vop.engine.evaluator import Evaluator
 from vop.engine.speed import apply_speed_options
-from vop.engine.faults import InFlight
+from vop.engine.training_faults import InFlight
 from vop.errors import ConfigError
 from vop.methods.base import ParameterCount, TuningMethod
 from vop.models.clip import CLIPVideoModel

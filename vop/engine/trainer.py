@@ -14,12 +14,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vop.config_check import check_config
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine import distributed, setup
 from vop.engine.checkpoint import FILENAME, check_compatible, load_trainable, save_checkpoint, trainable_state
 from vop.engine.device_feed import DeviceFeed
-from vop.engine.faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
+from vop.engine.training_faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
 from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
@@ -391,11 +390,3 @@ class Trainer:
         log.info("text->video R@1 %.2f (chance %.2f); metrics in %s", metrics.get(f"{split}/t2v_R@1", float("nan")),
                  result[f"{split}/chance_R@1"], self.run_dir / "metrics.json")
         return result
-
-
-def train(cfg: DictConfig) -> dict:
-    check_config(cfg)  # before any data, weights or process group
-    try:
-        return Trainer(cfg).fit()
-    finally:
-        distributed.cleanup()

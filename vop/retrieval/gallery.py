@@ -23,9 +23,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from vop.data.split import Split
-from vop.engine.finite import require_finite
+from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError, UserError
-from vop.retrieval.encoder import Encoder
+from vop.retrieval.query_encoder import Encoder
 
 log = logging.getLogger(__name__)
 FORMAT = "vop-gallery-1"

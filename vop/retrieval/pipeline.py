@@ -8,9 +8,9 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig
 
-from vop.engine.finite import require_finite
+from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError
-from vop.retrieval.encoder import Encoder
+from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.folder import is_video_file
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.index import TorchIndex
@@ -71,7 +71,7 @@ class RetrievalPipeline:
         """The authors' ModelScope model folder: its model, and its precomputed MSR-VTT gallery.
 
         `overrides`: retrieve.py-style settings (e.g. ["model=clip_tiny"]) when `cfg` is not given."""
-        from vop.retrieval.modelscope import modelscope_pipeline_parts
+        from vop.retrieval.modelscope_gallery import modelscope_pipeline_parts
 
         encoder, gallery, topk = modelscope_pipeline_parts(folder, cfg, list(overrides))
         kwargs.setdefault("topk", topk)

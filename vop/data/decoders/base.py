@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vop.data.sampling import frame_indices
+from vop.data.frame_sampling import frame_indices
 
 
 class VideoDecodeError(RuntimeError):

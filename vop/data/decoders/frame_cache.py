@@ -1,4 +1,4 @@
-"""`decoder=frames`: read sampled frames from the frame cache (vop/data/frame_cache.py).
+"""`decoder=frames`: read sampled frames from the frame cache (vop/data/frame_store.py).
 
 Sampling runs over the ORIGINAL video's frame count (kept in the cache), and each sampled index is
 served by the nearest stored frame, so `rand` and `uniform` keep their meaning; see the cache's
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
-from vop.data.frame_cache import FrameCache, nearest_stored
+from vop.data.frame_store import FrameCache, nearest_stored
 from vop.data.jpeg import JpegFrames, decode_jpegs_cpu, probe_nvjpeg
 
 log = logging.getLogger(__name__)

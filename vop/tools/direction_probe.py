@@ -11,10 +11,10 @@ import re
 import numpy as np
 import torch
 
-from vop.data.sampling import frame_indices
+from vop.data.frame_sampling import frame_indices
 from vop.data.split import Split
 from vop.data.synthetic import BACKGROUNDS, COLOURS, SHAPES
-from vop.engine.encode import encode_captions
+from vop.engine.embed import encode_captions
 from vop.engine.rundir import prefixed
 from vop.metrics.direction import (counterfactual_v2t, direction_t2v_outcomes, direction_v2t_outcomes,
                                    pair_standard_error, static_t2v)

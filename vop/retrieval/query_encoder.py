@@ -20,7 +20,7 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.engine import setup
 from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path, trainable_state
-from vop.engine.encode import encode_captions, encode_video_batches
+from vop.engine.embed import encode_captions, encode_video_batches
 from vop.engine.precision import resolve_device, resolve_precision
 from vop.models.released import is_released, load_released
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 
 from vop.data.dataset import CROPS
-from vop.data.sampling import SAMPLING_MODES
+from vop.data.frame_sampling import SAMPLING_MODES
 from vop.errors import ConfigError
 
 _MISSING = object()

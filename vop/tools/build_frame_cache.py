@@ -1,4 +1,6 @@
-"""Build the frame cache: decode each video once, keep `candidates` frames as JPEGs (see frame_cache.py).
+"""`scripts/build_frame_cache.py`: the dataset's videos (all requested splits) into the frame cache.
+
+Build the frame cache: decode each video once, keep `candidates` frames as JPEGs (see frame_cache.py).
 
 Videos are decoded and encoded in a process pool; the main process is the only writer, so shards
 stay consistent and a killed build resumes where its index ends. Unreadable videos are counted,
@@ -14,12 +16,15 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from vop.data.decoders.base import Decoder, VideoDecodeError
-from vop.data.frame_cache import FrameCacheWriter, candidate_indices
+from vop.data.frame_store import FrameCacheWriter, candidate_indices
 from vop.data.frames import resize_chw, resized_size
 from vop.data.jpeg import encode_jpeg
+from vop.engine import setup
 
 log = logging.getLogger(__name__)
 
@@ -103,4 +108,28 @@ def build_frame_cache(videos: Iterable[tuple[str, str]], cache_dir: str | Path, 
         writer.close()
     log.info("frame cache %s: %d written, %d skipped (already there), %d failed", cache_dir,
              stats.written, stats.skipped, stats.failed)
+    return stats
+
+
+def videos_of(cfg: DictConfig) -> list[tuple[str, str]]:
+    """(cache key, path) of every video in the configured splits; keys are relative to decoder.video_root."""
+    splits = setup.load_splits(cfg, *cfg.splits)
+    root = Path(cfg.decoder.video_root)
+    out = []
+    for name in cfg.splits:
+        for path in splits[name].video_paths:
+            try:
+                out.append((Path(path).relative_to(root).as_posix(), str(path)))
+            except ValueError:
+                raise ValueError(f"video {path} of split {name!r} is not under decoder.video_root={root}; "
+                                 "set decoder.video_root to the folder that holds the videos") from None
+    return out
+
+
+def run_build(cfg: DictConfig) -> BuildStats:
+    c = cfg.cache
+    stats = build_frame_cache(videos_of(cfg), cfg.decoder.cache_dir, instantiate(cfg.source),
+                              candidates=c.candidates, short_side=c.short_side, quality=c.quality,
+                              workers=c.workers, shard_mb=c.shard_mb, progress=cfg.progress)
+    log.info("frame cache at %s: %s", cfg.decoder.cache_dir, stats)
     return stats

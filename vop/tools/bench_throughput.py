@@ -24,12 +24,12 @@ import vop
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.frame_cache import FrameCacheDecoder
 from vop.data.decoders.nvdec import NvdecDecoder
-from vop.data.frame_cache_build import build_frame_cache
+from vop.tools.build_frame_cache import build_frame_cache
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine import setup
 from vop.engine.device_feed import DeviceFeed
 from vop.engine.precision import autocast, resolve_device, resolve_precision
-from vop.methods.table import load_with_defaults
+from vop.config.files import load_with_defaults
 
 log = logging.getLogger(__name__)
 GIB = 2**30

@@ -21,16 +21,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vop.errors import MissingFileError
-from vop.table_settings import differing, note, run_settings
+from vop.paper import METHOD_ORDER, PAPER_GAIN, PAPER_TRAINABLE_PERCENT
+from vop.tools.table_settings import differing, note, run_settings
 
-# Paper figure 1 (MSR-VTT-9k): text->video R@1 gain vs full fine-tuning, and trainable %.
-PAPER_GAIN = {"full": 0.0, "bias": -2.0, "proj": -4.6, "partial": -1.9, "adapter_attn": -4.1,
-              "adapter_ffn": -3.5, "vop": -2.1, "vop_f": 0.9, "vop_fp": 1.8, "vop_fc": 2.9}
-PAPER_TRAINABLE = {"full": 100.0, "bias": 0.10, "proj": 0.54, "partial": 6.41, "adapter_attn": 1.65,
-                   "adapter_ffn": 1.65, "vop": 0.10, "vop_f": 0.10, "vop_fp": 0.38, "vop_fc": 11.78}
-# The paper's row order; methods not listed follow alphabetically.
-ORDER = ("zeroshot", "full", "bias", "proj", "partial", "adapter_attn", "adapter_ffn",
-         "vop", "vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
 METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
 RETRIEVAL = tuple(f"{d}_{m}" for d in ("t2v", "v2t") for m in METRICS)
 # The direction probe (vop/metrics/direction.py), read from `probe/<key>` when a run has them.
@@ -84,7 +77,7 @@ def read_run(path: Path) -> Run:
 
 
 def _order(method: str) -> tuple[int, str]:
-    return (ORDER.index(method), "") if method in ORDER else (len(ORDER), method)
+    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -124,7 +117,7 @@ def table_rows(runs: list[Run]) -> list[dict]:
     for (data, model, method), members in sorted(groups.items(), key=lambda kv: (kv[0][:2], _order(kv[0][2]))):
         row = {"data": data, "model": model, "method": method, "runs": len(members),
                "trainable_%": _mean([m.trainable_pct for m in members]),
-               "paper_R@1_gain_vs_full": PAPER_GAIN.get(method), "paper_trainable_%": PAPER_TRAINABLE.get(method)}
+               "paper_R@1_gain_vs_full": PAPER_GAIN.get(method), "paper_trainable_%": PAPER_TRAINABLE_PERCENT.get(method)}
         for key in dict.fromkeys(k for m in members for k in m.metrics if not k.endswith("@se")):
             values = [m.metrics[key] for m in members if key in m.metrics]
             row[key], row[f"{key}_se"] = _mean(values), _combined_se(_se(values), [
@@ -201,7 +194,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def settings_notes(runs: list[Run]) -> str:
-    """Per (data, model) block, the settings its rows differ in (vop/table_settings.py), as text."""
+    """Per (data, model) block, the settings its rows differ in (vop/tools/table_settings.py), as text."""
     lines = []
     for key in dict.fromkeys((r.data, r.model) for r in runs):
         rows: dict[str, list[dict]] = {}

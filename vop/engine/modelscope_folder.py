@@ -20,7 +20,7 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vop.methods.table import load_with_defaults
+from vop.config.files import load_with_defaults
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # ModelScope's weights file -> this project's method config (configs/method/<name>.yaml) and settings.

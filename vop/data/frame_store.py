@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vop.data.sampling import frame_indices
+from vop.data.frame_sampling import frame_indices
 
 FORMAT = "vop-frame-cache-1"
 META = "meta.json"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 from hydra.utils import instantiate
@@ -11,10 +10,7 @@ from omegaconf import OmegaConf
 
 from vop.methods.base import ParameterCount, TuningMethod, count_parameters
 from vop.models.clip import CLIPVideoModel
-
-# The VoP paper's figure 1 (MSR-VTT-9k, ViT-B/32): trainable share in percent.
-PAPER_PERCENT = {"full": 100.0, "bias": 0.10, "proj": 0.54, "partial": 6.41, "adapter_attn": 1.65,
-                 "adapter_ffn": 1.65, "vop": 0.10, "vop_f": 0.10, "vop_fp": 0.38, "vop_fc": 11.78}
+from vop.paper import PAPER_TRAINABLE_PERCENT
 
 # Extra rows: a method config with some knobs changed (BitFit without LayerNorm biases).
 VARIANTS = {"bias": {"layernorm": False}}
@@ -29,23 +25,6 @@ class Row:
     percent: float        # of the model with the method's additions
     percent_clip: float   # of CLIP alone
     paper_percent: float | None
-
-
-def method_configs(folder: Path) -> dict[str, object]:
-    """Every configs/method/*.yaml, loaded on its own (so `frames` takes its default of 12)."""
-    return {p.stem: load_with_defaults(p) for p in sorted(Path(folder).glob("*.yaml"))}
-
-
-def load_with_defaults(path: Path):
-    """A group config with its defaults list applied as Hydra does for entries of the same group
-    (`defaults: [vop, _self_]`: vop.yaml, then this file over it), without a Hydra context (this
-    runs inside scripts/param_table.py's own Hydra app)."""
-    cfg = OmegaConf.load(path)
-    entries = list(cfg.pop("defaults", None) or [])
-    parts = [cfg if entry == "_self_" else load_with_defaults(path.with_name(f"{entry}.yaml")) for entry in entries]
-    if "_self_" not in entries:
-        parts.append(cfg)  # Hydra's default: _self_ last
-    return OmegaConf.merge(*parts)
 
 
 def count_method(model: CLIPVideoModel, tuner_cfg) -> tuple[ParameterCount, int, int]:
@@ -68,7 +47,7 @@ def table(build: Callable[[], CLIPVideoModel], configs: dict[str, object]) -> li
         for label, tuner in variants:
             count, inert, clip_total = count_method(model, tuner)
             rows.append(Row(label, count.trainable, count.trainable - inert, count.total, round(count.percent, 4),
-                            round(100.0 * count.trainable / clip_total, 4), PAPER_PERCENT.get(label)))
+                            round(100.0 * count.trainable / clip_total, 4), PAPER_TRAINABLE_PERCENT.get(label)))
     return rows
 
 

@@ -1,5 +1,5 @@
 """A ModelScope model folder as a search pipeline: its model as the encoder, its features file as
-the gallery (vop/models/modelscope.py reads the folder)."""
+the gallery (vop/engine/modelscope_folder.py reads the folder)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from vop.models.modelscope import CONFIG_DIR, ModelScopeFolder, folder_config, read_features
-from vop.retrieval.encoder import Encoder
+from vop.engine.modelscope_folder import CONFIG_DIR, ModelScopeFolder, folder_config, read_features
+from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.gallery import Gallery
 
 

@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from vop.data.split import Split
-from vop.data.stats import dataset_stats
-from vop.data.tools import load_selected_splits, unique_videos
+from vop.tools.dataset_stats import dataset_stats
+from vop.tools.selected_splits import load_selected_splits, unique_videos
 
 log = logging.getLogger(__name__)
 

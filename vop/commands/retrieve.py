@@ -7,13 +7,13 @@ from typing import Sequence
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
-from vop.config_check import check_config
+from vop.config.check import check_config
 from vop.data.checks import checked_test_split
 from vop.engine import setup
 from vop.engine.checkpoint import read_checkpoint, resolve_path
-from vop.engine.evaluate import chosen_on_command_line, merge_checkpoint_config
+from vop.engine.checkpoint_config import chosen_on_command_line, merge_checkpoint_config
 from vop.errors import InputError
-from vop.retrieval.encoder import Encoder
+from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.folder import folder_split
 from vop.retrieval.gallery import Gallery, build_gallery
 from vop.retrieval.html import write_page

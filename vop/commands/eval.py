@@ -7,38 +7,20 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from vop.config_check import check_config
+from vop.config.check import check_config
 from vop.engine import setup
-from vop.engine.checkpoint import check_compatible, load_trainable, read_checkpoint, resolve_path
+from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path
+from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.engine.precision import resolve_device, resolve_precision
 from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
-from vop.models.modelscope import ModelScopeFolder, folder_config
+from vop.engine.modelscope_folder import ModelScopeFolder, folder_config
 from vop.models.released import is_released, load_released
 from vop.retrieval.html import write_page
 from vop.retrieval.views import example_views
 
 log = logging.getLogger(__name__)
-
-# Groups a checkpoint brings with it unless the command line chooses them explicitly.
-FROM_CHECKPOINT = ("model", "method", "data", "decoder")
-
-
-def chosen_on_command_line(overrides: Sequence[str], group: str) -> bool:
-    return any(o.lstrip("+~").split("=")[0].split(".")[0] == group for o in overrides)
-
-
-def merge_checkpoint_config(cfg: DictConfig, saved: DictConfig, overrides: Sequence[str], path: Path) -> DictConfig:
-    """Take the trained run's model/method/data/decoder, except groups named on the command line."""
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        for group in FROM_CHECKPOINT:
-            if not chosen_on_command_line(overrides, group):
-                cfg[group] = saved[group]
-    check_compatible(saved, cfg, path)
-    return cfg
-
 
 def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     if cfg.get("modelscope"):  # the authors' model folder: its checkpoint, method and settings

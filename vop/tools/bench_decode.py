@@ -21,9 +21,9 @@ from vop.data.decoders.base import Decoder
 from vop.data.decoders.decord import DecordDecoder
 from vop.data.decoders.pyav import PyAVDecoder
 from vop.data.frames import fit_frames
-from vop.data.prepare import reencode_video
+from vop.tools.prepare_data import reencode_video
 from vop.data.sample_videos import reencode, write_video
-from vop.data.sampling import frame_indices
+from vop.data.frame_sampling import frame_indices
 
 
 @dataclass
