@@ -8,29 +8,31 @@ it (`python scripts/config_snapshot.py --out tests/data/composed_configs.json`) 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import config_snapshot  # noqa: E402
+from vop.tools import config_snapshot
 
 SNAPSHOT = ROOT / "tests" / "data" / "composed_configs.json"
 VARIANTS = ("vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
 
 
-# Keys the new layout adds: the dataset's new-parameter rate, which replaced configs/method_data/.
-# Allowed only where the snapshot lacks them (a snapshot regenerated from this layout has them).
-NEW_KEYS = {"data.lr_new"}
+# Keys a newer layout adds, allowed only where the snapshot lacks them (a snapshot regenerated from
+# this layout has them): the dataset's new-parameter rate, which replaced configs/method_data/ (any
+# value), and the keys data/_base.yaml gave every dataset, which must hold the value the code used
+# when a dataset file did not set them (`cfg.data.get("hflip", 0.5)`, `data.get("shuffle_group", 1)`).
+ANY = object()
+NEW_KEYS = {"data.lr_new": ANY, "data.hflip": 0.5, "data.shuffle_group": 1}
 
 
 def differences(want: dict[str, dict], have: dict[str, dict]) -> list[str]:
     out = []
     for pair in sorted(want):
         for key in sorted(set(want[pair]) | set(have.get(pair, {}))):
-            if key in NEW_KEYS and key not in want[pair]:
+            if key in NEW_KEYS and key not in want[pair] and NEW_KEYS[key] in (ANY, have.get(pair, {}).get(key)):
                 continue
             a, b = want[pair].get(key, "<absent>"), have.get(pair, {}).get(key, "<absent>")
             if a != b:
@@ -38,9 +40,13 @@ def differences(want: dict[str, dict], have: dict[str, dict]) -> list[str]:
     return out
 
 
-def test_every_method_and_dataset_composes_as_in_the_snapshot() -> None:
+@pytest.fixture(scope="module")
+def have() -> dict[str, dict]:
+    return config_snapshot.composed_now()
+
+
+def test_every_method_and_dataset_composes_as_in_the_snapshot(have) -> None:
     want = config_snapshot.expand(json.loads(SNAPSHOT.read_text()))
-    have = config_snapshot.composed_now()
     assert sorted(have) == sorted(want), "the method or data options changed: regenerate the snapshot"
     diffs = differences(want, have)
     assert not diffs, "\n".join(diffs[:20]) + f"\n({len(diffs)} differences)"
@@ -57,6 +63,30 @@ def test_a_changed_value_is_a_difference() -> None:
     assert differences(want, have) == ["vop lsmdc: method.lr_new: snapshot 1e-05, now 3e-05"]
 
 
+def test_a_new_key_with_another_value_than_the_code_default_is_a_difference() -> None:
+    want = config_snapshot.expand(json.loads(SNAPSHOT.read_text()))
+    pair = "bias msrvtt9k"
+    have = {pair: {**want[pair], "data.hflip": 0.5}}
+    assert differences({pair: want[pair]}, have) == []
+    have[pair]["data.hflip"] = 0.0
+    assert differences({pair: want[pair]}, have) == [f"{pair}: data.hflip: snapshot <absent>, now 0.0"]
+
+
+def test_every_dataset_extends_the_data_base_and_names_only_what_differs(have) -> None:
+    """data/_base.yaml holds every shared key once; a dataset file sets a shared key only to change it."""
+    base = yaml.safe_load((ROOT / "configs" / "data" / "_base.yaml").read_text())
+    for path in sorted((ROOT / "configs" / "data").glob("*.yaml")):
+        if path.stem == "_base":
+            continue
+        cfg = yaml.safe_load(path.read_text())
+        assert cfg["defaults"][-1] == "_self_" and cfg["defaults"][0] in ("_base", "synthetic"), path.name
+        for key, value in cfg.items():
+            if key in base and key not in ("name", "root", "splits"):
+                assert value != base[key], f"{path.name} repeats {key}={value} from _base.yaml"
+    for pair, flat in have.items():
+        assert {f"data.{k}" for k in base if k != "splits"} <= set(flat), pair  # splits: flattened to splits.*
+
+
 def test_vop_variants_name_only_what_differs() -> None:
     base = yaml.safe_load((ROOT / "configs" / "method" / "vop.yaml").read_text())
     for name in VARIANTS:
@@ -69,5 +99,6 @@ def test_vop_variants_name_only_what_differs() -> None:
 
 def test_no_method_data_folder() -> None:
     assert not (ROOT / "configs" / "method_data").exists()
-    rates = {p.stem: yaml.safe_load(p.read_text()).get("lr_new") for p in (ROOT / "configs" / "data").glob("*.yaml")}
+    rates = {p.stem: yaml.safe_load(p.read_text()).get("lr_new") for p in (ROOT / "configs" / "data").glob("*.yaml")
+             if p.stem != "_base"}
     assert rates["msrvtt7k"] == rates["lsmdc"] == 1.0e-5 and rates["msrvtt9k"] is None
