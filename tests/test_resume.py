@@ -115,3 +115,56 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(uninterrupted, tm
     assert state["step"] >= 2 and state["batch_in_epoch"] >= 1
     assert saved.method.name == "bias" and tensors
     assert not (run / "metrics.json").exists()
+
+
+
+def _train_state(lr: float = 0.1):
+    from vop.engine.train_state import TrainState
+    from vop.engine.training_faults import NonFiniteGuard
+
+    param = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([param], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step))
+    return param, TrainState(opt, sched, torch.amp.GradScaler("cpu", enabled=False), NonFiniteGuard(3))
+
+
+def _through_the_file_format(state: dict) -> dict:
+    """What a resume file gives back: tensors in safetensors, the rest as JSON (no pickle)."""
+    from vop.engine.resume import pack, unpack
+
+    tensors: dict = {}
+    skeleton = pack(state, tensors, "state")
+    return unpack(json.loads(json.dumps(skeleton)), tensors)
+
+
+def test_train_state_round_trips_every_part_and_the_progress():
+    from vop.engine.train_state import Progress
+
+    param, state = _train_state()
+    for _ in range(3):
+        param.grad = torch.full((3,), 0.5)
+        state.optimizer.step()
+        state.scheduler.step()
+    state.guard.check(float("nan"), 3)
+    saved = _through_the_file_format(state.state_dict(Progress(
+        epoch=1, batch_in_epoch=2, step=3, overflow_steps=1, best=12.5, best_test={"test/best_t2v_R@1": 40.0},
+        world_size=2)))
+    want_random = torch.rand(4)  # what the RNG gives right after the save
+
+    _, fresh = _train_state(lr=0.5)
+    progress = fresh.load_state_dict(saved)
+    assert progress == Progress(1, 2, 3, 1, 12.5, {"test/best_t2v_R@1": 40.0}, 2)
+    assert fresh.scheduler.state_dict()["last_epoch"] == 3 and fresh.guard.total == 1
+    assert fresh.optimizer.param_groups[0]["lr"] == state.optimizer.param_groups[0]["lr"]
+    assert torch.equal(fresh.optimizer.state_dict()["state"][0]["exp_avg"], state.optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(torch.rand(4), want_random)  # the RNG continues from the save
+
+
+def test_train_state_reads_a_checkpoint_from_before_best_test():
+    from vop.engine.train_state import Progress
+
+    _, state = _train_state()
+    saved = _through_the_file_format(state.state_dict(Progress(step=5)))
+    del saved["best_test"]
+    progress = state.load_state_dict(saved)
+    assert progress.best_test == {} and progress.step == 5

@@ -22,8 +22,8 @@ from vop.engine.training_faults import DataLoadError, NonFiniteGuard, NonFiniteL
 from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
-from vop.engine.resume import (check_same_trajectory, load_resume, prune, rng_state, save_resume,
-                               set_rng_state)
+from vop.engine.resume import check_same_trajectory, load_resume, prune, save_resume
+from vop.engine.train_state import Progress, TrainState
 from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
 from vop.losses import info_nce
 
@@ -83,6 +83,17 @@ class Trainer:
         self.best_test: dict = {}  # trainer.evals_per_epoch > 1: the best test evaluation (X-Pool's report)
         self.overflow_steps = 0
         self._loss_sum = self._loss_n = None  # device sums of the losses since the last log
+        # Built by prepare_training(), once a run has something to train (zero-shot never needs them).
+        self.loader = self.dataset = self.sampler = None
+        self.steps_per_epoch = 0
+        self.mid_epoch_evals: set[int] = set()  # steps after which trainer.evals_per_epoch > 1 evaluates
+        self.optimizer = self.scheduler = self.scaler = None
+        self.transform: VideoTransform | None = None
+        self.trainable: list[nn.Parameter] = []
+        self.guard: NonFiniteGuard | None = None
+        self.state: TrainState | None = None
+        self.net: nn.Module | None = None  # DualEncoder, DDP-wrapped under torchrun
+        self.batch_in_epoch = 0  # batches of the current epoch done (where a resume checkpoint continues)
 
     @property
     def select_split(self) -> str:
@@ -121,6 +132,7 @@ class Trainer:
         self.transform = VideoTransform(size=self.model.image_size, train=True, hflip=cfg.data.get("hflip", 0.5))
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.guard = NonFiniteGuard(cfg.trainer.max_nonfinite_in_row)
+        self.state = TrainState(self.optimizer, self.scheduler, self.scaler, self.guard)  # what resume restores
         self.net: nn.Module = DualEncoder(self.model)
         if self.env.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -343,11 +355,8 @@ class Trainer:
     def save_resume(self, epoch: int, batch_in_epoch: int) -> None:
         """Everything to continue at (epoch, batch_in_epoch); rank 0 writes, the others wait."""
         if self.env.is_main:
-            state = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": self.step,
-                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                     "scaler": self.scaler.state_dict(), "rng": rng_state(), "nonfinite": self.guard.state_dict(),
-                     "overflow_steps": self.overflow_steps, "best": self.best, "world_size": self.env.world_size,
-                     "best_test": self.best_test}
+            state = self.state.state_dict(Progress(epoch, batch_in_epoch, self.step, self.overflow_steps, self.best,
+                                                   self.best_test, self.env.world_size))
             path = save_resume(self.run_dir, self.step, trainable_state(self.model), state, self.cfg)
             prune(self.run_dir, self.cfg.trainer.checkpoint.keep_last)
             log.info("resume checkpoint: %s", path)
@@ -361,16 +370,12 @@ class Trainer:
         check_compatible(saved, self.cfg, path)
         check_same_trajectory(saved, self.cfg, path)
         load_trainable(self.model, tensors, path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        self.guard.load_state_dict(state["nonfinite"])
-        self.step, self.overflow_steps, self.best = state["step"], state["overflow_steps"], state["best"]
-        self.best_test = state.get("best_test", {})
-        log.info("resumed from %s: epoch %d, batch %d, step %d", path, state["epoch"] + 1, state["batch_in_epoch"],
+        progress = self.state.load_state_dict(state)
+        self.step, self.overflow_steps, self.best = progress.step, progress.overflow_steps, progress.best
+        self.best_test = progress.best_test
+        log.info("resumed from %s: epoch %d, batch %d, step %d", path, progress.epoch + 1, progress.batch_in_epoch,
                  self.step)
-        return state["epoch"], state["batch_in_epoch"]
+        return progress.epoch, progress.batch_in_epoch
 
     def finish(self, metrics: dict) -> dict:
         split = self.cfg.data.test_split

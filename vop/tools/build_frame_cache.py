@@ -1,6 +1,6 @@
 """`scripts/build_frame_cache.py`: the dataset's videos (all requested splits) into the frame cache.
 
-Build the frame cache: decode each video once, keep `candidates` frames as JPEGs (see frame_cache.py).
+Build the frame cache: decode each video once, keep `candidates` frames as JPEGs (see vop/data/frame_store.py).
 
 Videos are decoded and encoded in a process pool; the main process is the only writer, so shards
 stay consistent and a killed build resumes where its index ends. Unreadable videos are counted,
