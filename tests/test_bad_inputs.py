@@ -13,18 +13,18 @@ import torch
 from safetensors.torch import save_file
 
 from tests.helpers import CONFIG_DIR, compose_cfg, tiny_synthetic
+from vop.commands.eval import evaluate_run
+from vop.commands.train import train
 from vop.config.check import check_config
 from vop.data.annotations.common import AnnotationError, DataNotFoundError
 from vop.data.annotations.msrvtt import load_msrvtt
 from vop.data.checks import checked_train_split
 from vop.engine import trainer as trainer_module
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
-from vop.commands.eval import evaluate_run
-from vop.engine.training_faults import NonFiniteLossError
 from vop.engine.finite_embeddings import NonFiniteError, require_finite
 from vop.engine.rundir import run_name
 from vop.engine.setup import usable_splits
-from vop.commands.train import train
+from vop.engine.training_faults import NonFiniteLossError
 from vop.errors import ConfigError, InputError
 from vop.models import weights
 from vop.models.clip import CLIPVideoModel

@@ -10,6 +10,8 @@ import pytest
 from hydra.utils import instantiate
 
 from tests.helpers import tiny_synthetic
+from vop.commands.eval import evaluate_run
+from vop.commands.train import train
 from vop.data.bad_videos import BadVideoCounter, BadVideosError, usable_test_split, usable_train_split
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import VideoDecodeError
@@ -17,8 +19,6 @@ from vop.data.decoders.decord import DecordDecoder
 from vop.data.manifest import read_manifest, scan, write_manifest
 from vop.data.sample_videos import write_video
 from vop.data.split import Split
-from vop.commands.eval import evaluate_run
-from vop.commands.train import train
 
 
 def break_video(path: Path, how: str) -> None:

@@ -6,8 +6,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC
-from vop.tools import bench_throughput as bench
 from vop.engine.setup import load_splits
+from vop.tools import bench_throughput as bench
 
 
 def bench_cfg(tmp_path):

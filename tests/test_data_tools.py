@@ -13,9 +13,9 @@ from hydra import compose, initialize_config_dir
 from tests.conftest import ACTIVITYNET_SUBSET
 from tests.helpers import CONFIG_DIR
 from vop.data.manifest import read_manifest
+from vop.data.sample_videos import frame_level, write_video
 from vop.tools.check_videos import check_dataset
 from vop.tools.prepare_data import prepare
-from vop.data.sample_videos import frame_level, write_video
 
 REPO = Path(CONFIG_DIR).parent
 

@@ -11,10 +11,10 @@ from tests.helpers import tiny_synthetic
 from tests.test_synthetic import decode_all, read_pixels
 from vop.data.shard_sampler import ShardedSampler
 from vop.data.synthetic import DIRECTION_PHRASES, OPPOSITE, load_synthetic
-from vop.tools.direction_probe import check_reversible, counterfactuals, probe_metrics
 from vop.engine.trainer import Trainer
 from vop.metrics.direction import (counterfactual_v2t, direction_t2v, direction_t2v_outcomes, direction_v2t,
                                    pair_standard_error, static_t2v)
+from vop.tools.direction_probe import check_reversible, counterfactuals, probe_metrics
 
 SMALL = dict(num_train=6, num_test=4, frames=10, seed=5)
 

@@ -12,9 +12,9 @@ from torch.utils.data import BatchSampler
 
 from tests.ddp_worker import TwoTowers, global_batch_grads, grad_worker
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, tiny_synthetic
+from vop.commands.train import train
 from vop.data.shard_sampler import ShardedSampler
 from vop.engine.checkpoint import read_checkpoint
-from vop.commands.train import train
 
 REPO = Path(CONFIG_DIR).parent
 RUN = ["trainer.epochs=1", "trainer.max_steps_per_epoch=4", "trainer.log_every=1", "trainer.progress=false"]

@@ -8,10 +8,10 @@ import torch
 import vop.engine.trainer as trainer_module
 import vop.metrics.retrieval as retrieval
 from tests.helpers import tiny_synthetic
-from vop.data.decoders.decord import DecordDecoder
-from vop.engine.training_faults import DataLoadError, NonFiniteLossError, StopRequest
 from vop.commands.train import train
+from vop.data.decoders.decord import DecordDecoder
 from vop.engine.trainer import Trainer
+from vop.engine.training_faults import DataLoadError, NonFiniteLossError, StopRequest
 from vop.metrics.retrieval import RetrievalMetrics
 
 RUN = ["method.lr=1e-3", "trainer.max_steps_per_epoch=3", "trainer.log_every=1", "trainer.eval_every_epoch=false"]

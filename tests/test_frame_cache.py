@@ -8,18 +8,18 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, tiny_synthetic
+from vop.commands.train import train
 from vop.data.dataset import Collate, VideoTextDataset
 from vop.data.decoders.base import VideoDecodeError
 from vop.data.decoders.decord import DecordDecoder
 from vop.data.decoders.frame_cache import FrameCacheDecoder
+from vop.data.frame_sampling import frame_indices
 from vop.data.frame_store import FrameCache, FrameCacheWriter, candidate_indices, nearest_stored, shard_paths
-from vop.tools.build_frame_cache import build_frame_cache, run_build
 from vop.data.frames import resize_chw, resize_chw_float
 from vop.data.jpeg import JpegFrames
-from vop.data.frame_sampling import frame_indices
 from vop.data.synthetic import load_synthetic
 from vop.engine.device_feed import DeviceFeed
-from vop.commands.train import train
+from vop.tools.build_frame_cache import build_frame_cache, run_build
 
 # JPEG tolerance at quality 90 (4:2:0 chroma) against the decord-decoded source frame: mean absolute
 # error per video <= 1.5 grey levels and 99% of values within 20 (sharp saturated edges of the

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tests.helpers import tiny_synthetic
+from vop.data.decoders.base import VideoDecodeError
 from vop.data.decoders.decord import DecordDecoder
 from vop.data.decoders.frame_cache import FrameCacheDecoder
-from vop.data.decoders.base import VideoDecodeError
 from vop.data.decoders.nvdec import NvdecBatch, NvdecDecoder, NvdecFrames, NvdecUnavailable, nvdec_missing
 from vop.data.deferred import stack_videos
 from vop.data.frames import fit_frames

@@ -13,13 +13,13 @@ from omegaconf import open_dict
 
 from tests.fake_gpu import FailingCpuDecoder, FakeGpuDecoder
 from tests.helpers import tiny_synthetic
+from vop.commands.train import train
 from vop.data.bad_videos import BadVideoCounter
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import VideoDecodeError
 from vop.data.sample_videos import write_video
 from vop.data.split import Split
 from vop.engine.device_feed import DeviceFeed
-from vop.commands.train import train
 
 BAD = ["v1.mp4", "v4.mp4", "v6.mp4"]
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import wandb
 
 from tests.helpers import tiny_synthetic
-from vop.engine.loggers import wandb_mode
 from vop.commands.train import train
+from vop.engine.loggers import wandb_mode
 
 
 def wandb_payload(path: Path) -> bytes:

@@ -9,11 +9,11 @@ import torch
 
 from tests.helpers import tiny_synthetic
 from tests.released_fakes import TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features, save_released
+from vop.commands.eval import evaluate_run
+from vop.commands.retrieve import retrieve
 from vop.data.tokenizer import _find_bpe_file, openai_bpe_tokenizer, tokenize
 from vop.engine import setup
-from vop.commands.eval import evaluate_run
 from vop.engine.modelscope_folder import ModelScopeFolder, ModelScopeFolderError
-from vop.commands.retrieve import retrieve
 from vop.retrieval.pipeline import RetrievalPipeline
 
 HYPER = {"num_frames": 4, "input_res": 224, "vp_token_num": 8, "tp_prefix_token_num": 4, "tp_suffix_token_num": 4,

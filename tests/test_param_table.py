@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR
 from vop.config.files import method_configs
-from vop.tools.param_table import table, to_markdown
 from vop.models.clip import CLIPVideoModel
+from vop.tools.param_table import table, to_markdown
 
 REPO = Path(CONFIG_DIR).parent
 

@@ -13,9 +13,9 @@ import torch
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, tiny_synthetic
 from safetensors import safe_open
 
+from vop.commands.train import train
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
 from vop.engine.resume import load_resume, resume_files
-from vop.commands.train import train
 
 REPO = Path(CONFIG_DIR).parent
 # 2 epochs x 3 steps, deterministic kernels; the stop at step 4 falls inside epoch 2.

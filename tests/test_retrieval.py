@@ -10,12 +10,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tests.helpers import SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
-from vop.commands.train import train
 from vop.commands.retrieve import retrieve
-from vop.retrieval.query_encoder import Encoder
+from vop.commands.train import train
 from vop.retrieval.gallery import Gallery, GalleryMismatchError, build_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.pipeline import RetrievalPipeline
+from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.views import result_view
 
 # 64-px frames and 16-px patches: the tiny model at a quarter of the cost, enough to learn a little.

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
-from vop.engine.checkpoint import CheckpointError, read_checkpoint
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
+from vop.engine.checkpoint import CheckpointError, read_checkpoint
 
 REPO = Path(CONFIG_DIR).parent
 METHODS = sorted(p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml"))

@@ -6,12 +6,12 @@ from pathlib import Path
 import torch
 
 from tests.helpers import tiny_synthetic
+from vop.commands.train import train
 from vop.data.dataset import Collate
 from vop.data.frames import fit_short_side, pad_videos
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine.optim import param_groups
 from vop.engine.setup import build_model
-from vop.commands.train import train
 
 
 def test_whole_frames_keep_their_aspect():

@@ -13,14 +13,15 @@ from vop.config.check import check_config
 from vop.engine import setup
 from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import merge_checkpoint_config
+from vop.engine.modelscope_folder import ModelScopeFolder, folder_config
 from vop.engine.precision import resolve_device, resolve_precision
 from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
-from vop.engine.modelscope_folder import ModelScopeFolder, folder_config
 from vop.models.released import is_released, load_released
 from vop.retrieval.html import write_page
 from vop.retrieval.views import example_views
 
 log = logging.getLogger(__name__)
+
 
 def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     if cfg.get("modelscope"):  # the authors' model folder: its checkpoint, method and settings

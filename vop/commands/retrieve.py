@@ -13,11 +13,11 @@ from vop.engine import setup
 from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import chosen_on_command_line, merge_checkpoint_config
 from vop.errors import InputError
-from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.folder import folder_split
 from vop.retrieval.gallery import Gallery, build_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
+from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.views import result_view
 
 log = logging.getLogger(__name__)

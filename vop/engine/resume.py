@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from vop.errors import MissingFileError
 from vop.engine.checkpoint import CheckpointError
+from vop.errors import MissingFileError
 
 FORMAT = "vop-resume-1"
 RESUME_DIR = "resume"

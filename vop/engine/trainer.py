@@ -18,13 +18,13 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.engine import distributed, setup
 from vop.engine.checkpoint import FILENAME, check_compatible, load_trainable, save_checkpoint, trainable_state
 from vop.engine.device_feed import DeviceFeed
-from vop.engine.training_faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
 from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from vop.engine.resume import check_same_trajectory, load_resume, prune, save_resume
-from vop.engine.train_state import Progress, TrainState
 from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
+from vop.engine.train_state import Progress, TrainState
+from vop.engine.training_faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
 from vop.losses import info_nce
 
 log = logging.getLogger(__name__)

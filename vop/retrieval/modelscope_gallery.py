@@ -9,8 +9,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from vop.engine.modelscope_folder import CONFIG_DIR, ModelScopeFolder, folder_config, read_features
-from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.gallery import Gallery
+from vop.retrieval.query_encoder import Encoder
 
 
 def retrieve_config(overrides: list[str]) -> DictConfig:

@@ -10,10 +10,10 @@ from omegaconf import DictConfig
 
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError
-from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.folder import is_video_file
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.index import TorchIndex
+from vop.retrieval.query_encoder import Encoder
 
 
 @dataclass

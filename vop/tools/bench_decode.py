@@ -20,10 +20,10 @@ import torch
 from vop.data.decoders.base import Decoder
 from vop.data.decoders.decord import DecordDecoder
 from vop.data.decoders.pyav import PyAVDecoder
-from vop.data.frames import fit_frames
-from vop.tools.prepare_data import reencode_video
-from vop.data.sample_videos import reencode, write_video
 from vop.data.frame_sampling import frame_indices
+from vop.data.frames import fit_frames
+from vop.data.sample_videos import reencode, write_video
+from vop.tools.prepare_data import reencode_video
 
 
 @dataclass

@@ -21,15 +21,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import vop
+from vop.config.files import load_with_defaults
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.frame_cache import FrameCacheDecoder
 from vop.data.decoders.nvdec import NvdecDecoder
-from vop.tools.build_frame_cache import build_frame_cache
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine import setup
 from vop.engine.device_feed import DeviceFeed
 from vop.engine.precision import autocast, resolve_device, resolve_precision
-from vop.config.files import load_with_defaults
+from vop.tools.build_frame_cache import build_frame_cache
 
 log = logging.getLogger(__name__)
 GIB = 2**30

@@ -31,12 +31,12 @@ from omegaconf import OmegaConf
 import torch
 
 from vop import ROOT  # importing vop registers the config resolvers
+from vop.commands.train import train
 from vop.engine import distributed
 from vop.engine.checkpoint import FILENAME, load_trainable, read_checkpoint
-from vop.tools.direction_probe import probe_metrics
 from vop.engine.rundir import save_metrics
-from vop.commands.train import train
 from vop.engine.trainer import Trainer
+from vop.tools.direction_probe import probe_metrics
 from vop.tools.make_table import make_table
 
 log = logging.getLogger("synthetic_benchmark")
