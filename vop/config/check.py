@@ -1,150 +1,39 @@
 """One validation step for a composed config, run before any data, weights or videos load.
 
-Each rule names a key, the type and range (or the choices) it accepts; a key the config does not
-have (eval.py has no `optim`) is not checked. A broken rule raises ConfigError naming the key, the
-value given and what is allowed. `trainer.precision=fp16` on a CPU is refused, not silently
+Every key is checked against its group's schema (vop/config/groups.py); a broken key raises
+ConfigError naming the key, the value given and what is allowed, and an unknown key names the
+nearest valid one. `trainer.precision=fp16` on a CPU is refused, not silently
 accepted: CPUs have no fast fp16 math, so fp32 (`auto`) or bf16 is what such a run wants.
 """
 from __future__ import annotations
 
-import math
 import os
-import re
-from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from vop.data.dataset import CROPS
-from vop.data.frame_sampling import SAMPLING_MODES
+from vop.config.groups import COMMANDS, GROUPS
+from vop.config.schema import check_group, validate
 from vop.errors import ConfigError
-
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Int:
-    low: int | None = None
-    high: int | None = None
-    nullable: bool = False
-
-    def allowed(self) -> str:
-        return _range("an integer", self.low, self.high, self.nullable)
-
-    def ok(self, value) -> bool:
-        # bool is an int in Python; `true` is not a count.
-        return isinstance(value, int) and not isinstance(value, bool) and _within(value, self.low, self.high)
-
-
-@dataclass(frozen=True)
-class Float:
-    low: float | None = None
-    high: float | None = None
-    nullable: bool = False
-
-    def allowed(self) -> str:
-        return _range("a finite number", self.low, self.high, self.nullable)
-
-    def ok(self, value) -> bool:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number and math.isfinite(value) and _within(value, self.low, self.high)
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple
-    nullable: bool = False
-
-    def allowed(self) -> str:
-        shown = ", ".join(str(o) for o in self.options)
-        return f"one of {shown}" + (" or null" if self.nullable else "")
-
-    def ok(self, value) -> bool:
-        return value in self.options
-
-
-@dataclass(frozen=True)
-class Pattern:
-    regex: str
-    example: str
-    nullable: bool = False
-
-    def allowed(self) -> str:
-        return f"a name like {self.example}" + (" or null" if self.nullable else "")
-
-    def ok(self, value) -> bool:
-        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
-
-
-def _range(kind: str, low, high, nullable: bool) -> str:
-    bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
-    text = " and ".join(b for b in bounds if b)
-    return f"{kind}{' ' + text if text else ''}{' or null' if nullable else ''}"
-
-
-def _within(value, low, high) -> bool:
-    return (low is None or value >= low) and (high is None or value <= high)
-
-
-RULES: dict[str, Int | Float | Choice | Pattern] = {
-    "seed": Int(),
-    "method.lr": Float(low=0.0),
-    "method.lr_new": Float(low=0.0),
-    "optim.weight_decay": Float(low=0.0),
-    "optim.grad_clip": Float(low=0.0, nullable=True),
-    "scheduler.warmup_ratio": Float(low=0.0, high=1.0),
-    "data.num_frames": Int(low=1),
-    "data.batch_size": Int(low=1),
-    "data.eval_batch_size": Int(low=1),
-    "data.num_workers": Int(low=0),
-    "data.frame_size": Int(low=1),
-    "data.max_text_len": Int(low=3),
-    "data.max_bad_fraction": Float(low=0.0, high=1.0),
-    "data.train_sampling": Choice(SAMPLING_MODES),
-    "data.test_sampling": Choice(SAMPLING_MODES),
-    "data.train_crop": Choice(tuple(sorted(CROPS))),
-    "data.hflip": Float(low=0.0, high=1.0),
-    "data.shuffle_group": Int(low=1),
-    "data.lr_new": Float(low=0.0),
-    "optim.decay_all": Choice((False, True)),
-    "trainer.epochs": Int(low=1),
-    "trainer.precision": Choice(("auto", "fp32", "fp16", "bf16")),
-    "trainer.evals_per_epoch": Int(low=1),
-    "trainer.eval_chunk_size": Int(low=1),
-    "trainer.max_steps_per_epoch": Int(low=1, nullable=True),
-    "trainer.log_every": Int(low=1),
-    "trainer.num_threads": Int(low=1, nullable=True),
-    "trainer.max_nonfinite_in_row": Int(low=0),
-    "trainer.stop_after_steps": Int(low=1, nullable=True),
-    "trainer.checkpoint.every_n_steps": Int(low=1, nullable=True),
-    "trainer.checkpoint.keep_last": Int(low=0),
-    "trainer.checkpoint.best_metric": Pattern(r"(t2v|v2t)_(R@\d+|MdR|MnR)", "t2v_R@1 or v2t_MdR", nullable=True),
-    "trainer.checkpoint.best_mode": Choice(("max", "min")),
-    "examples": Int(low=0),                 # eval.py
-    "topk": Int(low=1),                     # retrieve.py
-    "thumb_frames": Int(low=1),
-    "chunk_videos": Int(low=1),
-    "action": Choice(("build", "query"), nullable=True),
-}
 
 # One batch of frames as the model sees them ([B, T, 3, S, S] float32) may take at most this share
 # of the memory that holds it: the activations, the model and the data workers need the rest.
 FRAME_BATCH_SHARE = 0.5
+# Groups checked in a script's config (build_frame_cache.yaml's `method` is only a run name).
+SCRIPT_GROUPS = ("model", "data", "decoder", "trainer", "optim", "scheduler", "logger", "paths")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first broken rule; checks only the keys `cfg` has."""
-    for key, rule in RULES.items():
-        value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
-        if value is _MISSING or (value is None and getattr(rule, "nullable", False)):
-            continue
-        if not rule.ok(value):
-            raise ConfigError(f"{key}={_show(value)} is not allowed: expected {rule.allowed()}")
+    """Raise ConfigError for the first key that breaks its group's schema (vop/config/groups.py), for
+    an unknown key, for a device the machine lacks and for a frame batch its memory cannot hold."""
+    schema = COMMANDS.get(cfg.get("task"))
+    if schema is not None:
+        validate(cfg, schema, "")
+    else:  # a script's config: its groups (its own keys are the script's)
+        for name in SCRIPT_GROUPS:
+            if name in cfg:
+                check_group(cfg[name], GROUPS[name], name)
     check_device(cfg)
     check_frame_memory(cfg)
-
-
-def _show(value) -> str:
-    return "''" if value == "" else str(value)
 
 
 def check_device(cfg: DictConfig) -> None:

@@ -1,0 +1,178 @@
+"""The schema of every config group (configs/<group>/*.yaml) and of each command's own keys.
+
+One dataclass per group: its fields are the group's keys with their types, ranges and allowed
+values. The values live in the YAML files; these classes only say what a value may be. A `_target_`
+node (`Target`) is checked against its callable's signature, so a method's `tuner` keys are the
+keyword arguments of its class (vop/methods/<name>.py), declared once, where they are read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vop.config.schema import Target, key
+from vop.data.dataset import CROPS
+from vop.data.frame_sampling import SAMPLING_MODES
+
+METRIC = r"(t2v|v2t)_(R@\d+|MdR|MnR)"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class Model:
+    name: str
+    net: Target                  # CLIPVideoModel.from_pretrained / from_config and their arguments
+    tokenizer: Target
+    arch: Any = key(optional=True)  # HF config.json values of a released checkpoint (clip_b32, clip_b16)
+
+
+@dataclass
+class Method:
+    name: str = key(pattern=r"[a-z][a-z0-9_]*", example="vop_f")
+    tuner: Target = key()         # the TuningMethod class and its keyword arguments
+    lr: float = key(low=0.0)      # pretrained tensors the method trains
+    lr_new: float = key(low=0.0)  # parameters the method adds
+    max_text_len: int = key(low=3, optional=True)  # VoP: fewer caption tokens, to leave room for text prompts
+
+
+@dataclass
+class Data:
+    name: str
+    root: str
+    splits: Target = key()        # the annotation parser (vop/data/annotations/) and its arguments
+    train_split: str = key()
+    test_split: str = key()
+    num_frames: int = key(low=1)
+    train_sampling: str = key(choices=SAMPLING_MODES)
+    test_sampling: str = key(choices=SAMPLING_MODES)
+    shuffle_group: int = key(low=1)
+    hflip: float = key(low=0.0, high=1.0)
+    frame_size: int = key(low=1)
+    train_crop: str = key(choices=tuple(sorted(CROPS)))
+    max_text_len: int = key(low=3)
+    batch_size: int = key(low=1)
+    eval_batch_size: int = key(low=1)
+    num_workers: int = key(low=0)
+    max_bad_fraction: float = key(low=0.0, high=1.0)
+    allow_missing_test: bool = key()
+    manifest: str = key()
+    lr_new: float = key(low=0.0, optional=True)  # this dataset's new-parameter rate, where its recipe differs
+
+
+@dataclass
+class Checkpointing:
+    every_n_steps: int | None = key(low=1)
+    keep_last: int = key(low=0)
+    best_metric: str | None = key(pattern=METRIC, example="t2v_R@1 or v2t_MdR")
+    best_mode: str = key(choices=("max", "min"))
+    best_split: str | None = key()
+
+
+@dataclass
+class Trainer:
+    epochs: int = key(low=1)
+    device: str = key()           # auto | cpu | cuda | cuda:N: vop.config.check.check_device
+    precision: str = key(choices=PRECISIONS)
+    eval_every_epoch: bool = key()
+    evals_per_epoch: int = key(low=1)
+    eval_chunk_size: int = key(low=1)
+    max_steps_per_epoch: int | None = key(low=1)
+    log_every: int = key(low=1)
+    num_threads: int | None = key(low=1)
+    progress: bool = key()
+    tf32: bool = key()
+    grad_checkpointing: bool = key()
+    compile: bool = key()
+    deterministic: bool = key()
+    max_nonfinite_in_row: int = key(low=0)
+    stop_after_steps: int | None = key(low=1)
+    find_unused_parameters: bool = key()
+    checkpoint: Checkpointing = key()
+
+
+@dataclass
+class Optim:
+    optimizer: Target
+    weight_decay: float = key(low=0.0)
+    decay_all: bool = key()
+    grad_clip: float | None = key(low=0.0)
+
+
+@dataclass
+class Scheduler:
+    schedule: Target
+    warmup_ratio: float = key(low=0.0, high=1.0)
+
+
+@dataclass
+class Wandb:
+    project: str
+    entity: str | None
+    tags: Any
+    mode: str = key(choices=("online", "offline", "disabled"))
+
+
+@dataclass
+class Logger:
+    wandb: Wandb | None
+
+
+@dataclass
+class Paths:
+    root_dir: str
+    data_dir: str
+    checkpoint_dir: str
+    log_dir: str
+    output_dir: str
+
+
+@dataclass
+class Common:
+    """Groups and keys every run command has."""
+    model: Model
+    method: Method
+    data: Data
+    decoder: Target
+    trainer: Trainer
+    logger: Logger
+    paths: Paths
+    task: str
+    seed: int
+
+
+@dataclass
+class Train(Common):
+    optim: Optim
+    scheduler: Scheduler
+    resume: str | None
+
+
+@dataclass
+class Eval(Common):
+    modelscope: str | None
+    ckpt: str | None
+    examples: int = key(low=0)
+
+
+@dataclass
+class Retrieve(Common):
+    index: Target
+    action: str | None = key(choices=("build", "query"))
+    gallery: str | None = key()
+    modelscope: str | None = key()
+    ckpt: str | None = key()
+    split: str | None = key()
+    videos: str | None = key()
+    captions: str | None = key()
+    chunk_videos: int = key(low=1)
+    query: Any = key()            # a text, a video file, or a list of them
+    topk: int = key(low=1)
+    html: str | None = key()
+    thumb_frames: int = key(low=1)
+
+
+# The command configs (configs/<task>.yaml's `task:`) checked whole; any other config (the scripts')
+# has its groups checked and its own keys left to the script.
+COMMANDS = {"train": Train, "eval": Eval, "retrieve": Retrieve}
+GROUPS = {"model": Model, "method": Method, "data": Data, "decoder": Target, "trainer": Trainer, "optim": Optim,
+          "scheduler": Scheduler, "logger": Logger, "paths": Paths, "index": Target}
