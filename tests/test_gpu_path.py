@@ -17,6 +17,7 @@ from vop.data.frames import fit_frames
 from vop.data.jpeg import JpegFrames, decode_jpegs_cpu, decode_jpegs_gpu, encode_jpeg
 from vop.data.synthetic import load_synthetic
 from vop.engine.device_feed import DeviceFeed
+from vop.errors import ConfigError
 
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
 
@@ -56,7 +57,7 @@ def test_bad_fallback_option_is_named():
 
 @cpu_only
 def test_frames_decoder_gpu_decode_on_without_cuda_says_why(tmp_path):
-    with pytest.raises(RuntimeError, match="gpu_decode=on .*CUDA is not available"):
+    with pytest.raises(ConfigError, match="gpu_decode=on .*CUDA is not available"):
         FrameCacheDecoder(tmp_path, tmp_path, gpu_decode="on")
 
 
@@ -257,7 +258,7 @@ def test_gpu_decode_on_refuses_a_failing_probe(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(frame_cache, "probe_nvjpeg", lambda index: NvjpegProbe(False, False, "no list API"))
-    with pytest.raises(RuntimeError, match="gpu_decode=on .*no list API"):
+    with pytest.raises(ConfigError, match="gpu_decode=on .*no list API"):
         frame_cache.resolve_gpu_decode("on")
 
 

@@ -25,7 +25,7 @@ from vop.data.annotations.common import few
 from vop.data.decoders.base import VideoDecodeError
 from vop.data.manifest import read_manifest
 from vop.data.split import Split
-from vop.errors import UserError
+from vop.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class BadVideoCounter:
 
     def __init__(self, num_videos: int, max_bad_fraction: float, split_name: str = "train") -> None:
         if not 0.0 <= max_bad_fraction <= 1.0:
-            raise ValueError(f"data.max_bad_fraction must lie in [0, 1], got {max_bad_fraction}")
+            raise ConfigError(f"data.max_bad_fraction must lie in [0, 1], got {max_bad_fraction}")
         self.num_videos, self.max_bad_fraction, self.split_name = num_videos, max_bad_fraction, split_name
         self.bad: dict[str, str] = {}  # path -> reason
         self.skips = 0  # draws replaced, a video counted each time it was drawn

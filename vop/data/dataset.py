@@ -10,6 +10,7 @@ from vop.data.deferred import stack_videos
 from vop.data.frames import fit_frames, fit_short_side, pad_videos
 from vop.data.split import Split
 from vop.data.tokenizer import tokenize
+from vop.errors import ConfigError
 
 
 CROPS = {"square": fit_frames, "whole": fit_short_side}
@@ -39,7 +40,7 @@ class VideoTextDataset(Dataset):
         if per not in ("caption", "video"):
             raise ValueError(f"per={per!r}: expected 'caption' or 'video'")
         if crop not in CROPS:
-            raise ValueError(f"data.train_crop={crop!r}: expected one of {sorted(CROPS)}")
+            raise ConfigError(f"data.train_crop={crop!r}: expected one of {sorted(CROPS)}")
         self.shape_frames = CROPS[crop]
         self.split, self.decoder, self.per = split, decoder, per
         self.num_frames, self.sampling, self.frame_size = num_frames, sampling, frame_size

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vop.data.deferred import DeferredFrames
+from vop.errors import ConfigError
 
 
 def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -50,8 +51,8 @@ def fit_short_side(frames: torch.Tensor | DeferredFrames, size: int) -> torch.Te
     """The whole frame with its short side resized to `size` (X-Pool's training crop is taken from
     the whole frame): uint8 [T, H, W, 3] -> [T, h, w, 3], min(h, w) == size; `pad_videos` stacks them."""
     if isinstance(frames, DeferredFrames):
-        raise ValueError("data.train_crop=whole needs frames decoded in the data workers (decoder=decord, pyav "
-                         "or torchcodec); the frame cache and NVDEC decoders ship centre squares")
+        raise ConfigError("data.train_crop=whole needs frames decoded in the data workers (decoder=decord, pyav "
+                          "or torchcodec); the frame cache and NVDEC decoders ship centre squares")
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"fit_short_side: expected uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     height, width = frames.shape[1], frames.shape[2]

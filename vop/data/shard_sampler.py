@@ -12,6 +12,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import DistributedSampler
 
+from vop.errors import ConfigError
+
 
 class ShardedSampler(DistributedSampler):
     """`DistributedSampler` (seeded by seed + epoch) that can start an epoch after `start` of its items.
@@ -25,7 +27,7 @@ class ShardedSampler(DistributedSampler):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
                          drop_last=drop_last)
         if group < 1 or len(dataset) % group:
-            raise ValueError(f"data.shuffle_group={group} must be >= 1 and divide the {len(dataset)} training items")
+            raise ConfigError(f"data.shuffle_group={group} must be >= 1 and divide the {len(dataset)} training items")
         self.start, self.group = 0, group
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:

@@ -5,6 +5,8 @@ from contextlib import nullcontext
 
 import torch
 
+from vop.errors import ConfigError
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -13,7 +15,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu or auto")
+        raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu or auto")
     return device
 
 
@@ -24,7 +26,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if name not in DTYPES:
-        raise ValueError(f"trainer.precision={name!r}: expected one of auto, {', '.join(DTYPES)}")
+        raise ConfigError(f"trainer.precision={name!r}: expected one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
 
 

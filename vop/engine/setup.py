@@ -110,8 +110,8 @@ def configure_determinism(enabled: bool) -> None:
 def per_rank_batch(global_batch: int, env: DistEnv) -> int:
     """`data.batch_size` is the GLOBAL batch (the contrastive problem's size); each rank loads its share."""
     if global_batch % env.world_size:
-        raise ValueError(f"data.batch_size={global_batch} (the global batch) must be divisible by the number "
-                         f"of processes ({env.world_size})")
+        raise ConfigError(f"data.batch_size={global_batch} (the global batch) must be divisible by the number "
+                          f"of processes ({env.world_size})")
     return global_batch // env.world_size
 
 
@@ -126,7 +126,7 @@ def train_loader(cfg: DictConfig, split: Split, decoder: Decoder, tokenizer, pin
     # data.shuffle_group: blocks of consecutive items that share a batch (synthetic twins: 2).
     group = data.get("shuffle_group", 1)
     if data.batch_size % group:
-        raise ValueError(f"data.batch_size={data.batch_size} must be divisible by data.shuffle_group={group}")
+        raise ConfigError(f"data.batch_size={data.batch_size} must be divisible by data.shuffle_group={group}")
     sampler = ShardedSampler(dataset, env.world_size, env.rank, shuffle=True, seed=cfg.seed, drop_last=True,
                              group=group)
     if not decoder.deferred:  # deferred frames cross as bytes or indices: little shared memory

@@ -25,6 +25,7 @@ from vop.engine.resume import check_same_trajectory, load_resume, prune, save_re
 from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
 from vop.engine.train_state import Progress, TrainState
 from vop.engine.training_faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
+from vop.errors import ConfigError
 from vop.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,8 @@ class Trainer:
         self.mid_epoch_evals = set(np.linspace(0, self.steps_per_epoch - 1, n + 1, dtype=int)[1:-1] + 1) \
             if n > 1 else set()
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{self.train_split.num_captions} training pairs give no full batch of "
-                             f"data.batch_size={cfg.data.batch_size}")
+            raise ConfigError(f"{self.train_split.num_captions} training pairs give no full batch of "
+                              f"data.batch_size={cfg.data.batch_size}")
         groups = param_groups(self.model, self.method, cfg.method.lr, cfg.method.lr_new, cfg.optim.weight_decay,
                               decay_all=cfg.optim.decay_all)
         self.optimizer = build_optimizer(instantiate(cfg.optim.optimizer), groups)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vop.errors import ConfigError
 from vop.methods.base import TuningMethod
 from vop.models.clip import CLIPVideoModel
 from vop.models.hooks import TowerHooks, causal_mask, run_block
@@ -55,9 +56,9 @@ class AdapterTuning(TuningMethod):
 
     def __init__(self, position: str = "attn", bottleneck: int = 82):
         if position not in POSITIONS:
-            raise ValueError(f"adapter: method.tuner.position={position!r}, expected one of {POSITIONS}")
+            raise ConfigError(f"adapter: method.tuner.position={position!r}, expected one of {POSITIONS}")
         if bottleneck < 1:
-            raise ValueError(f"adapter: method.tuner.bottleneck={bottleneck} must be >= 1")
+            raise ConfigError(f"adapter: method.tuner.bottleneck={bottleneck} must be >= 1")
         self.position, self.bottleneck = position, bottleneck
         self.name = f"adapter_{position}"
 

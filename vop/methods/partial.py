@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from vop.errors import ConfigError
 from vop.methods.base import ParameterCount, TuningMethod
 from vop.models.clip import CLIPVideoModel
 
@@ -20,8 +21,8 @@ class PartialTuning(TuningMethod):
 
     def __init__(self, vision_layers: int = 1, text_layers: int = 1):
         if vision_layers < 0 or text_layers < 0 or vision_layers + text_layers == 0:
-            raise ValueError(f"partial: method.tuner.vision_layers={vision_layers} and text_layers={text_layers} "
-                             "must be >= 0 and not both 0")
+            raise ConfigError(f"partial: method.tuner.vision_layers={vision_layers} and text_layers={text_layers} "
+                              "must be >= 0 and not both 0")
         self.last = {"vision": vision_layers, "text": text_layers}
         self.depth: dict[str, int] = {}
 
@@ -30,8 +31,8 @@ class PartialTuning(TuningMethod):
         self.depth = {"vision": config.vision_config.num_hidden_layers, "text": config.text_config.num_hidden_layers}
         for tower, k in self.last.items():
             if k > self.depth[tower]:
-                raise ValueError(f"partial: method.tuner.{tower}_layers={k} but the {tower} tower has "
-                                 f"{self.depth[tower]} blocks")
+                raise ConfigError(f"partial: method.tuner.{tower}_layers={k} but the {tower} tower has "
+                                  f"{self.depth[tower]} blocks")
         return super().apply(model)
 
     def patterns(self) -> list[str]:

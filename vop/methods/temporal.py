@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vop.errors import ConfigError
+
 
 class TemporalEmbedding(nn.Module):
     """Adds embedding[layer, t] to frame t's CLS token [B, T, W] at the given vision layers."""
@@ -28,6 +30,6 @@ class TemporalEmbedding(nn.Module):
             return cls
         t = cls.shape[1]
         if t > self.frames:
-            raise ValueError(f"VoP temporal embeddings cover {self.frames} frame positions (method.tuner.frames) "
-                             f"but the video has {t} frames")
+            raise ConfigError(f"VoP temporal embeddings cover {self.frames} frame positions (method.tuner.frames) "
+                              f"but the video has {t} frames")
         return cls + self.embedding[self.slot[index], :t].to(cls.dtype)

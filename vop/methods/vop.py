@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vop.errors import ConfigError
 from vop.methods.base import TuningMethod
 from vop.methods.temporal import TemporalEmbedding
 from vop.models.clip import CLIPVideoModel
@@ -53,15 +54,15 @@ def resolve_split(split: int | float | None, depth: int) -> int | None:
         return min(max(round(split * depth), 1), depth - 1)
     if isinstance(split, int) and not isinstance(split, bool) and 1 <= split < depth:
         return split
-    raise ValueError(f"VoP^F: method.tuner.split={split!r} must be a layer index in [1, {depth - 1}] "
-                     f"for this {depth}-layer vision tower, or a fraction in (0, 1)")
+    raise ConfigError(f"VoP^F: method.tuner.split={split!r} must be a layer index in [1, {depth - 1}] "
+                      f"for this {depth}-layer vision tower, or a fraction in (0, 1)")
 
 
 def scope_layers(scope: str, depth: int, inter: set[int], key: str) -> set[int]:
     if scope not in SCOPES:
-        raise ValueError(f"VoP: method.tuner.{key}={scope!r}, expected one of {SCOPES}")
+        raise ConfigError(f"VoP: method.tuner.{key}={scope!r}, expected one of {SCOPES}")
     if scope == "inter" and not inter:
-        raise ValueError(f"VoP: method.tuner.{key}=inter needs method.tuner.split (VoP^F's inter-frame layers)")
+        raise ConfigError(f"VoP: method.tuner.{key}=inter needs method.tuner.split (VoP^F's inter-frame layers)")
     return {"none": set(), "all": set(range(depth)), "inter": inter}[scope]
 
 
@@ -120,8 +121,8 @@ class VoPHooks(TowerHooks):
         base = self.video_prompts[str(index)]
         if index in self.position:
             if num_frames > self.frames:
-                raise ValueError(f"VoP^P has prompts for method.tuner.frames={self.frames} frame positions but the "
-                                 f"video has {num_frames} frames (data.num_frames); raise method.tuner.frames")
+                raise ConfigError(f"VoP^P has prompts for method.tuner.frames={self.frames} frame positions but the "
+                                  f"video has {num_frames} frames (data.num_frames); raise method.tuner.frames")
             prompts = base[:num_frames].unsqueeze(0).expand(bt // num_frames, -1, -1, -1)  # [B, T, n, W]
         else:
             prompts = base.expand(bt // num_frames, num_frames, -1, -1)
@@ -200,7 +201,7 @@ def resolve_layers(layers: list[int] | None, depth: int, key: str) -> list[int]:
         return list(range(depth))
     layers = [int(i) for i in layers]
     if layers != sorted(set(layers)) or any(not 0 <= i < depth for i in layers):
-        raise ValueError(f"VoP: method.tuner.{key}={layers} must be sorted, unique layer indices in [0, {depth - 1}]")
+        raise ConfigError(f"VoP: method.tuner.{key}={layers} must be sorted, unique layer indices in [0, {depth - 1}]")
     return layers
 
 
@@ -214,7 +215,7 @@ class VoP(TuningMethod):
                  video_layers: list[int] | None = None, text_layers: list[int] | None = None,
                  temporal: bool = False):
         if readout not in READOUTS:
-            raise ValueError(f"VoP: method.tuner.readout={readout!r}, expected one of {READOUTS}")
+            raise ConfigError(f"VoP: method.tuner.readout={readout!r}, expected one of {READOUTS}")
         self.name, self.split, self.position_scope, self.context_scope = name, split, position, context
         self.num_prompts, self.text_prefix, self.text_suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
         self.readout, self.init_std, self.prompt_decay = readout, init_std, prompt_decay
@@ -226,18 +227,18 @@ class VoP(TuningMethod):
         video_layers = resolve_layers(self.video_layers, depth, "video_layers")
         text_layers = resolve_layers(self.text_layers, model.clip.config.text_config.num_hidden_layers, "text_layers")
         if text_layers and text_layers[0] != 0:
-            raise ValueError(f"VoP: method.tuner.text_layers={text_layers} must include layer 0 (the released code "
-                             "requires it: positional embeddings are added to the prompted sequence there)")
+            raise ConfigError(f"VoP: method.tuner.text_layers={text_layers} must include layer 0 (the released code "
+                              "requires it: positional embeddings are added to the prompted sequence there)")
         k_s = resolve_split(self.split, depth)
         inter = set(range(k_s, depth)) if k_s is not None else set()
         position = scope_layers(self.position_scope, depth, inter, "position") & set(video_layers)
         context = (scope_layers(self.context_scope, depth, inter, "context") - {0}) & set(video_layers)
         if self.context_scope != "none" and not context:
-            raise ValueError("VoP^C: no context layer left (layer 0 cannot be one, and only layers of "
-                             "method.tuner.video_layers have prompts); the model needs >= 2 layers")
+            raise ConfigError("VoP^C: no context layer left (layer 0 cannot be one, and only layers of "
+                              "method.tuner.video_layers have prompts); the model needs >= 2 layers")
         if self.temporal and not (context or inter):
-            raise ValueError("VoP: method.tuner.temporal=true needs VoP^C (context) or VoP^F (split): "
-                             "frames exchange no information here, so there is nothing to give a position")
+            raise ConfigError("VoP: method.tuner.temporal=true needs VoP^C (context) or VoP^F (split): "
+                              "frames exchange no information here, so there is nothing to give a position")
         return VoPHooks(model, self.num_prompts, self.text_prefix, self.text_suffix, self.frames, position, context,
                         inter, self.readout, self.init_std, self.generator, video_layers, text_layers, self.temporal)
 

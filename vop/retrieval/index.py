@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vop.errors import ConfigError
+
 
 def _check(emb: torch.Tensor) -> torch.Tensor:
     if emb.ndim != 2 or emb.shape[0] == 0:
@@ -22,7 +24,7 @@ class TorchIndex:
 
     def __init__(self, emb: torch.Tensor, chunk_size: int = 65536):
         if chunk_size < 1:
-            raise ValueError(f"index.chunk_size must be >= 1, got {chunk_size}")
+            raise ConfigError(f"index.chunk_size must be >= 1, got {chunk_size}")
         self.emb, self.chunk_size = _check(emb), chunk_size  # [N, D]
 
     def __len__(self) -> int:
@@ -62,7 +64,7 @@ class FaissIndex:
             self.index.train(data[np.sort(sample)])
             self.index.nprobe = nprobe
         else:
-            raise ValueError(f"index.kind={kind!r}: expected 'flat' (exact) or 'ivf' (approximate)")
+            raise ConfigError(f"index.kind={kind!r}: expected 'flat' (exact) or 'ivf' (approximate)")
         self.index.add(data)
 
     def __len__(self) -> int:

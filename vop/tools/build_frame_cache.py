@@ -25,6 +25,7 @@ from vop.data.frame_store import FrameCacheWriter, candidate_indices
 from vop.data.frames import resize_chw, resized_size
 from vop.data.jpeg import encode_jpeg
 from vop.engine import setup
+from vop.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,8 @@ def videos_of(cfg: DictConfig) -> list[tuple[str, str]]:
             try:
                 out.append((Path(path).relative_to(root).as_posix(), str(path)))
             except ValueError:
-                raise ValueError(f"video {path} of split {name!r} is not under decoder.video_root={root}; "
-                                 "set decoder.video_root to the folder that holds the videos") from None
+                raise ConfigError(f"video {path} of split {name!r} is not under decoder.video_root={root}; "
+                                  "set decoder.video_root to the folder that holds the videos") from None
     return out
 
 

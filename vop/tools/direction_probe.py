@@ -16,6 +16,7 @@ from vop.data.split import Split
 from vop.data.synthetic import BACKGROUNDS, COLOURS, SHAPES
 from vop.engine.embed import encode_captions
 from vop.engine.rundir import prefixed
+from vop.errors import ConfigError
 from vop.metrics.direction import (counterfactual_v2t, direction_t2v_outcomes, direction_v2t_outcomes,
                                    pair_standard_error, static_t2v)
 
@@ -26,10 +27,10 @@ def check_reversible(video_frames: int, num_frames: int, sampling: str) -> None:
     """The twin must show the model exactly the reversed frames: evaluation sampling symmetric in time."""
     indices = frame_indices(video_frames, num_frames, sampling) if sampling == "uniform" else None
     if indices is None or not np.all(indices + indices[::-1] == video_frames - 1):
-        raise ValueError(f"direction probe: data.test_sampling={sampling} picks frames {indices} of "
-                         f"data.splits.frames={video_frames}, which are not symmetric in time, so a video's twin "
-                         f"would not show the same frames reversed; use uniform sampling with frames / "
-                         f"num_frames an odd integer (e.g. {5 * num_frames} frames for {num_frames})")
+        raise ConfigError(f"direction probe: data.test_sampling={sampling} picks frames {indices} of "
+                          f"data.splits.frames={video_frames}, which are not symmetric in time, so a video's twin "
+                          f"would not show the same frames reversed; use uniform sampling with frames / "
+                          f"num_frames an odd integer (e.g. {5 * num_frames} frames for {num_frames})")
 
 
 def counterfactuals(caption: str, attributes: dict[str, str]) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ import torch
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
 from vop.data.frame_store import FrameCache, nearest_stored
 from vop.data.jpeg import JpegFrames, decode_jpegs_cpu, probe_nvjpeg
+from vop.errors import ConfigError
 
 log = logging.getLogger(__name__)
 GPU_DECODE = ("auto", "on", "off")
@@ -27,20 +28,20 @@ def resolve_gpu_decode(mode: str | bool) -> bool:
     CPU workers, logged at WARNING when a GPU is there); on: nvJPEG wherever it works; off: CPU."""
     mode = {True: "on", False: "off"}.get(mode, mode)
     if mode not in GPU_DECODE:
-        raise ValueError(f"decoder.gpu_decode={mode!r}: expected one of {', '.join(GPU_DECODE)}")
+        raise ConfigError(f"decoder.gpu_decode={mode!r}: expected one of {', '.join(GPU_DECODE)}")
     if mode == "off":
         return False
     if not torch.cuda.is_available():
         if mode == "on":
-            raise RuntimeError("decoder.gpu_decode=on but GPU JPEG decoding is unavailable: CUDA is not available. "
-                               "Use decoder.gpu_decode=off (CPU decode in the data workers)")
+            raise ConfigError("decoder.gpu_decode=on but GPU JPEG decoding is unavailable: CUDA is not available. "
+                              "Use decoder.gpu_decode=off (CPU decode in the data workers)")
         log.info("frame cache: JPEGs decode on the CPU in the data workers (CUDA is not available)")
         return False
     probe = probe_nvjpeg(torch.cuda.current_device())
     if not probe.works:
         if mode == "on":
-            raise RuntimeError(f"decoder.gpu_decode=on but GPU JPEG decoding is unavailable: {probe.detail}. "
-                               "Use decoder.gpu_decode=off (CPU decode in the data workers)")
+            raise ConfigError(f"decoder.gpu_decode=on but GPU JPEG decoding is unavailable: {probe.detail}. "
+                              "Use decoder.gpu_decode=off (CPU decode in the data workers)")
         log.warning("frame cache: decoder.gpu_decode=auto falls back to CPU decoding in the data workers: %s",
                     probe.detail)
         return False

@@ -36,6 +36,7 @@ from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sam
 from vop.data.decoders.decord import DecordDecoder
 from vop.data.deferred import DeferredBatch, DeferredFrames
 from vop.data.frames import fit_frames
+from vop.errors import ConfigError
 
 log = logging.getLogger(__name__)
 FALLBACKS = ("decord", "error")
@@ -186,9 +187,9 @@ def nvdec_threads(device: torch.device, threads: int) -> NvdecThreads:
 class NvdecDecoder(Decoder):
     def __init__(self, threads: int = 8, fallback: str = "decord"):
         if fallback not in FALLBACKS:
-            raise ValueError(f"decoder.fallback={fallback!r}: expected one of {', '.join(FALLBACKS)}")
+            raise ConfigError(f"decoder.fallback={fallback!r}: expected one of {', '.join(FALLBACKS)}")
         if threads < 1:
-            raise ValueError(f"decoder.threads must be >= 1, got {threads}")
+            raise ConfigError(f"decoder.threads must be >= 1, got {threads}")
         self.threads = threads
         self.counter = DecordDecoder(num_threads=1)  # frame counts in the workers (demux only)
         missing = nvdec_missing()

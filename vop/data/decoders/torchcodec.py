@@ -12,6 +12,7 @@ import torch
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
 from vop.data.decoders.pyav import check_file
 from vop.data.frames import resized_size
+from vop.errors import ConfigError
 
 
 def _decoder_class():
@@ -39,7 +40,7 @@ class TorchCodecDecoder(Decoder):
         if short_side is not None and short_side <= 0:
             raise ValueError(f"TorchCodecDecoder: short_side must be positive or null, got {short_side}")
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"decoder.device={device} but CUDA is not available; use decoder.device=cpu")
+            raise ConfigError(f"decoder.device={device} but CUDA is not available; use decoder.device=cpu")
         _decoder_class()  # fail at construction, in the main process, if torchcodec cannot load
         self.num_threads, self.device, self.short_side = num_threads, device, short_side
 
