@@ -12,9 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
+
+from tests.helpers import compose_cfg
+from vop.config.check import check_config
+from vop.engine.checkpoint_config import merge_checkpoint_config
+from vop.tools import config_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
-from vop.tools import config_snapshot
 
 SNAPSHOT = ROOT / "tests" / "data" / "composed_configs.json"
 VARIANTS = ("vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
@@ -26,6 +31,9 @@ VARIANTS = ("vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
 # when a dataset file did not set them (`cfg.data.get("hflip", 0.5)`, `data.get("shuffle_group", 1)`).
 ANY = object()
 NEW_KEYS = {"data.lr_new": ANY, "data.hflip": 0.5, "data.shuffle_group": 1}
+# Keys a newer layout removes, allowed only where they repeated another key: VoP's tuner took its
+# name from `method.name` (the method is now named once).
+RETIRED_KEYS = {"method.tuner.name": "method.name"}
 
 
 def differences(want: dict[str, dict], have: dict[str, dict]) -> list[str]:
@@ -33,6 +41,9 @@ def differences(want: dict[str, dict], have: dict[str, dict]) -> list[str]:
     for pair in sorted(want):
         for key in sorted(set(want[pair]) | set(have.get(pair, {}))):
             if key in NEW_KEYS and key not in want[pair] and NEW_KEYS[key] in (ANY, have.get(pair, {}).get(key)):
+                continue
+            if key in RETIRED_KEYS and key not in have.get(pair, {}) and \
+                    want[pair][key] == want[pair].get(RETIRED_KEYS[key]):
                 continue
             a, b = want[pair].get(key, "<absent>"), have.get(pair, {}).get(key, "<absent>")
             if a != b:
@@ -102,3 +113,23 @@ def test_no_method_data_folder() -> None:
     rates = {p.stem: yaml.safe_load(p.read_text()).get("lr_new") for p in (ROOT / "configs" / "data").glob("*.yaml")
              if p.stem != "_base"}
     assert rates["msrvtt7k"] == rates["lsmdc"] == 1.0e-5 and rates["msrvtt9k"] is None
+
+
+def test_a_method_is_named_once_by_its_file() -> None:
+    # `name:` of configs/method/<stem>.yaml is <stem>; no tuner class or tuner key repeats it.
+    for path in sorted((ROOT / "configs" / "method").glob("*.yaml")):
+        text = yaml.safe_load(path.read_text())
+        assert text["name"] == path.stem, path
+        assert "name" not in (text.get("tuner") or {}), path
+    for path in sorted((ROOT / "vop" / "methods").glob("*.py")):
+        assert "self.name" not in path.read_text() and "\n    name = " not in path.read_text(), path
+
+
+def test_a_stored_config_from_an_older_layout_drops_its_retired_keys(tmp_path) -> None:
+    cfg = compose_cfg("eval", ["method=vop", "model=clip_tiny"], tmp_path)
+    saved = cfg.copy()
+    OmegaConf.set_struct(saved, False)
+    saved.method.tuner.name = "vop"  # what checkpoints written before the method was named once hold
+    merged = merge_checkpoint_config(cfg, saved, [], tmp_path / "trainable.safetensors")
+    assert "name" not in merged.method.tuner and merged.method.name == "vop"
+    check_config(merged)

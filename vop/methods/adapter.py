@@ -60,7 +60,6 @@ class AdapterTuning(TuningMethod):
         if bottleneck < 1:
             raise ConfigError(f"adapter: method.tuner.bottleneck={bottleneck} must be >= 1")
         self.position, self.bottleneck = position, bottleneck
-        self.name = f"adapter_{position}"
 
     def make_hooks(self, model: CLIPVideoModel) -> AdapterHooks:
         v, t = model.clip.config.vision_config, model.clip.config.text_config

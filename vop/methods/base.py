@@ -38,10 +38,9 @@ class TuningMethod:
 
     A subclass names the pretrained tensors it trains with `patterns()` (regular expressions
     matched with `re.search` against parameter names of `CLIPVideoModel`) and/or adds new
-    parameters by returning hooks from `make_hooks()`. `apply()` freezes everything else.
+    parameters by returning hooks from `make_hooks()`. `apply()` freezes everything else. Its name is
+    the config's (`method.name`, the YAML file's stem), never an attribute of the class.
     """
-
-    name = "base"
 
     def patterns(self) -> list[str]:
         return []
@@ -67,11 +66,11 @@ class TuningMethod:
         for pattern in self.patterns():
             matched = [n for n in names if re.search(pattern, n)]
             if not matched:
-                raise ValueError(f"method {self.name!r}: pattern {pattern!r} matches no parameter of the model")
+                raise ValueError(f"{type(self).__name__}: pattern {pattern!r} matches no parameter of the model")
             for n in matched:
                 model.get_parameter(n).requires_grad_(True)
         count = count_parameters(model)
-        log.info("method %s: %s", self.name, count)
+        log.info("%s: %s", type(self).__name__, count)
         return count
 
 

@@ -3,8 +3,6 @@ from vop.methods.base import TuningMethod
 
 
 class BiasTuning(TuningMethod):
-    name = "bias"
-
     def __init__(self, layernorm: bool = True):
         # On B/32: 171,008 trainable values with LayerNorm biases, 138,240 without.
         self.layernorm = layernorm

@@ -3,7 +3,5 @@ from vop.methods.base import TuningMethod
 
 
 class FullTuning(TuningMethod):
-    name = "full"
-
     def patterns(self) -> list[str]:
         return [r".*"]

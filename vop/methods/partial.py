@@ -17,8 +17,6 @@ class PartialTuning(TuningMethod):
     whole-block choice to the paper's 6.41%.
     """
 
-    name = "partial"
-
     def __init__(self, vision_layers: int = 1, text_layers: int = 1):
         if vision_layers < 0 or text_layers < 0 or vision_layers + text_layers == 0:
             raise ConfigError(f"partial: method.tuner.vision_layers={vision_layers} and text_layers={text_layers} "

@@ -3,8 +3,6 @@ from vop.methods.base import TuningMethod
 
 
 class ProjectionTuning(TuningMethod):
-    name = "proj"
-
     def patterns(self) -> list[str]:
         # On B/32: 768*512 + 512*512 = 655,360 trainable values (the projections have no bias).
         return [r"^clip\.visual_projection\.", r"^clip\.text_projection\."]

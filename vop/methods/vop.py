@@ -208,7 +208,7 @@ def resolve_layers(layers: list[int] | None, depth: int, key: str) -> list[int]:
 class VoP(TuningMethod):
     """VoP and its variants; every knob is a key of `method.tuner` (configs/method/vop*.yaml)."""
 
-    def __init__(self, name: str = "vop", num_prompts: int = 8, text_prefix: int = 4, text_suffix: int = 4,
+    def __init__(self, num_prompts: int = 8, text_prefix: int = 4, text_suffix: int = 4,
                  frames: int = 12, split: int | float | None = None, position: str = "none", context: str = "none",
                  readout: str = "eot", init_std: float = 0.02, prompt_decay: bool = False,
                  generator_layers: int = 2, generator_heads: int = 8, generator_mlp_ratio: float = 4.0,
@@ -216,7 +216,7 @@ class VoP(TuningMethod):
                  temporal: bool = False):
         if readout not in READOUTS:
             raise ConfigError(f"VoP: method.tuner.readout={readout!r}, expected one of {READOUTS}")
-        self.name, self.split, self.position_scope, self.context_scope = name, split, position, context
+        self.split, self.position_scope, self.context_scope = split, position, context
         self.num_prompts, self.text_prefix, self.text_suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
         self.readout, self.init_std, self.prompt_decay = readout, init_std, prompt_decay
         self.generator = {"layers": generator_layers, "heads": generator_heads, "mlp_ratio": generator_mlp_ratio}

@@ -3,4 +3,4 @@ from vop.methods.base import TuningMethod
 
 
 class ZeroShot(TuningMethod):
-    name = "zeroshot"
+    """No pattern and no hooks: `apply()` freezes every tensor."""
