@@ -33,6 +33,8 @@ Variants (choices where the paper is silent, see docs/methods.md):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -66,14 +68,42 @@ def scope_layers(scope: str, depth: int, inter: set[int], key: str) -> set[int]:
     return {"none": set(), "all": set(range(depth)), "inter": inter}[scope]
 
 
+@dataclass(frozen=True)
+class PromptSpec:
+    """How many prompt tokens VoP adds and how they start."""
+    num_prompts: int  # video prompt tokens per vision layer
+    text_prefix: int  # text prompts after SOT, per text layer
+    text_suffix: int  # text prompts before the last caption slot, per text layer
+    frames: int       # VoP^P frame positions (prompt sets); a video has at most this many frames
+    init_std: float
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """Which layers hold what, resolved against the model's depth (VoP.make_hooks)."""
+    video_layers: tuple[int, ...]  # vision layers that insert prompts
+    text_layers: tuple[int, ...]   # text layers that insert prompts (0 first, when any)
+    position: frozenset[int]       # VoP^P: layers with a prompt set per frame position
+    context: frozenset[int]        # VoP^C: layers whose prompts the generator adds to
+    inter: frozenset[int]          # VoP^F: layers where every frame attends to all frames' CLS
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """VoP^C's context generator: a small transformer over the frames' CLS tokens."""
+    layers: int
+    heads: int
+    mlp_ratio: float
+
+
 class ContextGenerator(nn.Module):
     """Frame CLS tokens [B, T, W] -> prompts [B, T, n, W]: frames exchange context, then a linear map."""
 
-    def __init__(self, width: int, num_prompts: int, layers: int, heads: int, mlp_ratio: float):
+    def __init__(self, width: int, num_prompts: int, spec: GeneratorSpec):
         super().__init__()
-        block = nn.TransformerEncoderLayer(width, heads, int(mlp_ratio * width), dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.mixer = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        block = nn.TransformerEncoderLayer(width, spec.heads, int(spec.mlp_ratio * width), dropout=0.0,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.mixer = nn.TransformerEncoder(block, spec.layers, enable_nested_tensor=False)
         self.out = nn.Linear(width, num_prompts * width)
         nn.init.normal_(self.out.weight, std=0.02 / width ** 0.5)  # small: start close to basic VoP
         nn.init.zeros_(self.out.bias)
@@ -85,25 +115,27 @@ class ContextGenerator(nn.Module):
 
 
 class VoPHooks(TowerHooks):
-    def __init__(self, model: CLIPVideoModel, num_prompts: int, text_prefix: int, text_suffix: int, frames: int,
-                 position: set[int], context: set[int], inter: set[int], readout: str, init_std: float,
-                 generator: dict, video_layers: list[int], text_layers: list[int], temporal: bool = False):
+    """VoP's prompts and how the two towers' layer loops take them in."""
+
+    def __init__(self, model: CLIPVideoModel, spec: PromptSpec, layout: PromptLayout, generator: GeneratorSpec,
+                 readout: str, temporal: bool = False):
         super().__init__()
         v, t = model.clip.config.vision_config, model.clip.config.text_config
-        self.n, self.prefix, self.suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
-        self.position, self.context, self.inter, self.readout = position, context, inter, readout
-        self.video_layers, self.text_layers = list(video_layers), list(text_layers)
+        self.n, self.frames = spec.num_prompts, spec.frames
+        self.prefix, self.suffix = spec.text_prefix, spec.text_suffix
+        self.position, self.context, self.inter = set(layout.position), set(layout.context), set(layout.inter)
+        self.video_layers, self.text_layers, self.readout = list(layout.video_layers), list(layout.text_layers), readout
         self.vision_depth, self.text_depth = v.num_hidden_layers, t.num_hidden_layers
         self.max_positions = t.max_position_embeddings
         # Keyed by layer index ("video_prompts.3"): names stay meaningful under any prompt depth.
         self.video_prompts = nn.ParameterDict({
-            str(i): nn.Parameter(torch.randn((frames, num_prompts, v.hidden_size) if i in position
-                                             else (num_prompts, v.hidden_size)) * init_std)
+            str(i): nn.Parameter(torch.randn((self.frames, self.n, v.hidden_size) if i in self.position
+                                             else (self.n, v.hidden_size)) * spec.init_std)
             for i in self.video_layers})
-        self.text_prompts = nn.Parameter(torch.randn(len(self.text_layers), text_prefix + text_suffix,
-                                                     t.hidden_size) * init_std)  # [L_t, 8, W_t]
-        self.generator = ContextGenerator(v.hidden_size, num_prompts, **generator) if context else None
-        self.temporal = TemporalEmbedding(context | inter, frames, v.hidden_size) if temporal else None
+        self.text_prompts = nn.Parameter(torch.randn(len(self.text_layers), self.prefix + self.suffix,
+                                                     t.hidden_size) * spec.init_std)  # [L_t, 8, W_t]
+        self.generator = ContextGenerator(v.hidden_size, self.n, generator) if self.context else None
+        self.temporal = TemporalEmbedding(self.context | self.inter, self.frames, v.hidden_size) if temporal else None
 
     def frame_cls(self, index: int, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """The CLS tokens of x [B*T, N, W] as the frames exchange them -> [B, T, W] (+ time if temporal)."""
@@ -170,9 +202,9 @@ class VoPHooks(TowerHooks):
         prompts = self.prefix + self.suffix if self.text_layers else 0
         length = input_ids.shape[1] + prompts
         if length > self.max_positions:
-            raise ValueError(f"VoP: captions of {input_ids.shape[1]} tokens + {prompts} prompts "
-                             f"exceed CLIP's {self.max_positions} positions; set method.max_text_len <= "
-                             f"{self.max_positions - prompts}")
+            raise ConfigError(f"VoP: captions of {input_ids.shape[1]} tokens + {prompts} prompts "
+                              f"exceed CLIP's {self.max_positions} positions; set method.max_text_len <= "
+                              f"{self.max_positions - prompts}")
         embeddings = model.clip.text_model.embeddings
         x = embeddings.token_embedding(input_ids)  # [B, L, W]
         if self.text_layers:
@@ -216,11 +248,11 @@ class VoP(TuningMethod):
                  temporal: bool = False):
         if readout not in READOUTS:
             raise ConfigError(f"VoP: method.tuner.readout={readout!r}, expected one of {READOUTS}")
+        self.spec = PromptSpec(num_prompts, text_prefix, text_suffix, frames, init_std)
+        self.generator = GeneratorSpec(generator_layers, generator_heads, generator_mlp_ratio)
         self.split, self.position_scope, self.context_scope = split, position, context
-        self.num_prompts, self.text_prefix, self.text_suffix, self.frames = num_prompts, text_prefix, text_suffix, frames
-        self.readout, self.init_std, self.prompt_decay = readout, init_std, prompt_decay
-        self.generator = {"layers": generator_layers, "heads": generator_heads, "mlp_ratio": generator_mlp_ratio}
-        self.video_layers, self.text_layers, self.temporal = video_layers, text_layers, temporal
+        self.video_layers, self.text_layers = video_layers, text_layers
+        self.readout, self.prompt_decay, self.temporal = readout, prompt_decay, temporal
 
     def make_hooks(self, model: CLIPVideoModel) -> VoPHooks:
         depth = model.clip.config.vision_config.num_hidden_layers
@@ -239,8 +271,9 @@ class VoP(TuningMethod):
         if self.temporal and not (context or inter):
             raise ConfigError("VoP: method.tuner.temporal=true needs VoP^C (context) or VoP^F (split): "
                               "frames exchange no information here, so there is nothing to give a position")
-        return VoPHooks(model, self.num_prompts, self.text_prefix, self.text_suffix, self.frames, position, context,
-                        inter, self.readout, self.init_std, self.generator, video_layers, text_layers, self.temporal)
+        layout = PromptLayout(tuple(video_layers), tuple(text_layers), frozenset(position), frozenset(context),
+                              frozenset(inter))
+        return VoPHooks(model, self.spec, layout, self.generator, self.readout, self.temporal)
 
     def inert_parameters(self, model: CLIPVideoModel) -> int:
         """The text suffix prompts: under the causal mask they reach the read-out only when it comes
