@@ -77,15 +77,16 @@ def test_trainer_switches_reach_the_model(tmp_path):
 
 
 
-def test_random_b32_config_is_clip_b32s_architecture():
+def test_random_b32_config_is_clip_b32s_architecture(tmp_path):
     from omegaconf import OmegaConf
 
-    from tests.helpers import CONFIG_DIR
+    from tests.helpers import compose_cfg
 
-    real, random = (OmegaConf.load(f"{CONFIG_DIR}/model/{n}.yaml") for n in ("clip_b32", "clip_b32_random"))
-    assert OmegaConf.to_container(random.net.vision) == OmegaConf.to_container(real.arch.vision)
-    assert OmegaConf.to_container(random.net.text) == OmegaConf.to_container(real.arch.text)
-    assert random.net.projection_dim == real.arch.projection_dim
+    real, random = (compose_cfg("train", [f"model={n}"], tmp_path).model for n in ("clip_b32", "clip_b32_random"))
+    arch = OmegaConf.to_container(real.arch, resolve=True)
+    net = OmegaConf.to_container(random.net, resolve=True)
+    assert {k: net[k] for k in ("vision", "text", "projection_dim")} == arch
+    assert arch["vision"]["patch_size"] == 32 and arch["text"]["max_position_embeddings"] == 77
 
 
 def test_small_dev_shm_is_reported_with_the_fix_and_the_per_worker_need(monkeypatch, caplog):

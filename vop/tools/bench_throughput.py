@@ -29,6 +29,7 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.engine import setup
 from vop.engine.device_feed import DeviceFeed
 from vop.engine.precision import autocast, resolve_device, resolve_precision
+from vop.errors import ConfigError
 from vop.tools.build_frame_cache import build_frame_cache
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def make_decoder(name: str, cfg: DictConfig, splits: dict):
                 return None, why
             gpu = "on" if name == "frames_gpu" else "off"
             return FrameCacheDecoder(cfg.bench.frame_cache_dir, cfg.data.root, gpu_decode=gpu), None
-    except RuntimeError as err:  # NvdecUnavailable, gpu_decode=on without nvJPEG
+    except (RuntimeError, ConfigError) as err:  # NvdecUnavailable; gpu_decode=on without CUDA or nvJPEG
         return None, str(err)
     raise ValueError(f"bench.paths: unknown data path {name!r} (decord, nvdec, frames_gpu, frames_cpu)")
 
