@@ -73,7 +73,7 @@ check() {
     fi
     export HF_HUB_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1
     stage env 60 bash -c "'$PY' scripts/gpu_check.py env > '$OUT_DIR/env.json'; cat '$OUT_DIR/env.json'"
-    gpu_tests=$(grep -l "mark.gpu" tests/test_*.py)
+    gpu_tests=$(grep -rl --include="test_*.py" "mark.gpu" tests)
     stage pytest_gpu 180 "$PY" -m pytest -q -rs -m gpu $gpu_tests --junitxml="$OUT_DIR/gpu_tests.xml" -p no:cacheprovider
     # Synthetic 320x240 videos (PyAV writes them), decoded at short side 224; B/32 with random weights.
     bench=(data=synthetic model=clip_b32_random "paths.data_dir=$WORK/data" "hydra.run.dir=$WORK/bench"

@@ -12,7 +12,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT  # noqa: E402  (after the environment above)
+
 MSRVTT_CSVS = ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv", "MSRVTT_JSFUSION_test.csv")
 MSRVTT_NUM_VIDEOS = 10_000  # video0 .. video9999 cover the train, 7k and 1k-A test ids
 MSRVTT_CAPTIONS_PER_VIDEO = 2

@@ -1,4 +1,4 @@
-"""A two-tower toy trained one step under DDP (spawned by tests/test_distributed.py).
+"""A two-tower toy trained one step under DDP (spawned by tests/library/engine/test_distributed.py).
 
 Kept apart from the test module so spawned processes import only torch and vop's distributed
 helpers, not transformers and Hydra.

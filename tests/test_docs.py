@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO_ROOT
+
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 COPIED = ("train.py", "eval.py", "retrieve.py", "configs", "vop", "scripts")
 DEMO = "python train.py experiment=demo"
@@ -26,12 +27,12 @@ DEMO = "python train.py experiment=demo"
 def blocks(path: Path, language: str = "bash") -> list[tuple[str, str]]:
     """(id "<file>:<line>", text) of each block in `path` fenced as ```<language>."""
     text = path.read_text()
-    return [(f"{path.relative_to(REPO)}:{text[:m.start()].count(chr(10)) + 1}", m.group(2))
+    return [(f"{path.relative_to(REPO_ROOT)}:{text[:m.start()].count(chr(10)) + 1}", m.group(2))
             for m in BLOCK.finditer(text) if m.group(1) == language]
 
 
-README_BLOCKS = blocks(REPO / "README.md")
-DOCS_BLOCKS = [b for page in sorted((REPO / "docs").glob("*.md")) for b in blocks(page)]
+README_BLOCKS = blocks(REPO_ROOT / "README.md")
+DOCS_BLOCKS = [b for page in sorted((REPO_ROOT / "docs").glob("*.md")) for b in blocks(page)]
 
 
 def run(command: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -45,7 +46,7 @@ def clone(tmp: Path) -> Path:
     root = tmp / "vop"
     root.mkdir()
     for name in COPIED:
-        source = REPO / name
+        source = REPO_ROOT / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -86,7 +87,7 @@ def check(block: str, root: Path) -> None:
 
 def test_the_readme_has_runnable_blocks_and_names_the_demo() -> None:
     assert len(README_BLOCKS) >= 2 and DOCS_BLOCKS
-    assert any(DEMO in text for _, text in blocks(REPO / "README.md", "console"))
+    assert any(DEMO in text for _, text in blocks(REPO_ROOT / "README.md", "console"))
     for _, text in README_BLOCKS + DOCS_BLOCKS:
         code = re.sub(r"(^|\s)#.*$", "", text, flags=re.M)  # comments may say <run dir>; commands may not
         assert "<" not in code, f"a placeholder in a runnable block:\n{text}"
@@ -107,4 +108,4 @@ def test_python_of_the_blocks_is_this_interpreter() -> None:
     """The blocks call `python`: the interpreter running the tests must be the one on PATH."""
     found = shutil.which("python")
     assert found and Path(found).resolve().name.startswith("python"), found
-    assert run("python -c 'import sys; print(sys.prefix)'", REPO).stdout.strip() == sys.prefix
+    assert run("python -c 'import sys; print(sys.prefix)'", REPO_ROOT).stdout.strip() == sys.prefix

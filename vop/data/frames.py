@@ -80,7 +80,7 @@ def resize_chw(chw: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
     The uint8 kernel exists only on the CPU; elsewhere (CUDA) resize in float, round and clamp.
     The two differ by < 0.05 grey levels on average; up to a few levels where bicubic overshoot is
-    clamped (the uint8 kernel clamps after each pass), see tests/test_frame_cache.py.
+    clamped (the uint8 kernel clamps after each pass), see tests/library/data/test_frame_cache.py.
     """
     if chw.device.type == "cpu":
         return F.interpolate(chw, size=(height, width), mode="bicubic", antialias=True, align_corners=False)

@@ -3,7 +3,7 @@
 Attention over the frames' CLS tokens without positional information is permutation-
 equivariant, and the video embedding is a mean over frames, so VoP^C's generator and VoP^F's
 inter-frame layers give the same video embedding for a clip and the clip played backwards
-(tests/test_order.py). `method.tuner.temporal=true` adds one learned vector per (layer, frame
+(tests/library/methods/test_order.py). `method.tuner.temporal=true` adds one learned vector per (layer, frame
 position) to the CLS tokens those modules see. The vectors start at zero, so a fresh model
 computes exactly what it computes without them; training decides whether to use time.
 """

@@ -28,7 +28,7 @@ def run_block(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
               after_attn: nn.Module | None = None, after_mlp: nn.Module | None = None) -> torch.Tensor:
     """HF `CLIPEncoderLayer.forward` written out, with optional modules applied to the attention
     output and to the MLP output before each residual add (adapters). Without them it computes
-    exactly `layer(x, mask)` (tests/test_methods.py checks this)."""
+    exactly `layer(x, mask)` (tests/library/methods/test_methods.py checks this)."""
     h, _ = layer.self_attn(hidden_states=layer.layer_norm1(x), attention_mask=mask)
     x = x + (after_attn(h) if after_attn is not None else h)
     h = layer.mlp(layer.layer_norm2(x))

@@ -1,6 +1,6 @@
 """Write the composed config of every method x dataset pair (train.py), resolved, as JSON.
 
-tests/test_config_layout.py compares today's composition against tests/data/composed_configs.json,
+tests/library/config/test_config_layout.py compares today's composition against tests/data/composed_configs.json,
 so a change to the config layout that changes what any pair composes to fails. After a deliberate
 change to config values (a new key, a new default), regenerate the snapshot and review its diff:
 

@@ -11,17 +11,16 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import ACTIVITYNET_SUBSET
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, REPO_ROOT
 from vop.data.manifest import read_manifest
 from vop.data.sample_videos import frame_level, write_video
 from vop.tools.check_videos import check_dataset
 from vop.tools.prepare_data import prepare
 
-REPO = Path(CONFIG_DIR).parent
 
 
 def run_script(name: str, *overrides: str, cwd: Path) -> dict:
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / name), *overrides], cwd=cwd,
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / name), *overrides], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)  # logs go to stderr: stdout is pure JSON

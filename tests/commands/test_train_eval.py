@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
+from tests.helpers import CONFIG_DIR, REPO_ROOT, SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
 
-REPO = Path(CONFIG_DIR).parent
 METHODS = sorted(p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml"))
 METRIC_KEYS = [f"test/{d}_{m}" for d in ("t2v", "v2t") for m in ("R@1", "R@5", "R@10", "MdR", "MnR")]
 
@@ -67,7 +66,7 @@ def test_pickled_checkpoint_is_refused(tmp_path):
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
 
 

@@ -7,14 +7,12 @@ import json
 import os
 import subprocess
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONFIG_DIR
+from tests.helpers import REPO_ROOT
 
-REPO = Path(CONFIG_DIR).parent
-spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+spec = importlib.util.spec_from_file_location("gpu_check", REPO_ROOT / "scripts" / "gpu_check.py")
 gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
@@ -55,7 +53,7 @@ def test_summary_merges_environment_tests_and_benchmark(tmp_path):
 @pytest.mark.slow
 def test_dry_run_passes_on_the_cpu(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path / "out"), "VOP_GPU_CHECK_DIR": str(tmp_path / "work")}
-    proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=REPO, env=env, capture_output=True,
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())

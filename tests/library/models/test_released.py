@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR, method_config, tiny_synthetic
+from tests.helpers import method_config, tiny_synthetic
 from tests.released_fakes import (TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features,
                                   plain_video_features, save_released)
 from vop.commands.eval import evaluate_run

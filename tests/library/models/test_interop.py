@@ -1,5 +1,5 @@
 """Checkpoint interop: OpenAI-format CLIP <-> HF, checked against open_clip's own model code
-(the authors' released files: tests/test_released.py)."""
+(the authors' released files: tests/library/models/test_released.py)."""
 from pathlib import Path
 
 import pytest

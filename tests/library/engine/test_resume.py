@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, tiny_synthetic
+from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, tiny_synthetic
 from safetensors import safe_open
 
 from vop.commands.train import train
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
 from vop.engine.resume import load_resume, resume_files
 
-REPO = Path(CONFIG_DIR).parent
 # 2 epochs x 3 steps, deterministic kernels; the stop at step 4 falls inside epoch 2.
 RUN = ["method.lr=1e-3", "trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.log_every=1", "trainer.eval_every_epoch=false",
        "trainer.deterministic=true", "trainer.checkpoint.every_n_steps=1", "trainer.checkpoint.keep_last=2",
@@ -100,7 +99,7 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(uninterrupted, tm
            "trainer.epochs=50", "trainer.log_every=1", "trainer.progress=false",
            f"paths.data_dir={uninterrupted[0].paths.data_dir}", f"hydra.run.dir={run}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = run / "log.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:

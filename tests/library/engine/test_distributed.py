@@ -11,12 +11,11 @@ import torch.multiprocessing as mp
 from torch.utils.data import BatchSampler
 
 from tests.ddp_worker import TwoTowers, global_batch_grads, grad_worker
-from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, tiny_synthetic
+from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, tiny_synthetic
 from vop.commands.train import train
 from vop.data.shard_sampler import ShardedSampler
 from vop.engine.checkpoint import read_checkpoint
 
-REPO = Path(CONFIG_DIR).parent
 RUN = ["trainer.epochs=1", "trainer.max_steps_per_epoch=4", "trainer.log_every=1", "trainer.progress=false"]
 
 
@@ -56,7 +55,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
            "method=full", "model=clip_tiny", "data=synthetic", *SMALL_SYNTHETIC, *RUN,
            f"paths.data_dir={tmp_path / 'one' / 'data'}", f"hydra.run.dir={run}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(2 processes)" in proc.stdout + proc.stderr
     double = json.loads((run / "metrics.json").read_text())

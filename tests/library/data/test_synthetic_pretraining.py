@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from safetensors.torch import save_file
 
 from tests.helpers import compose_cfg
-from tests.test_synthetic import decode_all
+from tests.pixels import decode_all
 from vop.data.synthetic import DIRECTION_PHRASES, DIRECTIONS
 from vop.data.synthetic_stills import load_synthetic_stills
 

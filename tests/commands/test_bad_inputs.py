@@ -1,10 +1,8 @@
-"""Every bad input of issue 12 fails fast and clearly: the key or file named, one block, exit 2."""
+"""Bad input fails fast and clearly: a config value, annotation file, checkpoint, gallery or query
+named with what is wrong, one `Error:` block and exit status 2, before any data or weights load."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.helpers import CONFIG_DIR, compose_cfg, tiny_synthetic
+from tests.helpers import assert_one_block, cli, compose_cfg, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.config.check import check_config
@@ -32,25 +30,9 @@ from vop.models.released import ReleasedCheckpointError, read_state
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.pipeline import RetrievalPipeline
 
-REPO = Path(CONFIG_DIR).parent
 
 
-def cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
-    script, *rest = args
-    return subprocess.run([sys.executable, str(REPO / script), *rest], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **env})
-
-
-def assert_one_block(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    """Exit status 2, `Error: ...` on stderr, no traceback, no repr of an exception."""
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Error: " in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "Error in call to target" not in proc.stderr and "\\n" not in proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, (needle, proc.stderr[-3000:])
-
-
-# ------------------------------------------------------------------ configs (item 1)
+# ------------------------------------------------------------------ configs
 @pytest.mark.parametrize("override,needle", [
     ("method.lr=nan", "method.lr=nan is not allowed: expected a finite number >= 0"),
     ("trainer.epochs=-1", "trainer.epochs=-1 is not allowed: expected an integer >= 1"),
@@ -102,7 +84,7 @@ def test_cli_config_error_is_one_block_and_exit_2(tmp_path):
     assert full.returncode != 0 and "Traceback" in full.stderr and "ConfigError" in full.stderr
 
 
-# ------------------------------------------------------------------ non-finite numbers (item 2)
+# ------------------------------------------------------------------ non-finite numbers
 def test_non_finite_embeddings_are_counted_and_refused():
     emb = torch.ones(10, 4)
     emb[[2, 7], 1] = float("nan")
@@ -156,7 +138,7 @@ def test_gallery_with_nan_or_truncated_is_refused(tmp_path):
         Gallery.load(cut)
 
 
-# ------------------------------------------------------------------ user errors (item 3)
+# ------------------------------------------------------------------ user errors
 def write_msrvtt(tmp_path: Path, test_csv: bytes) -> Path:
     ann = tmp_path / "msrvtt" / "annotations"
     ann.mkdir(parents=True)
@@ -295,7 +277,7 @@ def test_hub_probe_is_one_request(monkeypatch):
     assert weights.hub_reachable() is False and calls == [5.0]
 
 
-# ------------------------------------------------------------------ output folders (item 4)
+# ------------------------------------------------------------------ output folders
 def test_eval_run_folder_is_named_after_the_checkpoint(short_run):
     assert run_name(str(short_run), "zeroshot", "msrvtt9k", []) == "bias_synthetic"
     assert run_name(str(short_run), "zeroshot", "msrvtt9k", ["data=msrvtt9k"]) == "bias_msrvtt9k"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from tests.helpers import REPO_ROOT
 from vop.paper import PAPER_GAIN
 from vop.tools.make_table import make_table
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write_run(folder: Path, method: str, t2v_r1: float, trainable: int = 10, total: int | None = 1000,
@@ -57,7 +57,7 @@ def test_table_from_a_multirun_folder(tmp_path):
 
 def test_cli_and_errors(tmp_path):
     run = write_run(tmp_path / "r", "full", 40.0, total=None)  # an eval.py run: no total, so no %
-    proc = subprocess.run([sys.executable, "scripts/make_table.py", str(run)], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "scripts/make_table.py", str(run)], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| full | - | 40.0 |" in proc.stdout

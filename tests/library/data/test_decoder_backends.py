@@ -17,7 +17,7 @@ from vop.data.frames import fit_frames
 from vop.data.sample_videos import frame_level, write_video
 
 # Every decoder that reads video files on the CPU. Not here: `frames` reads the frame cache
-# (tests/test_frame_cache.py) and `nvdec` needs CUDA (tests/test_gpu_path.py, marked gpu; without
+# (tests/library/data/test_frame_cache.py) and `nvdec` needs CUDA (tests/library/data/test_gpu_path.py, marked gpu; without
 # CUDA it falls back to decord, tested here as itself).
 DECODERS = sorted(p.stem for p in Path(CONFIG_DIR, "decoder").glob("*.yaml") if p.stem not in ("frames", "nvdec"))
 

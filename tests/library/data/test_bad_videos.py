@@ -1,5 +1,5 @@
-"""Item 5 of the data issue: missing, unreadable and truncated videos in training (skipped,
-counted, logged, limited) and in evaluation (an error naming them, or excluded and marked)."""
+"""Missing, unreadable and truncated videos: in training skipped, counted, logged and limited; in
+evaluation an error naming them, or excluded from the metrics and marked."""
 from __future__ import annotations
 
 import json

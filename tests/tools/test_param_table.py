@@ -8,17 +8,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR
+from tests.helpers import CONFIG_DIR, REPO_ROOT
 from vop.config.files import method_configs
 from vop.models.clip import CLIPVideoModel
 from vop.tools.param_table import table, to_markdown
 
-REPO = Path(CONFIG_DIR).parent
-
 
 @pytest.fixture(scope="module")
 def b32_rows():
-    arch = OmegaConf.load(f"{CONFIG_DIR}/model/clip_b32.yaml").arch
+    arch = OmegaConf.load(f"{CONFIG_DIR}/model/arch/vit_b32.yaml")  # clip_b32's
 
     def build():
         with torch.device("meta"):
@@ -53,7 +51,7 @@ def test_records_are_json(b32_rows):
 
 @pytest.mark.slow  # an interpreter start-up with transformers and Hydra
 def test_script_prints_json_for_the_tiny_model():
-    proc = subprocess.run([sys.executable, "scripts/param_table.py", "model=clip_tiny", "format=json"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "scripts/param_table.py", "model=clip_tiny", "format=json"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {r["method"]: r for r in json.loads(proc.stdout)}
@@ -64,7 +62,7 @@ def test_readme_table_matches_the_counts(b32_rows):
     """The README's methods table shows these very counts (trainable and effective)."""
     import re
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     rows = {m.group(1): (m.group(2), m.group(3)) for m in
             re.finditer(r"^\| `(\w+)` \| ([\d,]+) \| ([\d,]+) \|", readme, flags=re.M)}
     assert set(rows) == {p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml")}

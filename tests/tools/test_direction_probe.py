@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import BatchSampler
 
 from tests.helpers import tiny_synthetic
-from tests.test_synthetic import decode_all, read_pixels
+from tests.pixels import decode_all, read_pixels
 from vop.data.shard_sampler import ShardedSampler
 from vop.data.synthetic import DIRECTION_PHRASES, OPPOSITE, load_synthetic
 from vop.engine.trainer import Trainer

@@ -11,8 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, compose_cfg
-from tests.test_bad_inputs import assert_one_block, cli
+from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, assert_one_block, cli, compose_cfg
 from vop.config.check import check_config
 from vop.config.schema import Target, key, validate
 from vop.errors import ConfigError

@@ -8,20 +8,18 @@ it (`python scripts/config_snapshot.py --out tests/data/composed_configs.json`) 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tests.helpers import compose_cfg
+from tests.helpers import REPO_ROOT, compose_cfg
 from vop.config.check import check_config
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.tools import config_snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
 
-SNAPSHOT = ROOT / "tests" / "data" / "composed_configs.json"
+SNAPSHOT = REPO_ROOT / "tests" / "data" / "composed_configs.json"
 VARIANTS = ("vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
 
 
@@ -85,8 +83,8 @@ def test_a_new_key_with_another_value_than_the_code_default_is_a_difference() ->
 
 def test_every_dataset_extends_the_data_base_and_names_only_what_differs(have) -> None:
     """data/_base.yaml holds every shared key once; a dataset file sets a shared key only to change it."""
-    base = yaml.safe_load((ROOT / "configs" / "data" / "_base.yaml").read_text())
-    for path in sorted((ROOT / "configs" / "data").glob("*.yaml")):
+    base = yaml.safe_load((REPO_ROOT / "configs" / "data" / "_base.yaml").read_text())
+    for path in sorted((REPO_ROOT / "configs" / "data").glob("*.yaml")):
         if path.stem == "_base":
             continue
         cfg = yaml.safe_load(path.read_text())
@@ -99,9 +97,9 @@ def test_every_dataset_extends_the_data_base_and_names_only_what_differs(have) -
 
 
 def test_vop_variants_name_only_what_differs() -> None:
-    base = yaml.safe_load((ROOT / "configs" / "method" / "vop.yaml").read_text())
+    base = yaml.safe_load((REPO_ROOT / "configs" / "method" / "vop.yaml").read_text())
     for name in VARIANTS:
-        variant = yaml.safe_load((ROOT / "configs" / "method" / f"{name}.yaml").read_text())
+        variant = yaml.safe_load((REPO_ROOT / "configs" / "method" / f"{name}.yaml").read_text())
         assert variant["defaults"] == ["vop", "_self_"], name
         for key, value in variant.get("tuner", {}).items():
             assert base["tuner"].get(key) != value, f"{name}.yaml repeats tuner.{key}={value} from vop.yaml"
@@ -109,19 +107,19 @@ def test_vop_variants_name_only_what_differs() -> None:
 
 
 def test_no_method_data_folder() -> None:
-    assert not (ROOT / "configs" / "method_data").exists()
-    rates = {p.stem: yaml.safe_load(p.read_text()).get("lr_new") for p in (ROOT / "configs" / "data").glob("*.yaml")
+    assert not (REPO_ROOT / "configs" / "method_data").exists()
+    rates = {p.stem: yaml.safe_load(p.read_text()).get("lr_new") for p in (REPO_ROOT / "configs" / "data").glob("*.yaml")
              if p.stem != "_base"}
     assert rates["msrvtt7k"] == rates["lsmdc"] == 1.0e-5 and rates["msrvtt9k"] is None
 
 
 def test_a_method_is_named_once_by_its_file() -> None:
     # `name:` of configs/method/<stem>.yaml is <stem>; no tuner class or tuner key repeats it.
-    for path in sorted((ROOT / "configs" / "method").glob("*.yaml")):
+    for path in sorted((REPO_ROOT / "configs" / "method").glob("*.yaml")):
         text = yaml.safe_load(path.read_text())
         assert text["name"] == path.stem, path
         assert "name" not in (text.get("tuner") or {}), path
-    for path in sorted((ROOT / "vop" / "methods").glob("*.py")):
+    for path in sorted((REPO_ROOT / "vop" / "methods").glob("*.py")):
         assert "self.name" not in path.read_text() and "\n    name = " not in path.read_text(), path
 
 
