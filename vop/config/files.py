@@ -12,12 +12,20 @@ def method_configs(folder: Path) -> dict[str, object]:
 
 
 def load_with_defaults(path: Path):
-    """A group config with its defaults list applied as Hydra does for entries of the same group
-    (`defaults: [vop, _self_]`: vop.yaml, then this file over it), without a Hydra context (this
-    runs inside scripts/param_table.py's own Hydra app)."""
+    """A group config with its defaults list applied as Hydra does, without a Hydra context (this
+    runs inside other Hydra apps and on stored configs): an entry of the same group (`defaults:
+    [vop, _self_]`: vop.yaml, then this file over it) or of a subgroup at its key (`arch: vit_b32`:
+    <group>/arch/vit_b32.yaml as `arch`)."""
     cfg = OmegaConf.load(path)
     entries = list(cfg.pop("defaults", None) or [])
-    parts = [cfg if entry == "_self_" else load_with_defaults(path.with_name(f"{entry}.yaml")) for entry in entries]
+    parts = [cfg if entry == "_self_" else _default(path, entry) for entry in entries]
     if "_self_" not in entries:
         parts.append(cfg)  # Hydra's default: _self_ last
     return OmegaConf.merge(*parts)
+
+
+def _default(path: Path, entry):
+    if isinstance(entry, str):
+        return load_with_defaults(path.with_name(f"{entry}.yaml"))
+    (sub, option), = entry.items()  # {subgroup: option}
+    return OmegaConf.create({sub: load_with_defaults(path.parent / sub / f"{option}.yaml")})

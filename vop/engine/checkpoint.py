@@ -15,7 +15,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from vop.config.stored import stored_config
 from vop.errors import UserError
+from vop.models.tensor_file import FLOATS, ITEM_SIZE, TensorFileError, read_header
 from vop.models.tensors import copy_strict
 
 FORMAT = "vop-checkpoint-1"
@@ -53,15 +55,14 @@ def resolve_path(ckpt: str | Path) -> Path:
 
 
 def read_checkpoint(ckpt: str | Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], DictConfig]:
-    """(trainable tensors, the run's resolved config); `tensors=False` reads the header only."""
+    """(trainable tensors, the run's config); `tensors=False` reads the header only. The header is
+    checked before any tensor is read, and the stored config is read as values (vop/config/stored.py)."""
     path = resolve_path(ckpt)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            values = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
-    except Exception as err:  # safetensors raises its own error types for foreign or truncated files
+        info, meta = read_header(path, tuple(ITEM_SIZE))
+    except TensorFileError as err:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err}): a truncated copy, or "
-                              f"another format; give a run directory or its {FILENAME}") from err
+                              f"another format; give a run directory or its {FILENAME}") from None
     kind = meta.get("format")
     if kind == RESUME_FORMAT:
         raise CheckpointError(f"{path} is a resume checkpoint: continue that run with resume={path}, or evaluate "
@@ -69,7 +70,31 @@ def read_checkpoint(ckpt: str | Path, tensors: bool = True) -> tuple[dict[str, t
     if kind != FORMAT:
         raise CheckpointError(f"{path} was not written by vop's train.py (its metadata has format={kind}, "
                               f"expected {FORMAT})")
-    return values, OmegaConf.create(json.loads(meta["config"]))
+    for name, tensor in info.items():
+        if tensor.dtype not in FLOATS:
+            raise CheckpointError(f"{path}: tensor {name!r} is {tensor.dtype}; a checkpoint holds trainable "
+                                  f"parameters ({', '.join(FLOATS)})")
+    cfg = stored_run_config(meta, path)
+    if not tensors:
+        return {}, cfg
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            values = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # noqa: BLE001 - safetensors' own error types, for what the header check missed
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err})") from None
+    return values, cfg
+
+
+def stored_run_config(meta: dict, path: Path) -> DictConfig:
+    """The run's config stored in a checkpoint's metadata, read as values (vop/config/stored.py)."""
+    try:
+        raw = json.loads(meta["config"])
+    except KeyError:
+        raise CheckpointError(f"{path} has no stored config (metadata key `config`): it cannot say which model "
+                              "and method it belongs to") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its stored config (metadata key `config`) is not JSON ({err})") from None
+    return stored_config(raw, f"checkpoint {path}")
 
 
 def check_compatible(saved: DictConfig, cfg: DictConfig, path: str | Path) -> None:

@@ -73,7 +73,11 @@ class ModelScopeFolder:
 
 
 def honour(conf_file: Path, key: str, value, method: str) -> dict:
-    """One hyperparam field -> config settings, or an error naming it."""
+    """One hyperparam field -> config settings, or an error naming it. Values only: a number or a
+    name (a group, e.g. one holding `_target_`, or an interpolation would decide what code runs)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or (isinstance(value, str) and "${" in value):
+        raise ModelScopeFolderError(f"{conf_file}: hyperparam.{key}={json.dumps(value)[:200]} is not allowed: "
+                                    "expected a number or a name")
     if key in FIELDS:
         target = FIELDS[key]
         if key == "video_sample_type":  # the released code samples with X-Pool's index rule

@@ -22,13 +22,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from vop.config.stored import stored_config
 from vop.data.split import Split
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError, UserError
-from vop.retrieval.query_encoder import Encoder
+from vop.models.tensor_file import TensorFileError, read_header
+from vop.retrieval.query_encoder import ENCODER_GROUPS, Encoder
 
 log = logging.getLogger(__name__)
 FORMAT = "vop-gallery-1"
+TENSORS = {"video_emb": ("F32",), "text_emb": ("F32",), "caption_video": ("I64",)}  # what a gallery holds
 
 
 class GalleryMismatchError(UserError, ValueError):
@@ -45,6 +48,7 @@ class Gallery:
     caption_video: list[int]  # row of video_emb each caption describes
     encoder: dict = field(default_factory=dict)  # Encoder.identity
     config: dict = field(default_factory=dict)  # the encoder's config groups, resolved
+    source: str = ""  # the file it was loaded from
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -60,28 +64,43 @@ class Gallery:
 
     @classmethod
     def load(cls, path: str | Path) -> "Gallery":
+        """Read a gallery file; its header, ids and shapes are checked before any tensor is read."""
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"gallery={path}: no such file (build it with `python retrieve.py action=build "
-                                    f"gallery={path} ...`)")
+                                   f"gallery={path} ...`)")
+        rebuild = f"rebuild it with `python retrieve.py action=build gallery={path} ...`"
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as err:  # safetensors' own error types: a truncated or foreign file
+            shapes, meta = read_header(path, TENSORS)
+        except TensorFileError as err:
             raise InputError(f"gallery={path} is not a readable safetensors file ({err}): a truncated copy or "
-                             f"another format; rebuild it with `python retrieve.py action=build gallery={path} ...`") from err
+                             f"another format; {rebuild}") from None
         if meta.get("format") != FORMAT:
             raise InputError(f"gallery={path} is not a vop gallery (its metadata has format={meta.get('format')}, "
                              f"expected {FORMAT})")
-        info = json.loads(meta["info"])
+        info = _info(meta, path)
+        _check_shapes(shapes, info, path)
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        caption_video, n = tensors["caption_video"], len(info["video_ids"])
+        # -1: a caption of no video of the gallery (ModelScope's precomputed features may not say)
+        if caption_video.numel() and not (-1 <= int(caption_video.min()) and int(caption_video.max()) < n):
+            raise InputError(f"gallery={path}: caption_video must index the {n} videos; it holds "
+                             f"{int(caption_video.min())}..{int(caption_video.max())}; {rebuild}")
         require_finite(tensors["video_emb"], "video", f"gallery={path}")
         require_finite(tensors["text_emb"], "caption", f"gallery={path}")
         return cls(tensors["video_emb"], tensors["text_emb"], info["video_ids"], info["video_paths"],
-                   info["captions"], tensors["caption_video"].tolist(), info["encoder"], info["config"])
+                   info["captions"], caption_video.tolist(), info["encoder"], info["config"], str(path))
 
     def encoder_config(self) -> DictConfig:
-        return OmegaConf.create(self.config)
+        """The encoder's config groups, read as values: rebuilt from the project's own groups."""
+        return stored_config(self.config, f"gallery {self.source or '(in memory)'}", ENCODER_GROUPS)
+
+    def check_width(self, query: torch.Tensor) -> None:
+        """A query embedding [1, D] must be as wide as the gallery's."""
+        if query.shape[-1] != self.video_emb.shape[1]:
+            raise GalleryMismatchError(f"gallery {self.source} holds {self.video_emb.shape[1]}-wide embeddings, but "
+                                       f"the query encoder makes {query.shape[-1]}-wide ones")
 
     def check(self, encoder: Encoder, path: str | Path = "") -> None:
         """Refuse an encoder whose model, method or weights differ from the gallery's."""
@@ -92,6 +111,40 @@ class Gallery:
                 f"ckpt={mine.get('ckpt')} (weights fingerprint {mine.get('fingerprint')}), but the query encoder is "
                 f"{encoder.describe()}: embeddings of different models are not comparable. Query with the "
                 "gallery's own encoder (leave out ckpt=) or rebuild the gallery with this one.")
+
+
+def _info(meta: dict, path: Path) -> dict:
+    """The gallery's `info` metadata: ids, paths and captions as lists of strings, the encoder."""
+    try:
+        info = json.loads(meta.get("info", ""))
+    except json.JSONDecodeError as err:
+        raise InputError(f"gallery={path}: its metadata key `info` is not JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise InputError(f"gallery={path}: its metadata key `info` must be a JSON object")
+    for key in ("video_ids", "video_paths", "captions"):
+        value = info.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"gallery={path}: info.{key} must be a list of strings")
+    for key in ("encoder", "config"):
+        if not isinstance(info.get(key), dict):
+            raise InputError(f"gallery={path}: info.{key} must be a JSON object")
+    return info
+
+
+def _check_shapes(shapes: dict, info: dict, path: Path) -> None:
+    """[N, D] videos, [M, D] captions, [M] links, with N ids and paths and M captions."""
+    video, text, links = shapes["video_emb"].shape, shapes["text_emb"].shape, shapes["caption_video"].shape
+    n, m = len(info["video_ids"]), len(info["captions"])
+    problems = []
+    if len(video) != 2 or video[0] != n or video[0] < 1 or len(info["video_paths"]) != n:
+        problems.append(f"video_emb is {list(video)} for {n} video ids and {len(info['video_paths'])} paths")
+    if len(text) != 2 or text[0] != m or (len(video) == 2 and text[1] != video[1]):
+        problems.append(f"text_emb is {list(text)} for {m} captions and video_emb {list(video)}")
+    if links != (m,):
+        problems.append(f"caption_video is {list(links)} for {m} captions")
+    if problems:
+        raise InputError(f"gallery={path} is inconsistent: {'; '.join(problems)}; rebuild it with "
+                         f"`python retrieve.py action=build gallery={path} ...`")
 
 
 def _parts_dir(path: Path) -> Path:

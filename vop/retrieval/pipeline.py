@@ -91,6 +91,7 @@ class RetrievalPipeline:
         if mode == "t2v":
             emb = self.encoder.encode_texts([str(query)])  # [1, D]
             require_finite(emb, "query text", f"query {query}")  # NaN would rank an arbitrary video first
+            self.gallery.check_width(emb)
             scores, rows = self.video_index.search(emb, k)  # [1, k]
             rows = rows[0].tolist()
             ids = [self.gallery.video_ids[r] for r in rows]
@@ -100,6 +101,7 @@ class RetrievalPipeline:
                              "from a dataset split or with captions=<file>")
         emb = self.encoder.encode_video_files([query])  # [1, D]
         require_finite(emb, "query video", f"query {query}")
+        self.gallery.check_width(emb)
         scores, rows = self.text_index.search(emb, k)  # [1, k]
         rows = rows[0].tolist()
         owners = [self.gallery.video_ids[self.gallery.caption_video[r]] if self.gallery.caption_video[r] >= 0 else ""

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers import REPO_ROOT, compose_cfg
 from vop.config.check import check_config
+from vop.config.stored import stored_config
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.tools import config_snapshot
 
@@ -125,9 +126,9 @@ def test_a_method_is_named_once_by_its_file() -> None:
 
 def test_a_stored_config_from_an_older_layout_drops_its_retired_keys(tmp_path) -> None:
     cfg = compose_cfg("eval", ["method=vop", "model=clip_tiny"], tmp_path)
-    saved = cfg.copy()
-    OmegaConf.set_struct(saved, False)
-    saved.method.tuner.name = "vop"  # what checkpoints written before the method was named once hold
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    raw["method"]["tuner"]["name"] = "vop"  # what checkpoints written before the method was named once hold
+    saved = stored_config(raw, "checkpoint old.safetensors")
+    assert "name" not in saved.method.tuner and saved.method.name == "vop"
     merged = merge_checkpoint_config(cfg, saved, [], tmp_path / "trainable.safetensors")
-    assert "name" not in merged.method.tuner and merged.method.name == "vop"
     check_config(merged)

@@ -1,0 +1,143 @@
+"""A config stored in someone else's file (a checkpoint, a gallery) read as values, never as code.
+
+What gets instantiated comes only from the project's own config groups (configs/<group>/): a stored
+group names its option (`method.name: vop` -> configs/method/vop.yaml), or, where the name is free
+(a user's own data set) or the group has none (decoder), is matched to the one option whose
+`_target_`s it repeats. The stored values are merged over that option and checked by the group's
+schema, exactly like command-line values. Refused, naming the file and the key: a `_target_` (or
+another Hydra directive) the option does not have at that key, an interpolation (`${...}` would run
+a resolver), a name that is no option, a key the schema does not know. Nothing the file names is
+imported: a refused `_target_` is compared as a string.
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+import vop
+from vop.config.files import load_with_defaults
+from vop.config.groups import GROUPS
+from vop.config.schema import HYDRA_KEYS, check_group
+from vop.errors import ConfigError
+
+CONFIG_DIR = Path(vop.ROOT) / "configs"
+# The groups a stored config may bring: what rebuilds a trained model and its encoder.
+STORED_GROUPS = ("model", "method", "data", "decoder", "trainer")
+# Groups whose options are chosen: an option file of the project supplies every `_target_`.
+CHOSEN_GROUPS = ("model", "method", "data", "decoder")
+# Keys older layouts stored that today's name elsewhere: dropped on reading (VoP's tuner once
+# repeated `method.name`; the method is now named once, by its config).
+RETIRED_KEYS = ("method.tuner.name",)
+
+
+class StoredConfigError(ConfigError):
+    """A file's stored config that would choose code, or whose values break the schema."""
+
+
+@lru_cache(maxsize=None)
+def options(group: str) -> dict[str, DictConfig]:
+    """Every option of a config group, as its YAML file composes (defaults applied), by file stem."""
+    return {p.stem: load_with_defaults(p) for p in sorted((CONFIG_DIR / group).glob("*.yaml"))
+            if not p.stem.startswith("_")}
+
+
+def directives(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{key path: value} of every Hydra directive (`_target_`, `_partial_`, ...) under `node`."""
+    if isinstance(node, DictConfig | ListConfig):
+        node = OmegaConf.to_container(node, resolve=False)  # an option's interpolations stay unresolved
+    found = {}
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if k in HYDRA_KEYS:
+                found[path] = v
+            else:
+                found.update(directives(v, path))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found.update(directives(v, f"{prefix}[{i}]"))
+    return found
+
+
+def values_only(node: Any, source: str, path: str) -> Any:
+    """A plain copy of `node` without Hydra directives; an interpolation is refused."""
+    if isinstance(node, Mapping):
+        return {k: values_only(v, source, f"{path}.{k}") for k, v in node.items() if k not in HYDRA_KEYS}
+    if isinstance(node, list):
+        return [values_only(v, source, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        raise StoredConfigError(f"{source}: {path}={node!r} is not allowed: a stored config holds values, "
+                                "not interpolations (they run resolvers)")
+    if node is not None and not isinstance(node, str | int | float | bool):
+        raise StoredConfigError(f"{source}: {path} holds a {type(node).__name__}, not a config value")
+    return node
+
+
+def choose_option(group: str, stored: Mapping, source: str) -> str:
+    """The project's option a stored group belongs to: by its name, else by the `_target_`s it repeats."""
+    wanted = directives(stored)
+    fits = {name: all(directives(opt).get(k) == v for k, v in wanted.items())
+            for name, opt in options(group).items()}
+    name = stored.get("name")
+    if isinstance(name, str) and fits.get(name):
+        return name
+    by_code = [n for n, ok in fits.items() if ok and wanted]
+    if len(by_code) == 1:
+        return by_code[0]
+    if isinstance(name, str) and name in fits:
+        bad = next(k for k, v in wanted.items() if directives(options(group)[name]).get(k) != v)
+        raise StoredConfigError(
+            f"{source}: {group}.{bad}={wanted[bad]} is not allowed: a stored config cannot choose code; "
+            f"configs/{group}/{name}.yaml has {group}.{bad}={directives(options(group)[name]).get(bad)}")
+    raise StoredConfigError(f"{source}: {group}.name={name!r} is not a {group} option of this project "
+                            f"(configs/{group}/: {', '.join(options(group))})")
+
+
+def stored_group(group: str, stored: Any, source: str) -> DictConfig:
+    """One stored group: the project's option with the stored values over it."""
+    if not isinstance(stored, Mapping):
+        raise StoredConfigError(f"{source}: {group} must be a group of keys, got {type(stored).__name__}")
+    values = values_only(dict(stored), source, group)
+    if group not in CHOSEN_GROUPS:
+        if directives(stored):
+            key = next(iter(directives(stored)))
+            raise StoredConfigError(f"{source}: {group}.{key} is not allowed: a stored config cannot choose code")
+        return OmegaConf.create(values)
+    option = options(group)[choose_option(group, stored, source)]
+    try:
+        return OmegaConf.merge(option, values)
+    except Exception as err:  # noqa: BLE001 - OmegaConf's validation errors: a value of the wrong kind
+        raise StoredConfigError(f"{source}: {group} does not fit configs/{group}/ ({err})") from None
+
+
+def drop_retired(raw: dict) -> dict:
+    for key in RETIRED_KEYS:
+        *parents, leaf = key.split(".")
+        node = raw
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return raw
+
+
+def stored_config(raw: Any, source: str, groups: tuple[str, ...] = STORED_GROUPS) -> DictConfig:
+    """The stored config of `source` (a description naming the file) rebuilt from the project's config
+    groups and checked by their schemas. Groups outside `groups` are not read."""
+    if not isinstance(raw, Mapping):
+        raise StoredConfigError(f"{source}: the stored config must be a JSON object, got {type(raw).__name__}")
+    raw = drop_retired(OmegaConf.to_container(raw) if isinstance(raw, DictConfig) else copy.deepcopy(dict(raw)))
+    missing = [g for g in groups if g not in raw]
+    if missing:
+        raise StoredConfigError(f"{source}: the stored config has no {', '.join(missing)} group")
+    cfg = OmegaConf.create({g: stored_group(g, raw[g], source) for g in groups})
+    for g in groups:
+        try:
+            check_group(cfg[g], GROUPS[g], g)
+        except ConfigError as err:
+            raise StoredConfigError(f"{source}: {err}") from None
+    return cfg
