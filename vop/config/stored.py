@@ -29,6 +29,9 @@ CONFIG_DIR = Path(vop.ROOT) / "configs"
 STORED_GROUPS = ("model", "method", "data", "decoder", "trainer")
 # Groups whose options are chosen: an option file of the project supplies every `_target_`.
 CHOSEN_GROUPS = ("model", "method", "data", "decoder")
+# Groups whose `name` is the option's: a stored name that is no option is refused. (A data set's
+# name is free - a user's own videos - and a decoder has none: they are matched by their code.)
+NAMED_GROUPS = ("model", "method")
 # Keys older layouts stored that today's name elsewhere: dropped on reading (VoP's tuner once
 # repeated `method.name`; the method is now named once, by its config).
 RETIRED_KEYS = ("method.tuner.name",)
@@ -85,7 +88,7 @@ def choose_option(group: str, stored: Mapping, source: str) -> str:
     name = stored.get("name")
     if isinstance(name, str) and fits.get(name):
         return name
-    by_code = [n for n, ok in fits.items() if ok and wanted]
+    by_code = [n for n, ok in fits.items() if ok and wanted] if group not in NAMED_GROUPS else []
     if len(by_code) == 1:
         return by_code[0]
     if isinstance(name, str) and name in fits:
