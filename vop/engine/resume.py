@@ -20,8 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from vop.config.stored import values_only
 from vop.engine.checkpoint import CheckpointError
 from vop.errors import MissingFileError
+from vop.models.tensor_file import ITEM_SIZE, read_header
 
 FORMAT = "vop-resume-1"
 RESUME_DIR = "resume"
@@ -130,6 +132,7 @@ def load_resume(target: str | Path) -> tuple[dict[str, torch.Tensor], dict, Dict
     """(trainable tensors, state, saved config, file) of a resume checkpoint."""
     path = resolve_resume(target)
     try:
+        read_header(path, tuple(ITEM_SIZE))  # before any tensor: sizes against the file's length
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -139,7 +142,9 @@ def load_resume(target: str | Path) -> tuple[dict[str, torch.Tensor], dict, Dict
         raise CheckpointError(f"{path} is not a vop resume checkpoint (metadata format={meta.get('format')!r})")
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     state = unpack(json.loads(meta["state"]), tensors)
-    return model, state, OmegaConf.create(json.loads(meta["config"])), path
+    # Compared with the configured run, never instantiated; values only (an interpolation would run a resolver).
+    saved = values_only(json.loads(meta["config"]), f"resume checkpoint {path}", "config")
+    return model, state, OmegaConf.create(saved), path
 
 
 def check_same_trajectory(saved: DictConfig, cfg: DictConfig, path: Path) -> None:
