@@ -56,12 +56,17 @@ def test_released_file_has_modelscope_layout(released):
     assert not any("attn_mask" in k for k in state)
 
 
-@pytest.mark.parametrize("readout", ["released", "eot"])
-def test_text_path_matches_the_released_forward_for_every_eot_index(released, readout):
+def released_vop(released, readout: str):
+    """(the released module, our VoP with the released file loaded, captions of every EOT index)."""
     module, path = released
     model = our_model("vop", readout=readout)
     load_released(model, path)
-    ids = every_eot_position()
+    return module, model, every_eot_position()
+
+
+@pytest.mark.parametrize("readout", ["released", "eot"])
+def test_text_path_matches_the_released_forward_for_every_eot_index(released, readout):
+    module, model, ids = released_vop(released, readout)
     with torch.no_grad():
         ours = model.encode_text(ids)
     reference = plain_text_features(module, ids, HEADS, readout)
@@ -72,10 +77,7 @@ def test_text_path_matches_the_released_forward_for_every_eot_index(released, re
 def test_suffix_prompts_reach_only_long_captions(released, readout, first):
     """Under the causal mask the suffix changes the feature only when the read position follows it:
     EOT index >= 64 (released read-out) or a caption filling all 69 slots (eot)."""
-    module, path = released
-    model = our_model("vop", readout=readout)
-    load_released(model, path)
-    ids = every_eot_position()
+    module, model, ids = released_vop(released, readout)
     with torch.no_grad():
         before = model.encode_text(ids)
         model.hooks.text_prompts[:, 4:] += torch.randn_like(model.hooks.text_prompts[:, 4:])
