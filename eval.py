@@ -1,10 +1,13 @@
 """Evaluate: `python eval.py method=zeroshot data=msrvtt9k` or `python eval.py ckpt=<run dir>`."""
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.eval import evaluate_run
+from vop.config.choices import check_choices
 from vop.errors import exit_on_user_error
 
 
@@ -15,4 +18,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_user_error(check_choices)(sys.argv[1:])  # method=bais: one block, exit 2 (not Hydra's 1)
     main()

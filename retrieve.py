@@ -1,11 +1,14 @@
 """Search videos with text and text with a video: `python retrieve.py action=build ...` / `query=...`
 (see configs/retrieve.yaml)."""
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.retrieve import retrieve
+from vop.config.choices import check_choices
 from vop.errors import exit_on_user_error
 
 
@@ -16,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_user_error(check_choices)(sys.argv[1:])  # method=bais: one block, exit 2 (not Hydra's 1)
     main()

@@ -1,9 +1,12 @@
 """Train a tuning method: `python train.py method=bias data=msrvtt9k` (see configs/train.yaml)."""
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.train import train
+from vop.config.choices import check_choices
 from vop.errors import exit_on_user_error
 
 
@@ -14,4 +17,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_user_error(check_choices)(sys.argv[1:])  # method=bais: one block, exit 2 (not Hydra's 1)
     main()

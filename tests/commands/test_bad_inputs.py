@@ -14,6 +14,7 @@ from tests.helpers import assert_one_block, cli, compose_cfg, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.config.check import check_config
+from vop.config.choices import check_choices
 from vop.data.annotations.common import AnnotationError, DataNotFoundError
 from vop.data.annotations.msrvtt import load_msrvtt
 from vop.data.checks import checked_train_split
@@ -319,3 +320,16 @@ def test_entry_points_report_user_errors_even_when_wrapped(capsys, monkeypatch):
     assert capsys.readouterr().err == "Error: method.tuner.split=20 is out of range\n(a traceback: HYDRA_FULL_ERROR=1)\n"
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         exit_on_user_error(lambda: 1 / 0)()
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "retrieve.py"])
+def test_an_unknown_group_option_is_one_block_and_exit_2(script, tmp_path):
+    proc = cli(script, "method=bais", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_block(proc, "method=bais is not an option of the method group", "did you mean method=bias?")
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_option_of_a_multirun_list_is_checked():
+    check_choices(["method=bias,full", "data=msrvtt9k", "+trainer.epochs=3", "hydra.run.dir=x", "~logger"])
+    with pytest.raises(ConfigError, match="data=msrvt9k is not an option of the data group"):
+        check_choices(["method=bias,full", "data=msrvtt9k,msrvt9k"])
