@@ -29,9 +29,6 @@ CONFIG_DIR = Path(vop.ROOT) / "configs"
 STORED_GROUPS = ("model", "method", "data", "decoder", "trainer")
 # Groups whose options are chosen: an option file of the project supplies every `_target_`.
 CHOSEN_GROUPS = ("model", "method", "data", "decoder")
-# Groups whose `name` is the option's: a stored name that is no option is refused. (A data set's
-# name is free - a user's own videos - and a decoder has none: they are matched by their code.)
-NAMED_GROUPS = ("model", "method")
 # Keys older layouts stored that today's name elsewhere: dropped on reading (VoP's tuner once
 # repeated `method.name`; the method is now named once, by its config).
 RETIRED_KEYS = ("method.tuner.name",)
@@ -81,23 +78,29 @@ def values_only(node: Any, source: str, path: str) -> Any:
 
 
 def choose_option(group: str, stored: Mapping, source: str) -> str:
-    """The project's option a stored group belongs to: by its name, else by the `_target_`s it repeats."""
+    """The project's option a stored group belongs to: by its name, else by the `_target_`s it repeats.
+
+    A name that is no option (a run named with `method.name=my_vop`, a user's own data set) is a
+    label: the code then comes from the first option whose `_target_`s the file repeats (options that
+    share them differ only in values, and every value is the file's, checked by the schema)."""
     wanted = directives(stored)
     fits = {name: all(directives(opt).get(k) == v for k, v in wanted.items())
             for name, opt in options(group).items()}
     name = stored.get("name")
     if isinstance(name, str) and fits.get(name):
         return name
-    by_code = [n for n, ok in fits.items() if ok and wanted] if group not in NAMED_GROUPS else []
-    if len(by_code) == 1:
-        return by_code[0]
     if isinstance(name, str) and name in fits:
         bad = next(k for k, v in wanted.items() if directives(options(group)[name]).get(k) != v)
         raise StoredConfigError(
             f"{source}: {group}.{bad}={wanted[bad]} is not allowed: a stored config cannot choose code; "
             f"configs/{group}/{name}.yaml has {group}.{bad}={directives(options(group)[name]).get(bad)}")
+    by_code = [n for n, ok in fits.items() if ok] if wanted else []
+    if by_code:
+        return by_code[0]
+    what = f"; and its {', '.join(f'{group}.{k}={v}' for k, v in wanted.items())} match no option" if wanted else ""
     raise StoredConfigError(f"{source}: {group}.name={name!r} is not a {group} option of this project "
-                            f"(configs/{group}/: {', '.join(options(group))})")
+                            f"(configs/{group}/: {', '.join(options(group))}){what}: a stored config "
+                            "cannot choose code")
 
 
 def stored_group(group: str, stored: Any, source: str) -> DictConfig:

@@ -85,7 +85,9 @@ def test_a_crafted_gallery_config_is_refused_before_any_query(stored, tmp_path):
 
 
 @pytest.mark.parametrize("change, needle", [
-    (lambda c: c["method"].update(name="bais"), "method.name='bais' is not a method option of this project"),
+    (lambda c: c["method"].update(name="bais", tuner={"_target_": "os.remove", "path": "x"}),
+     "method.name='bais' is not a method option of this project"),
+    (lambda c: c["method"].update(name="bais", tuner={"layernorm": True}), "method.name='bais' is not a method option"),
     (lambda c: c["data"].update(root="${oc.env:HOME}"), "data.root='${oc.env:HOME}' is not allowed: a stored config "
                                                          "holds values, not interpolations"),
     (lambda c: c["method"]["tuner"].update(layernrm=True), "method.tuner.layernrm is not a key of "
@@ -104,6 +106,15 @@ def test_a_genuine_stored_config_comes_back_from_the_project_groups(stored):
     cfg = stored_config(stored, "checkpoint x.safetensors")
     assert cfg.method.tuner._target_ == "vop.methods.bias.BiasTuning" and cfg.model.name == "clip_tiny"
     assert set(cfg) == {"model", "method", "data", "decoder", "trainer"}  # nothing else is read
+
+
+def test_a_run_named_by_the_user_keeps_its_label_and_the_projects_code(stored):
+    # `method.name=my_bias` (or the synthetic benchmark's vop_f+t) names a run, not code.
+    stored["method"]["name"] = "my_bias"
+    stored["method"]["tuner"]["layernorm"] = False
+    cfg = stored_config(stored, "checkpoint x.safetensors")
+    assert cfg.method.name == "my_bias" and cfg.method.tuner._target_ == "vop.methods.bias.BiasTuning"
+    assert cfg.method.tuner.layernorm is False
 
 
 def test_a_checkpoint_without_config_or_with_int_tensors_is_refused(stored, tmp_path):
