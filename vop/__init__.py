@@ -1,4 +1,5 @@
 """vop: parameter-efficient tuning of CLIP for text-video retrieval."""
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -19,3 +20,15 @@ def _run_name(ckpt, method, data, overrides=None) -> str:
 # `${vop.run_name:...}` in configs/hydra names a run folder after what runs (eval.py ckpt=: the checkpoint's).
 if not OmegaConf.has_resolver("vop.run_name"):
     OmegaConf.register_new_resolver("vop.run_name", _run_name)
+
+
+def _basename(path, default: str = "") -> str:
+    """The last name of a folder path (`~/clips/` -> `clips`), or `default` when the path is unset."""
+    if not path:
+        return default
+    return os.path.basename(os.path.abspath(os.path.expanduser(str(path)))) or default
+
+
+# `${vop.basename:<path>,<default>}`: data=custom names the data set after its videos folder.
+if not OmegaConf.has_resolver("vop.basename"):
+    OmegaConf.register_new_resolver("vop.basename", _basename)

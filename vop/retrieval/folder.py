@@ -5,39 +5,36 @@ import json
 from pathlib import Path
 
 from vop.data.split import Split
+from vop.data.video_files import VIDEO_SUFFIXES, is_video_file, list_videos  # noqa: F401  (is_video_file: pipeline's)
 from vop.errors import MissingFileError
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
-
-
-def is_video_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def folder_split(videos: str | Path, captions: str | Path | None = None) -> Split:
-    """Every video file under `videos` (recursively, sorted); ids are paths relative to it without suffix.
+    """Every video file under `videos` (recursively, sorted); ids and their resolution: vop/data/video_files.py.
 
-    `captions`: a JSON object {video id: caption or [captions]}; videos without captions are fine
-    (they can still be found by text), a caption naming an unknown video is an error.
+    `captions`: a JSON object {video id: caption or [captions]}, an id written with or without its
+    suffix; videos without captions are fine (they can still be found by text), a caption naming an
+    unknown video is an error.
     """
     root = Path(videos)
     if not root.is_dir():
         raise MissingFileError(f"videos={root}: not a folder")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and is_video_file(p))
-    if not paths:
+    folder = list_videos(root)
+    if not folder.files:
         raise MissingFileError(f"videos={root}: no video files ({', '.join(VIDEO_SUFFIXES)})")
-    ids = [str(p.relative_to(root).with_suffix("")) for p in paths]
+    ids, paths = list(folder.files), list(folder.files.values())
     texts, owners = [], []
     if captions is not None:
         mapping = json.loads(Path(captions).read_text())
         if not isinstance(mapping, dict):
             raise ValueError(f"captions={captions}: expected a JSON object {{video id: caption or [captions]}}")
         row = {vid: i for i, vid in enumerate(ids)}
-        unknown = sorted(set(mapping) - set(row))
+        resolved = {written: folder.resolve(written) for written in mapping}
+        unknown = sorted(written for written, vid in resolved.items() if vid is None)
         if unknown:
             raise KeyError(f"captions={captions}: {len(unknown)} ids have no video under {root}, e.g. {unknown[:3]}")
-        for vid, value in mapping.items():
+        for written, value in mapping.items():
             for text in [value] if isinstance(value, str) else value:
                 texts.append(str(text))
-                owners.append(row[vid])
+                owners.append(row[resolved[written]])
     return Split("folder", ids, paths, texts, owners, info={"root": str(root)})

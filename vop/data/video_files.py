@@ -1,0 +1,69 @@
+"""Video files in a folder and the one rule that names them: the id of a video is its path relative to
+the folder, without the suffix (`cats/my clip.mp4` -> `cats/my clip`).
+
+A caption file may write an id with or without the suffix (`cats/my clip` or `cats/my clip.mp4`);
+with one, it names exactly that file. Two files that answer one id (`x.mp4` and `x.mkv`) are
+refused, naming both. The folder gallery (`retrieve.py videos=`) and the own-videos data set
+(`data=custom`, vop/data/annotations/custom.py) both use this module, so a collection resolves
+the same way in both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from vop.errors import InputError
+
+# The containers a user's collection may hold (every decoder opens them through FFmpeg).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+
+
+def is_video_file(path: str | Path) -> bool:
+    """Whether `path` ends with one of VIDEO_SUFFIXES (any letter case)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_id(path: Path, root: Path) -> str:
+    """The id of the video file `path` under `root`: the relative path without its suffix, with `/`."""
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+@dataclass(frozen=True)
+class VideoFolder:
+    """Every video file under `root`, by id (sorted by path)."""
+
+    root: Path
+    files: dict[str, Path]
+
+    def resolve(self, written: str) -> str | None:
+        """The id that `written` (an id, or a file's relative path with its suffix) names; None if none."""
+        name = PurePosixPath(written).as_posix()
+        if name in self.files:
+            return name
+        if is_video_file(name):
+            stem = PurePosixPath(name).with_suffix("").as_posix()
+            path = self.files.get(stem)
+            if path is not None and path.relative_to(self.root).as_posix() == name:
+                return stem
+        return None
+
+    def describe_lookup(self, written: str) -> str:
+        """What `resolve` looked for, for an error message."""
+        if is_video_file(written):
+            return f"{self.root / written}"
+        return f"{self.root / written}.<{'|'.join(s[1:] for s in VIDEO_SUFFIXES)}>"
+
+
+def list_videos(root: str | Path) -> VideoFolder:
+    """The video files under the folder `root` (recursively); InputError when two of them share an id.
+
+    `root` must be a folder (callers say which key named it when it is not)."""
+    root = Path(root).expanduser()
+    files: dict[str, Path] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and is_video_file(p)):
+        vid = video_id(path, root)
+        if vid in files:
+            raise InputError(f"two video files under {root} answer the video id {vid!r}: {files[vid]} and {path}; "
+                             "an id is the path without its suffix, so rename or remove one of them")
+        files[vid] = path
+    return VideoFolder(root, files)
