@@ -58,7 +58,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     if cfg.get("examples"):
         page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")
-        log.info("%d example queries: %s (and .png)", cfg.examples, page)
+        print(f"{cfg.examples} example queries: {page} (and {page.with_suffix('.png').name})")
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
     log.info("metrics in %s", run_dir / "metrics.json")
     return metrics

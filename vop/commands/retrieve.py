@@ -37,7 +37,8 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
         split = checked_test_split(setup.load_splits(cfg, name)[name])
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
-    return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress)
+    return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress, cfg.max_bad_fraction,
+                         cfg.strict)
 
 
 def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResult]:
@@ -60,7 +61,7 @@ def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResul
     if cfg.html:
         views = [result_view(r, pipeline.gallery, pipeline.encoder.decoder, cfg.thumb_frames) for r in results]
         html, png = write_page(views, cfg.html)
-        log.info("result page: %s (contact sheet %s)", html, png)
+        print(f"result page: {html} (contact sheet {png})")
     return results
 
 

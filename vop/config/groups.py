@@ -171,6 +171,8 @@ class Retrieve(Common):
     videos: str | None = key()
     captions: str | None = key()
     chunk_videos: int = key(low=1)
+    max_bad_fraction: float = key(low=0.0, high=1.0)  # build: unreadable videos skipped up to this share
+    strict: bool = key()                               # build: stop at the first unreadable video
     query: Any = key()            # a text, a video file, or a list of them
     topk: int = key(low=1)
     html: str | None = key()

@@ -12,6 +12,10 @@
   applies the same policy there. A video that fails is replaced by the item the dataset would
   have drawn (`VideoTextDataset.redraw`), with its caption, ids and tokens, and its record goes
   into the batch's "skipped" list, so the same counter counts it the same way.
+- Building a gallery (a user's folder, a dataset split): each video is read once, so there is
+  nothing to redraw. `ReadableVideos` hands back a video that fails to decode as a record, and
+  `drop_unreadable` applies the policy: each one named in a WARNING, left out with its
+  captions, counted, and the build stops above a fraction (or at the first one, strict).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import os
 from typing import Callable
 
 import torch
+from torch.utils.data import Dataset
 
 from vop.data.annotations.common import few
 from vop.data.decoders.base import VideoDecodeError
@@ -151,3 +156,61 @@ class BadVideoReplacer:
                 batch[key].extend(value)
             elif key != "video":
                 batch[key][position] = value[0]  # a tensor row or a list entry
+
+
+class ReadableVideos(Dataset):
+    """A per-video VideoTextDataset whose videos that fail to decode come back as records:
+    {"unreadable": {"path", "reason", "video_id"}, "index": video}. `collate_readable` then
+    batches the readable ones and lists the others under "unreadable"."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: int) -> dict:
+        try:
+            return self.dataset.load(item)
+        except VideoDecodeError as err:
+            video = self.dataset.video_of(item)
+            return {"unreadable": {"path": err.path, "reason": err.reason,
+                                   "video_id": self.dataset.split.video_ids[video]}, "index": video}
+
+
+class CollateReadable:
+    """Collates the readable items of a `ReadableVideos` batch; "unreadable": {video index: record}."""
+
+    def __init__(self, collate: Callable[[list[dict]], dict]) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[dict]) -> dict:
+        readable = [it for it in items if "unreadable" not in it]
+        batch = self.collate(readable) if readable else {"index": torch.zeros(0, dtype=torch.long)}
+        batch["unreadable"] = {it["index"]: it["unreadable"] for it in items if "unreadable" in it}
+        return batch
+
+
+def drop_unreadable(split: Split, unreadable: dict[int, str], max_bad_fraction: float, strict: bool,
+                    what: str) -> Split:
+    """`split` without the videos `unreadable` ({video index: reason}) and their captions.
+
+    Each is named in a WARNING. BadVideosError when `strict` and there is one, or when more than
+    `max_bad_fraction` of the videos are unreadable; `what` says what is being built."""
+    if not unreadable:
+        return split
+    listed = _describe(split, unreadable)
+    if strict:
+        raise BadVideosError(f"{what}: {len(unreadable)} of {split.num_videos} videos cannot be read: {listed} "
+                             "(strict=true stops at any; strict=false skips and counts them)")
+    if len(unreadable) > max_bad_fraction * split.num_videos:
+        raise BadVideosError(
+            f"{what}: {len(unreadable)} of {split.num_videos} videos ({100 * len(unreadable) / split.num_videos:.1f}%) "
+            f"cannot be read, more than max_bad_fraction={max_bad_fraction}: {listed}. Check the videos "
+            "(scripts/check_videos.py lists every bad one), or raise max_bad_fraction.")
+    for index, reason in sorted(unreadable.items()):
+        log.warning("%s: skipped unreadable video %s: %s", what, split.video_paths[index], reason)
+    kept = split.subset([i for i in range(split.num_videos) if i not in unreadable])
+    log.warning("%s: skipped %d of %d videos that cannot be read, and their %d captions", what, len(unreadable),
+                split.num_videos, split.num_captions - kept.num_captions)
+    return kept

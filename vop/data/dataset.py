@@ -60,7 +60,7 @@ class VideoTextDataset(Dataset):
         skipped: list[dict] = []
         for attempt in range(self.max_attempts if self.skip_bad else 1):
             try:
-                return {**self._load(item), "skipped": skipped}
+                return {**self.load(item), "skipped": skipped}
             except VideoDecodeError as err:
                 if not self.skip_bad:
                     raise VideoDecodeError(err.path, f"{err.reason}. scripts/check_videos.py lists every such "
@@ -83,7 +83,8 @@ class VideoTextDataset(Dataset):
             f"{self.max_attempts} videos drawn in a row failed to decode, e.g. {skipped[0]['path']} "
             f"({skipped[0]['reason']}); the videos look missing or unreadable: check data.root"))
 
-    def _load(self, item: int) -> dict:
+    def load(self, item: int) -> dict:
+        """Item `item` without the skipping policy: a video that fails to decode raises VideoDecodeError."""
         video = self.video_of(item)
         path = self.split.video_paths[video]
         rng = np.random.default_rng([self.seed, self.epoch, item])

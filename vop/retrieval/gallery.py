@@ -14,7 +14,9 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from vop.config.stored import stored_config
+from vop.data.bad_videos import BadVideosError, drop_unreadable
 from vop.data.split import Split
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError, UserError
@@ -96,6 +99,17 @@ class Gallery:
         """The encoder's config groups, read as values: rebuilt from the project's own groups."""
         return stored_config(self.config, f"gallery {self.source or '(in memory)'}", ENCODER_GROUPS)
 
+    def first_caption(self, video: int) -> str | None:
+        """The first caption of the gallery's video row `video`, None if it has none."""
+        return self._first_captions.get(video)
+
+    @cached_property
+    def _first_captions(self) -> dict[int, str]:
+        first: dict[int, str] = {}
+        for text, owner in zip(self.captions, self.caption_video):
+            first.setdefault(owner, text)
+        return first
+
     def check_width(self, query: torch.Tensor) -> None:
         """A query embedding [1, D] must be as wide as the gallery's."""
         if query.shape[-1] != self.video_emb.shape[1]:
@@ -151,15 +165,21 @@ def _parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
 
 
-def _part_stamp(part: Path) -> str | None:
+def _read_part(part: Path, stamp: str) -> tuple[torch.Tensor, dict[int, str]] | None:
+    """A finished chunk's (embeddings, unreadable videos) if the same encoder wrote it from the same files."""
     with safe_open(str(part), framework="pt") as f:
-        return (f.metadata() or {}).get("fingerprint")
+        meta = f.metadata() or {}
+    if meta.get("fingerprint") != stamp:
+        return None
+    return load_file(str(part))["emb"], {int(i): r for i, r in json.loads(meta.get("unreadable", "{}")).items()}
 
 
-def _encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progress: bool) -> torch.Tensor:
-    """Video embeddings [N, D], chunk by chunk; chunks already in `parts` (same encoder) are reused."""
+def _encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progress: bool,
+                   check: Callable[[dict[int, str]], None]) -> tuple[torch.Tensor, dict[int, str]]:
+    """Readable videos' embeddings [n, D] in row order, chunk by chunk, and {video index: reason} of the
+    unreadable ones (`check` sees them after each chunk); chunks in `parts` (same encoder) are reused."""
     parts.mkdir(parents=True, exist_ok=True)
-    embs = []
+    embs, unreadable = [], {}
     bar = tqdm(total=split.num_videos, desc="gallery videos", unit="video", disable=not progress)
     for start in range(0, split.num_videos, chunk):
         rows = range(start, min(start + chunk, split.num_videos))
@@ -167,26 +187,43 @@ def _encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, prog
         # A chunk is reused only if the same encoder encoded the same files.
         stamp = hashlib.sha256(json.dumps([encoder.identity["fingerprint"],
                                            [str(split.video_paths[i]) for i in rows]]).encode()).hexdigest()
-        if part.is_file() and _part_stamp(part) == stamp:
-            emb = load_file(str(part))["emb"]
+        done = _read_part(part, stamp) if part.is_file() else None
+        if done is not None:
+            emb, bad = done
             log.info("gallery: reusing %s", part.name)
         else:
-            emb = encoder.encode_videos(split, rows)  # [n, D]
-            save_file({"emb": emb.contiguous()}, str(part) + ".tmp", metadata={"fingerprint": stamp})
+            emb, bad = encoder.encode_readable_videos(split, rows)  # [n, D]
+            save_file({"emb": emb.contiguous()}, str(part) + ".tmp",
+                      metadata={"fingerprint": stamp, "unreadable": json.dumps(bad)})
             os.replace(str(part) + ".tmp", part)
         embs.append(emb)
+        unreadable.update(bad)
+        check(unreadable)
         bar.update(len(rows))
     bar.close()
-    return torch.cat(embs)
+    return torch.cat(embs), unreadable
 
 
 def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos: int = 1024,
-                  progress: bool = True) -> Gallery:
-    """Encode every video and caption of `split` with `encoder` and save the gallery at `path`."""
+                  progress: bool = True, max_bad_fraction: float = 0.1, strict: bool = False) -> Gallery:
+    """Encode every video and caption of `split` with `encoder` and save the gallery at `path`.
+
+    A video that cannot be decoded is left out with its captions, named and counted (WARNING);
+    more than `max_bad_fraction` of the videos, or any with `strict`, stops the build
+    (vop/data/bad_videos.py, BadVideosError)."""
     path = Path(path)
     if chunk_videos < 1:
         raise InputError(f"chunk_videos must be >= 1, got {chunk_videos}")
-    video_emb = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress)
+    what = f"gallery={path}"
+
+    def check(unreadable: dict[int, str]) -> None:  # stop as soon as the policy is broken
+        if strict or len(unreadable) > max_bad_fraction * split.num_videos:
+            drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
+
+    video_emb, unreadable = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress, check)
+    split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
+    if not split.num_videos:
+        raise BadVideosError(f"{what}: no video could be read")
     text_emb = encoder.encode_texts(split.captions) if split.captions else video_emb.new_zeros(0, video_emb.shape[1])
     require_finite(video_emb, "video", f"building gallery={path} with {encoder.describe()}")
     require_finite(text_emb, "caption", f"building gallery={path} with {encoder.describe()}")
@@ -195,5 +232,6 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
                       OmegaConf.to_container(encoder.cfg, resolve=True))
     gallery.save(path)
     shutil.rmtree(_parts_dir(path), ignore_errors=True)
-    log.info("gallery: %d videos, %d captions -> %s", split.num_videos, split.num_captions, path)
+    skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
+    log.info("gallery: %d videos, %d captions -> %s%s", split.num_videos, split.num_captions, path, skipped)
     return gallery

@@ -28,6 +28,8 @@ class Hit:
     score: float
     frames: list[Image.Image] = field(default_factory=list)  # the hit's thumbnail strip (t2v)
     is_gt: bool = False
+    path: str = ""  # the hit's video file: the page links to it ("" where unknown)
+    caption: str | None = None  # t2v: the hit video's first caption, where the gallery has one
 
 
 @dataclass
@@ -55,11 +57,22 @@ def _strip_html(frames: list[Image.Image], alt: str) -> str:
     return "".join(f'<img class="thumb" alt="{html.escape(alt)}" src="{_data_uri(f)}">' for f in frames)
 
 
+def file_link(path: str | Path) -> str:
+    """A link to a local file that a browser opens from the page (an absolute file: URI)."""
+    return Path(path).expanduser().resolve().as_uri()
+
+
 def _hit_html(rank: int, hit: Hit) -> str:
     cls = "hit gt" if hit.is_gt else "hit"
     badge = '<span class="badge">ground truth</span>' if hit.is_gt else ""
+    label = html.escape(hit.label)
+    strip = _strip_html(hit.frames, hit.label)
+    if hit.path:  # the id and the thumbnails open the video
+        href = html.escape(file_link(hit.path), quote=True)
+        label, strip = f'<a href="{href}">{label}</a>', f'<a href="{href}">{strip}</a>' if strip else ""
+    caption = f'<div class="caption">{html.escape(hit.caption)}</div>' if hit.caption else ""
     return (f'<div class="{cls}"><div class="meta">#{rank} &middot; {hit.score:.3f} {badge}</div>'
-            f'<div class="label">{html.escape(hit.label)}</div>{_strip_html(hit.frames, hit.label)}</div>')
+            f'<div class="label">{label}</div>{caption}{strip}</div>')
 
 
 def _query_html(view: QueryView) -> str:
@@ -75,7 +88,7 @@ h2{{font-size:16px;margin:0 0 8px}} .mode{{background:#444;color:#fff;border-rad
 .hits{{display:flex;flex-wrap:wrap;gap:6px}} .hit{{border:2px solid #eee;border-radius:4px;padding:4px}}
 .hit.gt{{border-color:{GT_COLOUR};background:#eef8f0}} .badge{{color:#fff;background:{GT_COLOUR};border-radius:3px;
 padding:0 5px;font-size:11px}} .meta{{font-size:12px;color:#555}} .label{{font-size:13px;margin:2px 0}}
-.thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}}"""
+.thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}} .caption{{font-size:12px;color:#444;max-width:360px;margin:2px 0}}"""
 
 
 def page_html(views: list[QueryView], title: str) -> str:

@@ -1,7 +1,8 @@
 """Query a gallery with a text (-> videos, t2v) or a video file (-> captions, v2t)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -10,10 +11,18 @@ from omegaconf import DictConfig
 
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError
-from vop.retrieval.folder import is_video_file
+from vop.data.video_files import VIDEO_SUFFIXES, is_video_file
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.index import TorchIndex
 from vop.retrieval.query_encoder import Encoder
+
+
+PRINTED_QUERY_CHARS = 200  # a longer query is shortened where it is printed (it is searched whole)
+
+
+def shortened(text: str, limit: int = PRINTED_QUERY_CHARS) -> str:
+    """`text` as printed: at most `limit` characters, saying how long it was when cut."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass
@@ -21,7 +30,9 @@ class RetrievalResult:
     """Ranked gallery items for one query, best first.
 
     t2v: `ids` are video ids; v2t: `ids` are captions. `rows` index the gallery's videos (t2v) or
-    captions (v2t); `video_ids` names the video of each hit in both modes.
+    captions (v2t); `video_ids` names the video of each hit in both modes, `video_paths` its file
+    ("" where the gallery does not know it), `captions` the hit video's first caption in the gallery
+    (t2v; None for a video without captions) or the hit caption itself (v2t).
     """
 
     query: str
@@ -30,21 +41,51 @@ class RetrievalResult:
     scores: list[float]
     rows: list[int]
     video_ids: list[str]
+    video_paths: list[str] = field(default_factory=list)
+    captions: list[str | None] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"{self.mode} query: {self.query}"]
-        lines += [f"{i + 1:3d}. {score:.4f}  {item}" for i, (item, score) in enumerate(zip(self.ids, self.scores))]
+        lines = [f"{self.mode} query: {shortened(self.query)}"]
+        for i, (item, score) in enumerate(zip(self.ids, self.scores)):
+            if self.mode == "v2t":
+                owner = self.video_ids[i] if i < len(self.video_ids) else ""
+                lines.append(f"{i + 1:3d}. {score:.4f}  {item}" + (f"  [{owner}]" if owner else ""))
+                continue
+            path = self.video_paths[i] if i < len(self.video_paths) else ""
+            lines.append(f"{i + 1:3d}. {score:.4f}  {item}" + (f"  {path}" if path else ""))
+            caption = self.captions[i] if i < len(self.captions) else None
+            if caption is not None:
+                lines.append(f"{'':14}{json.dumps(shortened(caption), ensure_ascii=False)}")
         return "\n".join(lines)
 
 
 def query_mode(query: str | Path) -> str:
-    """A `Path`, or a string ending in a video suffix (.mp4, ...), is a video query; other strings are text."""
-    if isinstance(query, Path) or is_video_file(str(query)):
-        if not Path(query).is_file():
-            raise MissingFileError(f"query video {query}: no such file (a query ending in a video suffix is "
-                                    "read as a video file)")
+    """A `Path`, or a string ending in a video suffix (.mp4, ...), is a video query; other strings are text.
+
+    A folder, or an existing file that is no video (by its suffix), is refused rather than searched
+    as text."""
+    text = str(query)
+    if isinstance(query, Path) or is_video_file(text):
+        path = Path(query).expanduser()
+        if path.is_dir():
+            raise InputError(f"query video {shortened(text)} is a folder; give one video file (or build a gallery of "
+                             "the folder: retrieve.py action=build videos=<folder> gallery=<file>)")
+        if not path.is_file():
+            raise MissingFileError(f"query video {shortened(text)}: no such file (a query ending in a video suffix is "
+                                   "read as a video file)")
         return "v2t"
+    if len(text) < 4096 and _exists(text):  # a path is short; a long text is never one
+        what = "a folder" if Path(text).expanduser().is_dir() else "a file whose suffix is no video suffix"
+        raise InputError(f"query={shortened(text)} names {what}, so it is neither a text nor a video query; a video "
+                         f"query is a file ending in one of {', '.join(VIDEO_SUFFIXES)}")
     return "t2v"
+
+
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):  # a name too long or with a NUL byte is no path: a text
+        return False
 
 
 class RetrievalPipeline:
@@ -95,16 +136,20 @@ class RetrievalPipeline:
             scores, rows = self.video_index.search(emb, k)  # [1, k]
             rows = rows[0].tolist()
             ids = [self.gallery.video_ids[r] for r in rows]
-            return RetrievalResult(str(query), mode, ids, scores[0].tolist(), rows, ids)
+            return RetrievalResult(str(query), mode, ids, scores[0].tolist(), rows, ids,
+                                   [self.gallery.video_paths[r] for r in rows],
+                                   [self.gallery.first_caption(r) for r in rows])
         if self.text_index is None:
             raise InputError("this gallery holds no captions, so a video query has nothing to rank; build it "
                              "from a dataset split or with captions=<file>")
-        emb = self.encoder.encode_video_files([query])  # [1, D]
+        emb = self.encoder.encode_video_file(query)  # [1, D]
         require_finite(emb, "query video", f"query {query}")
         self.gallery.check_width(emb)
         scores, rows = self.text_index.search(emb, k)  # [1, k]
         rows = rows[0].tolist()
         owners = [self.gallery.video_ids[self.gallery.caption_video[r]] if self.gallery.caption_video[r] >= 0 else ""
                   for r in rows]  # a ModelScope gallery may not say which video a caption describes
-        return RetrievalResult(str(query), mode, [self.gallery.captions[r] for r in rows], scores[0].tolist(),
-                               rows, owners)
+        videos = [self.gallery.caption_video[r] for r in rows]
+        texts = [self.gallery.captions[r] for r in rows]
+        return RetrievalResult(str(query), mode, texts, scores[0].tolist(), rows, owners,
+                               [self.gallery.video_paths[v] if v >= 0 else "" for v in videos], list(texts))

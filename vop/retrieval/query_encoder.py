@@ -15,13 +15,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 
+from vop.data.bad_videos import CollateReadable, ReadableVideos
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
+from vop.data.decoders.base import VideoDecodeError
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.engine import setup
 from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path, trainable_state
 from vop.engine.embed import encode_captions, encode_video_batches
 from vop.engine.precision import resolve_device, resolve_precision
+from vop.errors import InputError
 from vop.models.released import is_released, load_released
 
 # The config groups an encoder depends on (stored in a gallery so it can be rebuilt at query time).
@@ -78,27 +81,62 @@ class Encoder:
                                                            setup.max_text_len(self.cfg), self.device, self.dtype)]
         return torch.cat(chunks)
 
-    def video_loader(self, split: Split, rows: range | None = None) -> DataLoader:
-        """A loader over `split`'s videos (all, or `rows`), sampled as at evaluation."""
+    def video_loader(self, split: Split, rows: range | None = None, readable_only: bool = False,
+                     num_workers: int | None = None) -> DataLoader:
+        """A loader over `split`'s videos (all, or `rows`), sampled as at evaluation; `readable_only`:
+        a video that fails to decode is listed in its batch's "unreadable" instead of raising."""
         data = self.cfg.data
         dataset = VideoTextDataset(split, self.decoder, data.num_frames, data.test_sampling, data.frame_size,
                                    per="video")
+        collate = Collate()
+        if readable_only:
+            dataset, collate = ReadableVideos(dataset), CollateReadable(collate)
         if rows is not None:
             dataset = Subset(dataset, rows)
-        return make_loader(dataset, data.eval_batch_size, shuffle=False, num_workers=data.num_workers,
-                           collate=Collate(), seed=0, pin_memory=self.device.type == "cuda")
+        workers = data.num_workers if num_workers is None else num_workers
+        return make_loader(dataset, data.eval_batch_size, shuffle=False, num_workers=workers,
+                           collate=collate, seed=0, pin_memory=self.device.type == "cuda")
 
     def encode_videos(self, split: Split, rows: range | None = None, progress: bool = False) -> torch.Tensor:
         """Videos of `split` (all, or `rows`) -> [n, D] L2-normalised, on the CPU, in row order."""
+        return self._encode(self.video_loader(split, rows), progress)
+
+    def encode_readable_videos(self, split: Split, rows: range | None = None, progress: bool = False
+                               ) -> tuple[torch.Tensor, dict[int, str]]:
+        """Like `encode_videos`, but a video that fails to decode is left out instead of raising:
+        ([readable videos, D] in row order, {video index: reason} of the others)."""
+        unreadable: dict[int, str] = {}
+
+        def readable(loader):
+            for batch in loader:
+                unreadable.update({i: r["reason"] for i, r in batch.pop("unreadable").items()})
+                if len(batch["index"]):
+                    yield batch
+
+        loader = self.video_loader(split, rows, readable_only=True)
+        emb = self._encode(readable(loader), progress, total=len(loader))
+        return emb, unreadable
+
+    def _encode(self, batches, progress: bool, total: int | None = None) -> torch.Tensor:
         embs, indices = [], []
-        loader = self.video_loader(split, rows)
-        for emb, index in encode_video_batches(self.model, loader, self.transform, self.device, self.dtype,
-                                               progress=progress, total=len(loader)):
+        for emb, index in encode_video_batches(self.model, batches, self.transform, self.device, self.dtype,
+                                               progress=progress, total=total if total is not None else len(batches)):
             embs.append(emb.cpu())
             indices.append(index)
+        if not embs:
+            return torch.zeros(0, self.model.clip.config.projection_dim)
         return torch.cat(embs)[torch.cat(indices).argsort()]
+
+    def encode_video_file(self, path: str | Path) -> torch.Tensor:
+        """One video file -> [1, D]; InputError naming the file when it cannot be decoded."""
+        split = Split("query", [Path(path).stem], [Path(path)], [], [])
+        try:  # in this process: one file needs no workers, and the decoder's error arrives unwrapped
+            return self._encode(self.video_loader(split, num_workers=0), progress=False)
+        except VideoDecodeError as err:
+            decoder_error = err.__cause__ if isinstance(err.__cause__, VideoDecodeError) else err  # not the dataset's
+            raise InputError(f"query video {path} cannot be decoded: {decoder_error.reason} (a query ending in a "
+                             "video suffix is read as a video file)") from None
 
     def encode_video_files(self, paths: list[str | Path]) -> torch.Tensor:
         """Video files -> [n, D]."""
-        split = Split("query", [Path(p).stem for p in paths], [Path(p) for p in paths], [], [])
-        return self.encode_videos(split)
+        return torch.cat([self.encode_video_file(p) for p in paths])

@@ -20,11 +20,12 @@ def result_view(result: RetrievalResult, gallery: Gallery, decoder: Decoder, thu
         truth = {gallery.caption_video[i] for i, c in enumerate(gallery.captions) if c == result.query}
         # A ModelScope gallery knows a video's path only where the dataset's videos are present.
         hits = [Hit(vid, s, thumbnails(decoder, gallery.video_paths[r], thumb_frames) if gallery.video_paths[r]
-                    else [], r in truth) for vid, s, r in zip(result.ids, result.scores, result.rows)]
+                    else [], r in truth, gallery.video_paths[r], gallery.first_caption(r))
+                for vid, s, r in zip(result.ids, result.scores, result.rows)]
         return QueryView(result.query, "t2v", hits)
     same = [i for i, p in enumerate(gallery.video_paths) if p and Path(p).resolve() == Path(result.query).resolve()]
-    hits = [Hit(text, s, [], gallery.caption_video[r] in same) for text, s, r in
-            zip(result.ids, result.scores, result.rows)]
+    hits = [Hit(text, s, [], gallery.caption_video[r] in same, path) for text, s, r, path in
+            zip(result.ids, result.scores, result.rows, result.video_paths)]
     return QueryView(result.query, "v2t", hits, thumbnails(decoder, result.query, thumb_frames))
 
 
@@ -36,10 +37,13 @@ def example_views(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor,
     """
     queries = torch.linspace(0, split.num_captions - 1, min(count, split.num_captions)).round().long().unique()
     scores, rows = TorchIndex(video_emb.cpu()).search(text_emb.cpu()[queries], topk)  # [q, k]
+    first: dict[int, str] = {}
+    for text, owner in zip(split.captions, split.caption_video):
+        first.setdefault(owner, text)
     views = []
     for q, s_row, r_row in zip(queries.tolist(), scores.tolist(), rows.tolist()):
         truth = split.caption_video[q]
-        hits = [Hit(split.video_ids[r], s, thumbnails(decoder, split.video_paths[r], thumb_frames), r == truth)
-                for s, r in zip(s_row, r_row)]
+        hits = [Hit(split.video_ids[r], s, thumbnails(decoder, split.video_paths[r], thumb_frames), r == truth,
+                    str(split.video_paths[r]), first.get(r)) for s, r in zip(s_row, r_row)]
         views.append(QueryView(split.captions[q], "t2v", hits))
     return views

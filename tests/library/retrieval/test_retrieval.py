@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from tests.helpers import SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
 from vop.commands.retrieve import retrieve
+from vop.data.annotations.common import AnnotationError
 from vop.commands.train import train
 from vop.retrieval.gallery import Gallery, GalleryMismatchError, build_gallery
 from vop.retrieval.html import write_page
@@ -98,7 +99,7 @@ def test_build_resumes_from_finished_chunks(trained, built, tmp_path, monkeypatc
     encoder = Encoder.from_run(cfg.paths.output_dir)
     split = __import__("vop.engine.setup", fromlist=["x"]).load_splits(encoder.cfg, "test")["test"]
     calls = []
-    real = Encoder.encode_videos
+    real = Encoder.encode_readable_videos
 
     def interrupted(self, split, rows=None, progress=False):
         if len(calls) == 2:
@@ -107,12 +108,12 @@ def test_build_resumes_from_finished_chunks(trained, built, tmp_path, monkeypatc
         return real(self, split, rows)
 
     path = tmp_path / "g.safetensors"
-    monkeypatch.setattr(Encoder, "encode_videos", interrupted)
+    monkeypatch.setattr(Encoder, "encode_readable_videos", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_gallery(encoder, split, path, chunk_videos=5, progress=False)
     assert len(list((tmp_path / "g.safetensors.parts").iterdir())) == 2 and not path.exists()
     calls.clear()
-    monkeypatch.setattr(Encoder, "encode_videos", lambda self, s, rows=None, progress=False:
+    monkeypatch.setattr(Encoder, "encode_readable_videos", lambda self, s, rows=None, progress=False:
                         calls.append(rows) or real(self, s, rows))
     resumed = build_gallery(encoder, split, path, chunk_videos=5, progress=False)
     assert calls == [range(10, 15), range(15, 16)]  # 16 videos: chunks 0-5, 5-10 were reused
@@ -135,7 +136,7 @@ def test_folder_gallery_with_caption_file(trained, tmp_path):
     assert gallery.video_ids == sorted([videos[0].stem, videos[1].stem, f"sub/{videos[2].stem}"])
     assert gallery.captions == ["first", "a", "b"] and gallery.text_emb.shape[0] == 3
     captions.write_text(json.dumps({"nope": "x"}))
-    with pytest.raises(KeyError, match="captions.json"):
+    with pytest.raises(AnnotationError, match=r"captions.json key 'nope'.*relative to videos="):
         retrieve(retrieve_cfg(tmp_path, tmp / "data", overrides), overrides)
 
 

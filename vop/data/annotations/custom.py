@@ -178,7 +178,14 @@ def _jsonl_rows(path: Path) -> list[Row]:
     return rows
 
 
-def _captions_by_video(rows: list[Row], folder: VideoFolder, path: Path) -> dict[str, list[str]]:
+def captions_by_video(path: Path, folder: VideoFolder, videos_key: str = "data.videos") -> dict[str, list[str]]:
+    """{video id: its captions} from a .json, .csv or .jsonl captions file; every id must resolve in
+    `folder`, named by the option `videos_key` (the folder gallery reads `retrieve.py captions=` with it)."""
+    return _captions_by_video(read_rows(path), folder, path, videos_key)
+
+
+def _captions_by_video(rows: list[Row], folder: VideoFolder, path: Path, videos_key: str = "data.videos"
+                       ) -> dict[str, list[str]]:
     """{video id: its captions}, in the order the file first names each video; every id must resolve."""
     by_video: dict[str, list[str]] = {}
     unknown: list[Row] = []
@@ -193,7 +200,7 @@ def _captions_by_video(rows: list[Row], folder: VideoFolder, path: Path) -> dict
         raise AnnotationError(
             f"{DATASET}: {len(unknown)} caption(s) in {path} name videos that are not under {folder.root}; "
             f"first: {first.where}, key 'video': {first.video!r} (looked for {folder.describe_lookup(first.video)}). "
-            f"All: {few(sorted({r.video for r in unknown}))}. Ids are paths relative to data.videos, with or "
+            f"All: {few(sorted({r.video for r in unknown}))}. Ids are paths relative to {videos_key}, with or "
             "without the suffix")
     return by_video
 
