@@ -19,7 +19,7 @@ from vop.engine import distributed, setup
 from vop.engine.checkpoint import FILENAME, check_compatible, load_trainable, save_checkpoint, trainable_state
 from vop.engine.device_feed import DeviceFeed
 from vop.engine.loggers import RunLogger
-from vop.engine.optim import build_optimizer, param_groups, warmup_steps
+from vop.engine.optim import build_optimizer, param_groups, warmup_steps, warn_if_too_slow
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from vop.engine.resume import check_same_trajectory, load_resume, prune, save_resume
 from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
@@ -123,6 +123,7 @@ class Trainer:
                               f"data.batch_size={cfg.data.batch_size}")
         groups = param_groups(self.model, self.method, cfg.method.lr, cfg.method.lr_new, cfg.optim.weight_decay,
                               decay_all=cfg.optim.decay_all)
+        warn_if_too_slow(cfg.model, groups)
         self.optimizer = build_optimizer(instantiate(cfg.optim.optimizer), groups)
         total = self.steps_per_epoch * cfg.trainer.epochs
         self.scheduler = instantiate(cfg.scheduler.schedule)(
