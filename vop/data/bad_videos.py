@@ -160,7 +160,7 @@ class BadVideoReplacer:
 
 class ReadableVideos(Dataset):
     """A per-video VideoTextDataset whose videos that fail to decode come back as records:
-    {"unreadable": {"path", "reason", "video_id"}, "index": video}. `collate_readable` then
+    {"unreadable": {"path", "reason", "video_id"}, "index": video}. `CollateReadable` then
     batches the readable ones and lists the others under "unreadable"."""
 
     def __init__(self, dataset) -> None:
@@ -191,23 +191,29 @@ class CollateReadable:
         return batch
 
 
-def drop_unreadable(split: Split, unreadable: dict[int, str], max_bad_fraction: float, strict: bool,
-                    what: str) -> Split:
-    """`split` without the videos `unreadable` ({video index: reason}) and their captions.
-
-    Each is named in a WARNING. BadVideosError when `strict` and there is one, or when more than
-    `max_bad_fraction` of the videos are unreadable; `what` says what is being built."""
-    if not unreadable:
-        return split
+def check_unreadable(split: Split, unreadable: dict[int, str], max_bad_fraction: float, strict: bool,
+                     what: str) -> None:
+    """BadVideosError when `strict` and a video of `split` is unreadable ({video index: reason}), or when
+    more than `max_bad_fraction` of its videos are; `what` says what is being built."""
+    if not unreadable or not (strict or len(unreadable) > max_bad_fraction * split.num_videos):
+        return
     listed = _describe(split, unreadable)
     if strict:
         raise BadVideosError(f"{what}: {len(unreadable)} of {split.num_videos} videos cannot be read: {listed} "
                              "(strict=true stops at any; strict=false skips and counts them)")
-    if len(unreadable) > max_bad_fraction * split.num_videos:
-        raise BadVideosError(
-            f"{what}: {len(unreadable)} of {split.num_videos} videos ({100 * len(unreadable) / split.num_videos:.1f}%) "
-            f"cannot be read, more than max_bad_fraction={max_bad_fraction}: {listed}. Check the videos "
-            "(scripts/check_videos.py lists every bad one), or raise max_bad_fraction.")
+    raise BadVideosError(
+        f"{what}: {len(unreadable)} of {split.num_videos} videos ({100 * len(unreadable) / split.num_videos:.1f}%) "
+        f"cannot be read, more than max_bad_fraction={max_bad_fraction}: {listed}. Check the videos "
+        "(scripts/check_videos.py lists every bad one), or raise max_bad_fraction.")
+
+
+def drop_unreadable(split: Split, unreadable: dict[int, str], max_bad_fraction: float, strict: bool,
+                    what: str) -> Split:
+    """`split` without the videos `unreadable` ({video index: reason}) and their captions, each named in
+    a WARNING; BadVideosError where `check_unreadable` says the policy is broken."""
+    check_unreadable(split, unreadable, max_bad_fraction, strict, what)
+    if not unreadable:
+        return split
     for index, reason in sorted(unreadable.items()):
         log.warning("%s: skipped unreadable video %s: %s", what, split.video_paths[index], reason)
     kept = split.subset([i for i in range(split.num_videos) if i not in unreadable])

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from vop.config.stored import stored_config
-from vop.data.bad_videos import BadVideosError, drop_unreadable
+from vop.data.bad_videos import BadVideosError, check_unreadable, drop_unreadable
 from vop.data.split import Split
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError, UserError
@@ -177,7 +177,7 @@ def _read_part(part: Path, stamp: str) -> tuple[torch.Tensor, dict[int, str]] | 
 def _encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progress: bool,
                    check: Callable[[dict[int, str]], None]) -> tuple[torch.Tensor, dict[int, str]]:
     """Readable videos' embeddings [n, D] in row order, chunk by chunk, and {video index: reason} of the
-    unreadable ones (`check` sees them after each chunk); chunks in `parts` (same encoder) are reused."""
+    unreadable ones (`check` sees them after each chunk, to stop early); chunks in `parts` (same encoder) are reused."""
     parts.mkdir(parents=True, exist_ok=True)
     embs, unreadable = [], {}
     bar = tqdm(total=split.num_videos, desc="gallery videos", unit="video", disable=not progress)
@@ -215,11 +215,7 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     if chunk_videos < 1:
         raise InputError(f"chunk_videos must be >= 1, got {chunk_videos}")
     what = f"gallery={path}"
-
-    def check(unreadable: dict[int, str]) -> None:  # stop as soon as the policy is broken
-        if strict or len(unreadable) > max_bad_fraction * split.num_videos:
-            drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
-
+    check = partial(check_unreadable, split, max_bad_fraction=max_bad_fraction, strict=strict, what=what)
     video_emb, unreadable = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress, check)
     split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
     if not split.num_videos:

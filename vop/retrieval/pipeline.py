@@ -9,13 +9,12 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig
 
+from vop.data.video_files import VIDEO_SUFFIXES, is_video_file
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError
-from vop.data.video_files import VIDEO_SUFFIXES, is_video_file
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.index import TorchIndex
 from vop.retrieval.query_encoder import Encoder
-
 
 PRINTED_QUERY_CHARS = 200  # a longer query is shortened where it is printed (it is searched whole)
 
