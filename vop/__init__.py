@@ -32,3 +32,14 @@ def _basename(path, default: str = "") -> str:
 # `${vop.basename:<path>,<default>}`: data=custom names the data set after its videos folder.
 if not OmegaConf.has_resolver("vop.basename"):
     OmegaConf.register_new_resolver("vop.basename", _basename)
+
+
+def _workers(most=8) -> int:
+    from vop.data.workers import default_workers
+
+    return default_workers(most)
+
+
+# `${vop.workers:8}`: data.num_workers defaults to at most 8, no more than this machine's cores per rank.
+if not OmegaConf.has_resolver("vop.workers"):
+    OmegaConf.register_new_resolver("vop.workers", _workers)

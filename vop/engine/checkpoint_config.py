@@ -4,25 +4,51 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vop.engine.checkpoint import check_compatible
 
 # Groups a checkpoint brings with it unless the command line chooses them explicitly.
 FROM_CHECKPOINT = ("model", "method", "data", "decoder")
+# Keys that describe the machine, not the run: this machine's value, never the trained run's.
+MACHINE_KEYS = ("data.num_workers",)
+
+
+def override_key(override: str) -> str:
+    """`+data.num_frames=8` -> `data.num_frames`."""
+    return override.lstrip("+~").split("=")[0]
 
 
 def chosen_on_command_line(overrides: Sequence[str], group: str) -> bool:
-    return any(o.lstrip("+~").split("=")[0].split(".")[0] == group for o in overrides)
+    """The command line names this group or one of its keys (`data=didemo`, `data.num_frames=8`)."""
+    return any(override_key(o).split(".")[0] == group for o in overrides)
+
+
+def option_chosen(overrides: Sequence[str], group: str) -> bool:
+    """The command line chooses this group's option (`data=didemo`), not only some of its keys."""
+    return any(override_key(o) == group for o in overrides)
+
+
+def keys_set_on_command_line(overrides: Sequence[str], group: str) -> list[str]:
+    """The dotted keys of `group` the command line sets (`data.num_workers=0` -> `data.num_workers`)."""
+    return [override_key(o) for o in overrides if override_key(o).startswith(f"{group}.")]
 
 
 def merge_checkpoint_config(cfg: DictConfig, saved: DictConfig, overrides: Sequence[str], path: Path) -> DictConfig:
-    """Take the trained run's model/method/data/decoder, except groups named on the command line.
-    `saved` is what read_checkpoint returns: rebuilt from the project's own groups and checked."""
+    """Take the trained run's model/method/data/decoder, except groups chosen on the command line
+    (`data=didemo`); keys set there (`data.num_frames=8`) go over the trained run's group, and the
+    machine's own keys (MACHINE_KEYS) are this machine's. `saved` is what read_checkpoint returns:
+    rebuilt from the project's own groups and checked."""
     cfg = cfg.copy()
+    here = {key: OmegaConf.select(cfg, key) for key in MACHINE_KEYS}
     with open_dict(cfg):
         for group in FROM_CHECKPOINT:
-            if not chosen_on_command_line(overrides, group):
-                cfg[group] = saved[group]
+            if option_chosen(overrides, group):
+                continue
+            given = {key: OmegaConf.select(cfg, key) for key in keys_set_on_command_line(overrides, group)}
+            cfg[group] = saved[group].copy()
+            for key, value in {**here, **given}.items():
+                if key.split(".")[0] == group and value is not None:
+                    OmegaConf.update(cfg, key, value, force_add=True)
     check_compatible(saved, cfg, path)
     return cfg

@@ -17,15 +17,15 @@ def run_name(ckpt: str | None, method: str, data: str, overrides: list[str] | No
     if not ckpt:
         return f"{method}_{data}"
     from vop.engine.checkpoint import CheckpointError, read_checkpoint  # torch: only when a ckpt is given
-    from vop.engine.checkpoint_config import chosen_on_command_line
+    from vop.engine.checkpoint_config import option_chosen
 
     try:
         saved = read_checkpoint(ckpt, tensors=False)[1]
     except CheckpointError:  # a released .pth, or a bad path that eval.py reports itself
         return f"{method}_{data}"
     overrides = list(overrides or [])
-    method = method if chosen_on_command_line(overrides, "method") else saved.method.name
-    data = data if chosen_on_command_line(overrides, "data") else saved.data.name
+    method = method if option_chosen(overrides, "method") else saved.method.name
+    data = data if option_chosen(overrides, "data") else saved.data.name
     return f"{method}_{data}"
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from unittest import mock
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -22,6 +23,7 @@ CONFIGS = ROOT / "configs"
 # Machine-dependent values, fixed so the snapshot is the same everywhere.
 MISSING = "<absent>"  # a key this pair does not have
 FIXED = ["paths.root_dir=/vop", "paths.output_dir=/vop/outputs/run"]
+FIXED_CPUS = 16  # data.num_workers follows the machine's cores (vop/data/workers.py): composed as on 16
 
 
 def options(group: str) -> list[str]:
@@ -36,7 +38,9 @@ def composed(method: str, data: str) -> dict:
 
 def compose_all() -> dict[tuple[str, str], dict]:
     """{(method, data): flattened resolved config} for every pair (one Hydra initialisation)."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"), \
+            mock.patch("vop.data.workers.usable_cpus", return_value=FIXED_CPUS), \
+            mock.patch.dict("os.environ", {"LOCAL_WORLD_SIZE": "1"}):
         return {(m, d): flat(composed(m, d)) for m in options("method") for d in options("data")}
 
 
