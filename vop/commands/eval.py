@@ -15,7 +15,7 @@ from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.engine.modelscope_folder import ModelScopeFolder, folder_config
 from vop.engine.precision import resolve_device, resolve_precision
-from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
+from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics, split_sizes
 from vop.models.released import is_released, load_released
 from vop.retrieval.html import write_page
 from vop.retrieval.views import example_views
@@ -41,7 +41,9 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     device = resolve_device(cfg.trainer.device)
     dtype = resolve_precision(cfg.trainer.precision, device)
     split_name = cfg.data.test_split
-    _, split, _, report = setup.usable_splits(cfg, None, setup.load_splits(cfg, split_name)[split_name])
+    splits = setup.load_splits(cfg, split_name)
+    _, split, _, report = setup.usable_splits(cfg, None, splits[split_name])
+    splits[split_name] = split
     model, tokenizer, _, count = setup.build_model(cfg, random_init=released)
     if released:
         load_released(model, cfg.ckpt)
@@ -53,7 +55,8 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     metrics = prefixed(evaluator(model), split_name)
     run_dir = Path(cfg.paths.output_dir)
     save_config(run_dir, cfg)
-    save_metrics(run_dir, {**metrics, **report, "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)})
+    save_metrics(run_dir, {**metrics, **report, **split_sizes(splits), "trainable_params": count.trainable,
+                           "ckpt": str(cfg.ckpt)})
     link_latest(run_dir)
     if cfg.get("examples"):
         page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),

@@ -55,6 +55,13 @@ def link_latest(run_dir: Path) -> Path | None:
     return link
 
 
+def split_sizes(splits: dict) -> dict[str, int]:
+    """`{"train/num_videos": 80, "train/num_captions": 160, "test/num_videos": 20, ...}` for metrics.json:
+    the splits a run had (a user's own data set's held-out draw is visible without the log)."""
+    return {f"{name}/{what}": getattr(split, what) for name, split in sorted(splits.items())
+            for what in ("num_videos", "num_captions")}
+
+
 def prefixed(metrics: dict[str, float], split: str) -> dict[str, float]:
     """`t2v_R@1` -> `test/t2v_R@1`."""
     return {f"{split}/{k}": v for k, v in metrics.items()}

@@ -22,7 +22,7 @@ from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps, warn_if_too_slow
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from vop.engine.resume import check_same_trajectory, load_resume, prune, save_resume
-from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics
+from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics, split_sizes
 from vop.engine.train_state import Progress, TrainState
 from vop.engine.training_faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
 from vop.errors import ConfigError
@@ -383,7 +383,7 @@ class Trainer:
         split = self.cfg.data.test_split
         result = {**metrics, **self.best_test, **self.data_report, **self.bad_videos.report(),
                   "trainable_params": self.count.trainable, "total_params": self.count.total,
-                  f"{split}/num_videos": self.test_split.num_videos,
+                  **split_sizes(self.splits),
                   f"{split}/num_queries": self.test_split.num_captions,
                   f"{split}/chance_R@1": 100.0 / self.test_split.num_videos}
         if self.count.trainable:

@@ -258,9 +258,12 @@ def test_train_eval_and_retrieve_on_own_videos(videos, tmp_path):
     [run] = (tmp_path / "logs" / "train").glob("*_bias_holiday_clips")
     trained = json.loads((run / "metrics.json").read_text())
     assert trained["test/num_videos"] == 3 and "splits held out" in proc.stdout + proc.stderr
+    assert (trained["train/num_videos"], trained["train/num_captions"]) == (9, 18)  # two captions each
     overrides = [f"ckpt={run}", "trainer.device=cpu"]
     evaluated = evaluate_run(compose_cfg("eval", overrides, tmp_path / "eval"), overrides=overrides)
     assert evaluated["test/t2v_R@1"] == pytest.approx(trained["test/t2v_R@1"])
+    assert json.loads((tmp_path / "eval" / "run" / "metrics.json").read_text())["test/num_captions"] == \
+        trained["test/num_captions"]
     overrides = [*overrides, "action=build", f"gallery={tmp_path / 'g.safetensors'}", "split=train"]
     gallery = build(compose_cfg("retrieve", overrides, tmp_path / "retrieve"), overrides)
     assert len(gallery.video_ids) == 9
