@@ -1,0 +1,107 @@
+"""scripts/export_hf.py: a trained run as a Hugging Face CLIP folder that plain transformers code loads
+and that gives vop's embeddings (checked against vop's own encoder, to 1e-5)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import CLIPModel, CLIPProcessor
+
+from tests.helpers import assert_one_block, cli, tiny_synthetic
+from vop.commands.train import train
+from vop.engine.setup import load_splits
+from vop.models.hf_export import INFO_FILE, NotExportableError
+from vop.retrieval.query_encoder import Encoder
+from vop.tools.export_hf import export_run
+
+# A few real steps at a rate that moves every trained tensor, so a folder without them would differ.
+RUN = ["method.lr=1e-2", "method.lr_new=1e-2", "scheduler.warmup_ratio=0", "trainer.max_steps_per_epoch=3",
+       "trainer.eval_every_epoch=false"]
+CAPTIONS = ["a red circle moves left", "a blue square moves up quickly over a green background", "x" * 300]
+
+
+def plain(output) -> torch.Tensor:
+    """transformers 5 returns an output object from get_*_features, 4.x a tensor."""
+    return output if torch.is_tensor(output) else output.pooler_output
+
+
+@pytest.fixture(scope="module", params=["full", "bias", "proj", "partial"])
+def run(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    cfg = tiny_synthetic(request.param, tmp, RUN)
+    train(cfg)
+    return cfg, tmp
+
+
+def test_plain_transformers_give_vops_text_frame_and_video_embeddings(run):
+    cfg, tmp = run
+    out = export_run(cfg.paths.output_dir, tmp / "export")
+    encoder = Encoder.from_run(cfg.paths.output_dir)
+    model = CLIPModel.from_pretrained(out).eval()
+    processor = CLIPProcessor.from_pretrained(out)
+
+    with torch.no_grad():
+        inputs = processor.tokenizer(CAPTIONS, padding=True, truncation=True, return_tensors="pt")
+        text = F.normalize(plain(model.get_text_features(**inputs)), dim=-1)
+        torch.testing.assert_close(text, encoder.encode_texts(CAPTIONS), rtol=0, atol=1e-5)
+
+        split = load_splits(cfg, "test")["test"]
+        batch = next(iter(encoder.video_loader(split, range(4), num_workers=0)))
+        pixels = encoder.transform(batch["video"], torch.float32)  # [B, T, 3, S, S], vop's frames
+        b, t = pixels.shape[:2]
+        frames = F.normalize(plain(model.get_image_features(pixel_values=pixels.flatten(0, 1))), dim=-1)
+        torch.testing.assert_close(frames, encoder.model.encode_frames(pixels.flatten(0, 1), t), rtol=0, atol=1e-5)
+        video = F.normalize(frames.view(b, t, -1).mean(1), dim=-1)  # the readout vop_export.json names
+        torch.testing.assert_close(video, encoder.encode_videos(split, range(4)), rtol=0, atol=1e-5)
+
+        # The trained tensors are in the folder: the untrained model embeds differently.
+        untrained = CLIPModel.from_pretrained(out)
+        untrained.load_state_dict(Encoder(tiny_synthetic(cfg.method.name, tmp / "base")).model.clip.state_dict())
+        assert not torch.allclose(plain(untrained.get_text_features(**inputs)), plain(model.get_text_features(**inputs)))
+
+    info = json.loads((out / INFO_FILE).read_text())
+    assert info["method"] == cfg.method.name and info["video"]["num_frames"] == t
+    assert processor.tokenizer.model_max_length == cfg.data.max_text_len
+
+
+def test_the_image_processor_prepares_frames_as_vops_transform_does(run, tmp_path):
+    cfg, tmp = run
+    out = export_run(cfg.paths.output_dir, tmp_path / "export")
+    processor = CLIPProcessor.from_pretrained(out)
+    encoder = Encoder.from_run(cfg.paths.output_dir)
+    rng = np.random.default_rng(0)
+    # A smooth frame (resampling filters agree on it to far below a grey level) of another size.
+    y, x = np.mgrid[0:90, 0:160]
+    frame = np.stack([x * 1.5, y * 2.5, (x + y) * 1.0], -1).clip(0, 255).astype(np.uint8)
+    frame = np.clip(frame + rng.integers(0, 2, frame.shape), 0, 255).astype(np.uint8)
+    theirs = processor.image_processor(images=[frame], return_tensors="pt")["pixel_values"]
+    ours = encoder.transform(torch.from_numpy(frame)[None, None], torch.float32)[0]
+    assert theirs.shape == ours.shape
+    assert (theirs - ours).abs().mean() < 0.02  # bicubic in PIL vs torch: the same crop and scale
+
+
+@pytest.mark.parametrize("method", ["vop", "adapter_attn"])
+def test_a_method_that_adds_modules_is_refused_saying_why(method, tmp_path):
+    cfg = tiny_synthetic(method, tmp_path, RUN)
+    train(cfg)
+    with pytest.raises(NotExportableError, match=f"method={method} cannot be exported.*adds modules"):
+        export_run(cfg.paths.output_dir, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+    assert not list(tmp_path.glob(".export*"))
+
+
+def test_the_script_exports_and_refuses_a_used_folder(run, tmp_path):
+    cfg, _ = run
+    proc = cli("scripts/export_hf.py", f"ckpt={cfg.paths.output_dir}", f"out={tmp_path / 'clip'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CLIPModel.from_pretrained" in proc.stdout
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "preprocessor_config.json",
+            INFO_FILE} <= {p.name for p in (tmp_path / "clip").iterdir()}
+    again = cli("scripts/export_hf.py", f"ckpt={cfg.paths.output_dir}", f"out={tmp_path / 'clip'}")
+    assert_one_block(again, f"out={tmp_path / 'clip'} exists and is not an empty folder")
+    missing = cli("scripts/export_hf.py", f"ckpt={tmp_path / 'nothing'}", f"out={tmp_path / 'other'}")
+    assert_one_block(missing, str(tmp_path / "nothing"))
+    assert not (tmp_path / "other").exists()
