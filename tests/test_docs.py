@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT
+from tests.own_collection import write_collection
 
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 COPIED = ("train.py", "eval.py", "retrieve.py", "configs", "vop", "scripts")
@@ -58,6 +59,7 @@ def after(root: Path, demo: str) -> Path:
     proc = run(f"{demo} trainer.progress=false", root, timeout=3600)  # the demo: 4 min idle, 20 on a loaded CPU
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (root / "outputs" / "train" / "latest" / "checkpoint.safetensors").is_file()
+    write_collection(root / "data")  # README "Your own videos": data/my_clips/ and data/my_clips.csv
     return root
 
 
@@ -79,7 +81,8 @@ def check(block: str, root: Path) -> None:
     assert not (root / "outputs" / "retrieve").exists()  # builds and queries leave no run folder
     if "eval.py ckpt=outputs/train/latest" in block:  # named after what the checkpoint is, and said where
         latest = (root / "outputs" / "eval" / "latest").resolve()
-        assert latest.name.endswith("_full_synthetic") and (latest / "metrics.json").is_file()
+        trained = (root / "outputs" / "train" / "latest").resolve().name.split("_", 2)[-1]  # <date>_<time>_<what>
+        assert latest.name.endswith(f"_{trained}") and (latest / "metrics.json").is_file()
         assert f"metrics in {latest / 'metrics.json'}" in proc.stdout + proc.stderr
     if "query=" in block:
         assert "t2v query: " in proc.stdout or "v2t query: " in proc.stdout
