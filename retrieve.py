@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.retrieve import retrieve
-from vop.config.choices import check_choices
+from vop.config.command_line import check_command_line
 from vop.errors import exit_on_user_error
 
 
@@ -19,5 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    exit_on_user_error(check_choices)(sys.argv[1:])  # method=bais: one block, exit 2 (not Hydra's 1)
+    exit_on_user_error(check_command_line)("retrieve", sys.argv[1:])  # Hydra's errors: one block, exit 2 (not 1)
     main()

@@ -3,7 +3,6 @@
 Prints videos/s for every decoder and for X-Pool's OpenCV loader on the same videos, side by
 side in one run, and the ratios to OpenCV (see vop/tools/bench_decode.py).
 """
-import argparse
 import platform
 import sys
 from pathlib import Path
@@ -11,12 +10,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+from vop.errors import ArgumentParser  # noqa: E402
 from vop import ROOT  # noqa: E402
 from vop.tools.bench_decode import bench_videos, methods, report, run_bench  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="passes over every video per method")
     parser.add_argument("--frames", type=int, default=12, help="frames sampled per video (uniform)")
     parser.add_argument("--size", type=int, default=224, help="short side / square size the workers ship")

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.config.command_line import check_command_line  # noqa: E402
 from vop.errors import exit_on_user_error  # noqa: E402
 from vop.tools import export_hf  # noqa: E402
 
@@ -23,4 +24,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_user_error(check_command_line)("export_hf", sys.argv[1:])  # Hydra's errors: one block, exit 2
     main()

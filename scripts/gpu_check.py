@@ -127,6 +127,11 @@ VERBS = {"pack": pack, "unpack": unpack, "env": print_environment, "summary": su
 
 if __name__ == "__main__":
     verb, *args = sys.argv[1:] or ["help"]
-    if verb not in VERBS:
-        sys.exit(__doc__)
-    VERBS[verb](*args)
+    if verb in ("help", "-h", "--help"):
+        print(__doc__)
+    elif verb not in VERBS:
+        print(f"Error: {verb!r} is not a verb of scripts/gpu_check.py\n(usage: gpu_check.py {{{','.join(VERBS)}}} ...; "
+              "`help` explains them)", file=sys.stderr)
+        sys.exit(2)
+    else:
+        VERBS[verb](*args)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 import vop  # noqa: E402,F401  (registers the config resolvers)
+from vop.config.command_line import check_command_line  # noqa: E402
 from vop.errors import exit_on_user_error  # noqa: E402
 from vop.engine.setup import build_clip  # noqa: E402
 from vop.config.files import method_configs  # noqa: E402
@@ -36,4 +37,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_user_error(check_command_line)("param_table", sys.argv[1:])  # Hydra's errors: one block, exit 2
     main()

@@ -6,6 +6,7 @@ user error too.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
@@ -61,3 +62,12 @@ def exit_on_user_error(fn: F) -> F:
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper  # type: ignore[return-value]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the scripts that take flags: a bad flag is one `Error:` block and exit status 2,
+    like every other user error (argparse's own is its usage line, then `prog: error: ...`)."""
+
+    def error(self, message: str):
+        print(f"Error: {message}\n({self.format_usage().strip()})", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)

@@ -15,6 +15,7 @@ from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.config.check import check_config
 from vop.config.choices import check_choices
+from vop.config.command_line import check_command_line
 from vop.data.annotations.common import AnnotationError, DataNotFoundError
 from vop.data.annotations.msrvtt import load_msrvtt
 from vop.data.checks import checked_train_split
@@ -333,3 +334,37 @@ def test_every_option_of_a_multirun_list_is_checked():
     check_choices(["method=bias,full", "data=msrvtt9k", "+trainer.epochs=3", "hydra.run.dir=x", "~logger"])
     with pytest.raises(ConfigError, match="data=msrvt9k is not an option of the data group"):
         check_choices(["method=bias,full", "data=msrvtt9k,msrvt9k"])
+
+
+# Hydra's own errors (override syntax, a key the config lacks, `+` on a key it has) become one block.
+HYDRA_ERRORS = [("trainer.epochs=[1", "no viable alternative at input '[1'"),
+                ("trainer.epocs=3", "Could not override 'trainer.epocs'"),
+                ("+trainer.epochs=3", "An item is already at 'trainer.epochs'"),
+                ("foo", "Error parsing override 'foo'")]
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "retrieve.py"])
+@pytest.mark.parametrize("override,needle", HYDRA_ERRORS, ids=[o for o, _ in HYDRA_ERRORS])
+def test_hydras_command_line_errors_are_one_block_and_exit_2(script, override, needle, tmp_path):
+    proc = cli(script, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_block(proc, "the command line cannot be composed", needle)
+    assert not (tmp_path / "run").exists()
+
+
+SCRIPTS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_reports_a_bad_argument_as_one_block(script, tmp_path):
+    source = (Path(__file__).resolve().parents[2] / "scripts" / script).read_text()
+    bad = "no_such_key=1" if "hydra.main" in source else "--no-such-flag"
+    proc = cli(f"scripts/{script}", bad, cwd=tmp_path)
+    assert_one_block(proc, "no_such_key" if "hydra.main" in source else "(usage: ")  # argparse: its usage line
+    assert not list(tmp_path.iterdir())  # nothing written where it ran
+
+
+def test_a_multirun_sweep_is_composed_with_its_first_values():
+    check_command_line("train", ["-m", "method=bias,full", "trainer.epochs=1,2"])
+    with pytest.raises(ConfigError, match="Could not override 'trainer.epocs'"):
+        check_command_line("train", ["--multirun", "method=bias,full", "trainer.epocs=1,2"])
+    check_command_line("train", ["--cfg", "job", "trainer.epocs=1"])  # Hydra's flags: left to Hydra

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from vop.errors import ArgumentParser
 from vop.retrieval.index import FaissIndex, TorchIndex
 
 
@@ -72,7 +73,7 @@ def bench(name: str, build, queries: torch.Tensor, k: int, repeats: int, exact_r
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=64)

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vop import ROOT  # importing vop registers the config resolvers
+from vop.errors import ArgumentParser
 
 CONFIGS = ROOT / "configs"
 # Machine-dependent values, fixed so the snapshot is the same everywhere.
@@ -99,7 +100,7 @@ def composed_now() -> dict[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="write here (default: stdout)")
     args = parser.parse_args()
     text = json.dumps(snapshot(), indent=0, sort_keys=True) + "\n"

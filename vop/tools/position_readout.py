@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from vop import ROOT
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.synthetic import DIRECTIONS, _twin_plan, render
+from vop.errors import ArgumentParser
 
 FRAMES, WIDTH, HEIGHT, SIZE = 20, 128, 112, 112  # the benchmark's videos and model input
 
@@ -47,7 +48,7 @@ def ridge_r2(x: torch.Tensor, y: torch.Tensor, train: int, alpha: float = 1e-2) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="all-parameter safetensors of the 112-px tiny CLIP (stage 1)")
     parser.add_argument("--videos", type=int, default=320)
     args = parser.parse_args()

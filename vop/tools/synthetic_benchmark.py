@@ -36,6 +36,7 @@ from vop.engine import distributed
 from vop.engine.checkpoint import FILENAME, load_trainable, read_checkpoint
 from vop.engine.rundir import save_metrics
 from vop.engine.trainer import Trainer
+from vop.errors import ArgumentParser
 from vop.tools.direction_probe import probe_metrics
 from vop.tools.make_table import make_table
 
@@ -144,7 +145,7 @@ def seeds_for(method: str, seeds: int) -> range:
 
 def parse_args() -> argparse.Namespace:
     methods = sorted(p.stem for p in (ROOT / "configs" / "method").glob("*.yaml"))
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "outputs" / "synthetic_benchmark"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--methods", nargs="+", default=methods,

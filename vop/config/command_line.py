@@ -1,0 +1,53 @@
+"""The command line composed once before Hydra runs, so that Hydra's own errors are user errors.
+
+Hydra reports a bad command line itself (an unknown option or key, `trainer.epocs=3` without `+`, a
+`[` left open, `foo` without `=`): its text, then exit status 1. Composed here first, each is one
+`Error:` block with exit status 2, like every other user error (vop/errors.py). A `--multirun` sweep
+is composed with the first value of each swept key (every option of a swept group is checked by
+check_choices); Hydra's own flags (`--help`, `--cfg job`, `--info`, ...) are left to Hydra.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+import vop
+from vop.config.choices import check_choices
+from vop.errors import ConfigError
+
+CONFIG_DIR = Path(vop.ROOT) / "configs"
+MULTIRUN = ("-m", "--multirun")
+HINT = "(override syntax: https://hydra.cc/docs/advanced/override_grammar/basic/)"
+
+
+def first_of_sweeps(overrides: list[str]) -> list[str]:
+    """`method=bias,full` -> `method=bias`: the composition of a sweep's first job."""
+    out = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override():
+            out.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
+        else:
+            out.append(override.input_line)
+    return out
+
+
+def check_command_line(config_name: str, argv: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
+    """Raise ConfigError, with Hydra's own explanation, if Hydra could not compose this command line."""
+    check_choices(argv, config_dir)  # an unknown option: its group's options and the nearest one
+    if any(arg.startswith("-") and arg not in MULTIRUN for arg in argv):
+        return  # Hydra's own flags: what they print is Hydra's business
+    overrides = [arg for arg in argv if arg not in MULTIRUN]
+    try:
+        if len(overrides) < len(argv):
+            overrides = first_of_sweeps(overrides)
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        hint = "" if "hydra.cc" in message else f" {HINT}"
+        raise ConfigError(f"the command line cannot be composed: {message}{hint}") from None
