@@ -38,3 +38,23 @@ def grad_worker(rank: int, world: int, store: str, out: str) -> None:
     grads = global_batch_grads(DistributedDataParallel(model), text[rows], video[rows])
     torch.save(grads, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
+
+
+def nonfinite_worker(rank: int, world: int, store: str, out: str) -> None:
+    """Rank 1's embeddings hold a NaN, rank 0's do not: every rank must stop with the same message,
+    and then meet the others in a gather (a rank that went on alone would leave them waiting)."""
+    from vop.engine.finite_embeddings import NonFiniteError, require_finite_on_every_rank
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    video, text = torch.randn(3, 4), torch.randn(5, 4)
+    if rank == 1:
+        video[2, 0] = float("nan")
+    try:
+        require_finite_on_every_rank(video, text, "evaluating the test split")
+        message = "no error"
+    except NonFiniteError as err:
+        message = str(err)
+    dist.all_gather_object([None] * world, rank)  # every rank arrives here
+    with open(f"{out}/rank{rank}.txt", "w") as f:
+        f.write(message)
+    dist.destroy_process_group()

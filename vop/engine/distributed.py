@@ -100,6 +100,14 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of `values` over every rank (the same result on each); a copy."""
+    values = values.clone()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
 def all_ranks_true(flag: torch.Tensor) -> torch.Tensor:
     """0-d bool tensor -> True on every rank iff it is True on every rank; stays on the device (no host sync)."""
     if not (dist.is_available() and dist.is_initialized()):

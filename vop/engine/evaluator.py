@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.engine.embed import encode_captions, encode_video_batches
-from vop.engine.finite_embeddings import require_finite
+from vop.engine.finite_embeddings import require_finite_on_every_rank
 from vop.metrics.retrieval import RetrievalMetrics
 from vop.models.clip import CLIPVideoModel
 
@@ -34,9 +34,7 @@ class Evaluator:
         # Kept for result pages (eval.py examples=N): caption rows [M, D], video rows [N, D] in split order.
         self.embeddings = (text_emb, video_emb)
         model.train(was_training)
-        where = f"evaluating the {self.split.name} split"
-        require_finite(video_emb, "video", where)  # NaN would rank first: R@1 100 from a broken model
-        require_finite(text_emb, "caption", where)
+        require_finite_on_every_rank(video_emb, text_emb, f"evaluating the {self.split.name} split")
         results = metric.compute()  # gathers every rank's embeddings under DDP
         self.chunk_size = metric.chunk_size  # keep a chunk size halved after running out of memory
         return results

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import BatchSampler
 
-from tests.ddp_worker import TwoTowers, global_batch_grads, grad_worker
+from tests.ddp_worker import TwoTowers, global_batch_grads, grad_worker, nonfinite_worker
 from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, tiny_synthetic
 from vop.commands.train import train
 from vop.data.shard_sampler import ShardedSampler
@@ -83,3 +83,17 @@ def test_gathered_loss_gives_the_single_process_gradient(tmp_path):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name, grad in expected.items():
             torch.testing.assert_close(got[name], grad, rtol=1e-5, atol=1e-6, msg=f"rank {rank} {name}")
+
+
+def test_a_nan_on_one_rank_stops_every_rank_with_the_same_message(tmp_path):
+    context = mp.spawn(nonfinite_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=False)
+    for _ in range(120):  # a rank left waiting in a collective would hang: fail instead, after 60 s
+        if context.join(timeout=0.5):
+            break
+    else:
+        for process in context.processes:
+            process.kill()
+        pytest.fail("the ranks did not finish: one is waiting for the other")
+    messages = [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("evaluating the test split: 1 of 6 video embeddings hold NaN or inf values")
