@@ -2,18 +2,22 @@
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.train import train
 from vop.config.command_line import check_command_line
+from vop.engine.rundir import no_folder_if_refused
 from vop.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 @exit_on_user_error  # a UserError: its message and exit status 2, no traceback
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    run = HydraConfig.get()
+    with no_folder_if_refused(run.runtime.output_dir, f"{run.job.name}.log"):  # a refused run leaves none
+        train(cfg)
 
 
 if __name__ == "__main__":

@@ -368,3 +368,16 @@ def test_a_multirun_sweep_is_composed_with_its_first_values():
     with pytest.raises(ConfigError, match="Could not override 'trainer.epocs'"):
         check_command_line("train", ["--multirun", "method=bias,full", "trainer.epocs=1,2"])
     check_command_line("train", ["--cfg", "job", "trainer.epocs=1"])  # Hydra's flags: left to Hydra
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_a_refused_run_leaves_no_run_folder_but_keeps_a_used_one(script, tmp_path):
+    proc = cli(script, "data.batch_size=abc", f"paths.log_dir={tmp_path / 'logs'}")
+    assert_one_block(proc, "data.batch_size=abc is not allowed")
+    assert not list((tmp_path / "logs").rglob("*.yaml"))  # Hydra's folder for it is gone
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    proc = cli(script, "data.batch_size=abc", f"hydra.run.dir={used}")
+    assert_one_block(proc, "data.batch_size=abc is not allowed")
+    assert (used / "notes.txt").read_text() == "mine"  # a folder with anything else in it stays

@@ -57,7 +57,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     save_config(run_dir, cfg)
     save_metrics(run_dir, {**metrics, **report, **split_sizes(splits), "trainable_params": count.trainable,
                            "ckpt": str(cfg.ckpt)})
-    link_latest(run_dir)
+    link_latest(run_dir, Path(cfg.paths.log_dir) / cfg.task)
     if cfg.get("examples"):
         page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")

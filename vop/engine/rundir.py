@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
+from vop.errors import UserError
+
+
+log = logging.getLogger(__name__)
 
 LATEST = "latest"
 
@@ -29,6 +37,39 @@ def run_name(ckpt: str | None, method: str, data: str, overrides: list[str] | No
     return f"{method}_{data}"
 
 
+HYDRA_FILES = {"config.yaml", "hydra.yaml", "overrides.yaml"}  # what Hydra writes into <run dir>/.hydra/
+
+
+def remove_unused_run_dir(run_dir: str | Path, job_log: str) -> bool:
+    """Remove a run folder that holds only what Hydra wrote at start (`.hydra/` and the job's log
+    file `job_log`): a run refused before it wrote anything leaves no folder. Anything else in it (a
+    live run's files, a user's own) keeps the folder as it is."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return False
+    entries = list(run_dir.iterdir())
+    for entry in entries:
+        hydra = entry.name == ".hydra" and entry.is_dir() and not entry.is_symlink() and \
+            {p.name for p in entry.iterdir()} <= HYDRA_FILES
+        if not (hydra or (entry.name == job_log and entry.is_file() and not entry.is_symlink())):
+            return False
+    for entry in entries:
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    run_dir.rmdir()
+    return True
+
+
+@contextmanager
+def no_folder_if_refused(run_dir: str | Path, job_log: str) -> Iterator[None]:
+    """A user error inside (a refused config, missing data, a busy run folder) removes the run
+    folder Hydra made for it, when nothing but Hydra's own files are in it."""
+    try:
+        yield
+    except UserError:
+        remove_unused_run_dir(run_dir, job_log)
+        raise
+
+
 def save_config(run_dir: Path, cfg: DictConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -40,11 +81,18 @@ def save_metrics(run_dir: Path, metrics: dict) -> Path:
     return path
 
 
-def link_latest(run_dir: Path) -> Path | None:
-    """Point `<run dir's parent>/latest` at this run (a relative symlink, replaced atomically), so
-    commands can name the newest finished run: `eval.py ckpt=outputs/train/latest`."""
+def link_latest(run_dir: Path, home: Path) -> Path | None:
+    """Point `home/latest` at this run (a relative symlink, replaced atomically), so commands can name
+    the newest finished run: `eval.py ckpt=outputs/train/latest`. `home` is `<paths.log_dir>/<task>`,
+    the folder docs/training.md names: a run elsewhere (`hydra.run.dir=...`, a multirun job) moves
+    no link, and a `latest` that is not a symlink (a user's file or folder) is never replaced."""
     run_dir = Path(run_dir)
+    if run_dir.parent.resolve() != Path(home).resolve():
+        return None
     link = run_dir.parent / LATEST
+    if os.path.lexists(link) and not link.is_symlink():
+        log.warning("%s is not a link: left as it is (the newest run is %s)", link, run_dir)
+        return None
     tmp = run_dir.parent / f".{LATEST}.{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)

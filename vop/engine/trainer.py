@@ -391,7 +391,7 @@ class Trainer:
                            "train/steps": self.step})
         if self.env.is_main:
             save_metrics(self.run_dir, result)
-            link_latest(self.run_dir)  # <log dir>/train/latest: the newest finished run
+            link_latest(self.run_dir, Path(self.cfg.paths.log_dir) / self.cfg.task)  # <log dir>/train/latest
         self.logger.summary(result)
         self.logger.close()
         log.info("text->video R@1 %.2f (chance %.2f); metrics in %s", metrics.get(f"{split}/t2v_R@1", float("nan")),
