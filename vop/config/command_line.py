@@ -4,7 +4,9 @@ Hydra reports a bad command line itself (an unknown option or key, `trainer.epoc
 `[` left open, `foo` without `=`): its text, then exit status 1. Composed here first, each is one
 `Error:` block with exit status 2, like every other user error (vop/errors.py). A `--multirun` sweep
 is composed with the first value of each swept key (every option of a swept group is checked by
-check_choices); Hydra's own flags (`--help`, `--cfg job`, `--info`, ...) are left to Hydra.
+check_choices); Hydra's own flags (`--help`, `--cfg job`, `--info`, ...) are left to Hydra. A
+`hydra.run.dir=` that a live run holds (vop/run_lock.py) is refused here too, before Hydra writes
+into it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 import vop
 from vop.config.choices import check_choices
 from vop.errors import ConfigError
+from vop.run_lock import require_not_in_use
 
 CONFIG_DIR = Path(vop.ROOT) / "configs"
 MULTIRUN = ("-m", "--multirun")
@@ -51,3 +54,8 @@ def check_command_line(config_name: str, argv: Sequence[str], config_dir: Path =
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         hint = "" if "hydra.cc" in message else f" {HINT}"
         raise ConfigError(f"the command line cannot be composed: {message}{hint}") from None
+    # A folder a live run writes into is refused before Hydra writes its own files there.
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key == "hydra.run.dir" and value and "${" not in value:
+            require_not_in_use(Path(value).expanduser(), "hydra.run.dir")
