@@ -15,7 +15,7 @@ from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.engine.modelscope_folder import ModelScopeFolder, folder_config
 from vop.engine.precision import resolve_device, resolve_precision
-from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics, split_sizes
+from vop.engine.rundir import METRICS, link_latest, prefixed, save_config, save_metrics, split_sizes, write_outputs
 from vop.models.released import is_released, load_released
 from vop.retrieval.html import write_page
 from vop.retrieval.views import example_views
@@ -55,8 +55,8 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     metrics = prefixed(evaluator(model), split_name)
     run_dir = Path(cfg.paths.output_dir)
     save_config(run_dir, cfg)
-    save_metrics(run_dir, {**metrics, **report, **split_sizes(splits), "trainable_params": count.trainable,
-                           "ckpt": str(cfg.ckpt)})
+    result = {**metrics, **report, **split_sizes(splits), "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)}
+    write_outputs(run_dir, [(METRICS, lambda: save_metrics(run_dir, result))], result)  # a full disk: says so
     link_latest(run_dir, Path(cfg.paths.log_dir) / cfg.task)
     if cfg.get("examples"):
         page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),

@@ -10,12 +10,14 @@ into it.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import vop
@@ -49,13 +51,42 @@ def check_command_line(config_name: str, argv: Sequence[str], config_dir: Path =
         if len(overrides) < len(argv):
             overrides = first_of_sweeps(overrides)
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         hint = "" if "hydra.cc" in message else f" {HINT}"
         raise ConfigError(f"the command line cannot be composed: {message}{hint}") from None
+    literal = {key: value for key, _, value in (o.partition("=") for o in overrides) if value and "${" not in value}
     # A folder a live run writes into is refused before Hydra writes its own files there.
-    for override in overrides:
-        key, _, value = override.partition("=")
-        if key == "hydra.run.dir" and value and "${" not in value:
-            require_not_in_use(Path(value).expanduser(), "hydra.run.dir")
+    if "hydra.run.dir" in literal:
+        require_not_in_use(Path(literal["hydra.run.dir"]).expanduser(), "hydra.run.dir")
+    if cfg.hydra.get("output_subdir") is not None:  # Hydra makes a run folder: it must be able to
+        check_writable(cfg, literal, "hydra.sweep.dir" if len(overrides) < len(argv) else "hydra.run.dir")
+
+
+def check_writable(cfg, literal: dict[str, str], key: str) -> None:
+    """Refuse an output folder that cannot be made or written (a read-only disk, a file in the way)
+    before Hydra tries to make it and fails with a traceback."""
+    if key in literal:
+        where, value = key, literal[key]
+    else:
+        where = "paths.log_dir"
+        try:
+            value = OmegaConf.select(cfg, where, throw_on_resolution_failure=True)
+        except Exception:  # noqa: BLE001 - an interpolation only Hydra's run can resolve: left to Hydra
+            return
+    if not value:
+        return
+    folder = Path(str(value)).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{where}={value}: {existing} is a file, so no run folder can be made under it: give "
+                          f"{where}=<a folder you can write>")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{where}={value}: cannot write into {existing} ({err.strerror or err}): give "
+                          f"{where}=<a folder you can write>") from None

@@ -39,8 +39,11 @@ def save_checkpoint(path: Path, model: nn.Module, cfg: DictConfig, extra: dict |
     meta = {"format": FORMAT, "config": json.dumps(OmegaConf.to_container(cfg, resolve=True)),
             "extra": json.dumps(extra or {})}
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(trainable_state(model), str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    try:
+        save_file(trainable_state(model), str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) frees its space
     return path
 
 

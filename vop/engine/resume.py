@@ -95,8 +95,11 @@ def save_resume(run_dir: Path, step: int, model_tensors: dict[str, torch.Tensor]
     tmp = path.with_suffix(".tmp")
     meta = {"format": FORMAT, "config": json.dumps(OmegaConf.to_container(cfg, resolve=True)),
             "state": json.dumps(skeleton)}
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) frees its space
     return path
 
 

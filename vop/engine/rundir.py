@@ -1,6 +1,7 @@
 """What every run leaves in its directory: resolved config, metrics.json."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -75,10 +76,44 @@ def save_config(run_dir: Path, cfg: DictConfig) -> None:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
 
+METRICS = "metrics.json"
+
+
 def save_metrics(run_dir: Path, metrics: dict) -> Path:
-    path = run_dir / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    """metrics.json, atomically: a temporary file, then a rename (a failed write leaves no half file)."""
+    path = Path(run_dir) / METRICS
+    tmp = path.with_name(f".{METRICS}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+class OutputWriteError(UserError):
+    """A run's result could not be written (a full disk, a folder gone read-only)."""
+
+    def __init__(self, run_dir: Path, what: str, err: OSError, saved: list[str], unsaved: list[str], metrics: dict):
+        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in metrics.items()
+                 if k.split("/")[-1].startswith(("t2v_", "v2t_"))}
+        super().__init__(
+            f"could not write {what} into {run_dir}: {reason} ({err}). Saved: {', '.join(saved) or 'nothing'}; "
+            f"not saved: {', '.join([what, *unsaved])}. The run's metrics: {json.dumps(shown, sort_keys=True)}")
+
+
+def write_outputs(run_dir: Path, writes: list[tuple[str, object]], metrics: dict) -> list[str]:
+    """Run `writes` ((name, zero-argument writer), most valuable first); an OSError stops them with an
+    OutputWriteError that says what was saved, what was not, and the metrics."""
+    saved: list[str] = []
+    for i, (name, write) in enumerate(writes):
+        try:
+            write()
+        except OSError as err:
+            raise OutputWriteError(run_dir, name, err, saved, [n for n, _ in writes[i + 1:]], metrics) from None
+        saved.append(name)
+    return saved
 
 
 def link_latest(run_dir: Path, home: Path) -> Path | None:

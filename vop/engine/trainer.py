@@ -22,7 +22,8 @@ from vop.engine.loggers import RunLogger
 from vop.engine.optim import build_optimizer, param_groups, warmup_steps, warn_if_too_slow
 from vop.engine.precision import autocast, grad_scaler, resolve_device, resolve_precision
 from vop.engine.resume import check_same_trajectory, load_resume, prune, save_resume
-from vop.engine.rundir import link_latest, prefixed, save_config, save_metrics, split_sizes
+from vop.engine.rundir import (METRICS, OutputWriteError, link_latest, prefixed, save_config, save_metrics,
+                               split_sizes, write_outputs)
 from vop.engine.train_state import Progress, TrainState
 from vop.engine.training_faults import DataLoadError, NonFiniteGuard, NonFiniteLossError, StopRequest
 from vop.errors import ConfigError
@@ -166,9 +167,9 @@ class Trainer:
         if self.guard.total >= self.step:  # every loss was NaN/inf: nothing was trained
             raise NonFiniteLossError(f"all {self.step} training steps had a non-finite loss and were skipped: no "
                                      "checkpoint or metrics written. Lower method.lr / method.lr_new or check the data")
-        if self.env.is_main:
-            save_checkpoint(self.run_dir / FILENAME, self.model, cfg, {"epoch": cfg.trainer.epochs, "step": self.step})
-        return self.finish(metrics or self.evaluate(cfg.trainer.epochs))
+        result = self.finish(metrics or self.evaluate(cfg.trainer.epochs), checkpoint=True)
+        self.save_resume(cfg.trainer.epochs, 0)  # optional state, after the result and the checkpoint
+        return result
 
     def run_epochs(self, first_epoch: int, start: int, stop: StopRequest) -> dict | None:
         """Train from (epoch, batch) `first_epoch, start` to the end; None if stopped early."""
@@ -183,7 +184,8 @@ class Trainer:
                 metrics = self.evaluate(epoch + 1)
             if selecting:
                 self.update_best(epoch + 1, metrics)
-            self.save_resume(epoch + 1, 0)
+            if not last:  # the last epoch's: after metrics.json and the checkpoint (fit)
+                self.save_resume(epoch + 1, 0)
         return metrics
 
     def train_epoch(self, epoch: int, start: int, stop: StopRequest) -> bool:
@@ -230,7 +232,7 @@ class Trainer:
         return True
 
     def stop_here(self, epoch: int, stop: StopRequest) -> bool:
-        self.save_resume(epoch, self.batch_in_epoch)
+        self.save_resume(epoch, self.batch_in_epoch, required=True)  # a stopped run: its only output
         why = stop.signal_name or f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
         log.warning("stopped at step %d (%s); continue with resume=%s", self.step, why, self.run_dir)
         return False
@@ -354,15 +356,27 @@ class Trainer:
                                 {"epoch": epoch, "step": self.step, "metric": key, "value": value})
             log.info("new best %s = %.2f at epoch %d: %s", key, value, epoch, self.run_dir / BEST_FILENAME)
 
-    def save_resume(self, epoch: int, batch_in_epoch: int) -> None:
-        """Everything to continue at (epoch, batch_in_epoch); rank 0 writes, the others wait."""
-        if self.env.is_main:
-            state = self.state.state_dict(Progress(epoch, batch_in_epoch, self.step, self.overflow_steps, self.best,
-                                                   self.best_test, self.env.world_size))
-            path = save_resume(self.run_dir, self.step, trainable_state(self.model), state, self.cfg)
-            prune(self.run_dir, self.cfg.trainer.checkpoint.keep_last)
-            log.info("resume checkpoint: %s", path)
-        distributed.barrier()
+    def save_resume(self, epoch: int, batch_in_epoch: int, required: bool = False) -> None:
+        """Everything to continue at (epoch, batch_in_epoch); rank 0 writes, the others wait. Optional
+        state: a failed write (a full disk) is a WARNING and the run goes on, unless `required` (a
+        stopped run, whose only output it is)."""
+        try:
+            if self.env.is_main:
+                state = self.state.state_dict(Progress(epoch, batch_in_epoch, self.step, self.overflow_steps,
+                                                       self.best, self.best_test, self.env.world_size))
+                try:
+                    path = save_resume(self.run_dir, self.step, trainable_state(self.model), state, self.cfg)
+                except OSError as err:
+                    if required:
+                        raise OutputWriteError(self.run_dir, f"the resume state of step {self.step}", err, [], [],
+                                               {}) from None
+                    log.warning("could not write the resume state of step %d into %s (%s): the run goes on "
+                                "without it", self.step, self.run_dir, err)
+                    return
+                prune(self.run_dir, self.cfg.trainer.checkpoint.keep_last)
+                log.info("resume checkpoint: %s", path)
+        finally:
+            distributed.barrier()  # every rank, also when rank 0's write failed
 
     def maybe_resume(self) -> tuple[int, int]:
         """(epoch, batch in epoch) to start from: (0, 0), or where the `resume=` checkpoint stopped."""
@@ -379,7 +393,9 @@ class Trainer:
                  self.step)
         return progress.epoch, progress.batch_in_epoch
 
-    def finish(self, metrics: dict) -> dict:
+    def finish(self, metrics: dict, checkpoint: bool = False) -> dict:
+        """The run's result: metrics.json first, then (a trained run) the checkpoint, each atomically;
+        a write that fails says what was saved and what was not, and the metrics themselves."""
         split = self.cfg.data.test_split
         result = {**metrics, **self.best_test, **self.data_report, **self.bad_videos.report(),
                   "trainable_params": self.count.trainable, "total_params": self.count.total,
@@ -390,7 +406,11 @@ class Trainer:
             result.update({"train/nonfinite_skipped": self.guard.total, "train/overflow_skipped": self.overflow_steps,
                            "train/steps": self.step})
         if self.env.is_main:
-            save_metrics(self.run_dir, result)
+            writes = [(METRICS, lambda: save_metrics(self.run_dir, result))]
+            if checkpoint:
+                extra = {"epoch": self.cfg.trainer.epochs, "step": self.step}
+                writes.append((FILENAME, lambda: save_checkpoint(self.run_dir / FILENAME, self.model, self.cfg, extra)))
+            write_outputs(self.run_dir, writes, result)
             link_latest(self.run_dir, Path(self.cfg.paths.log_dir) / self.cfg.task)  # <log dir>/train/latest
         self.logger.summary(result)
         self.logger.close()
