@@ -9,10 +9,14 @@ the same way in both.
 """
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from vop.errors import InputError
+
+log = logging.getLogger(__name__)
 
 # The containers a user's collection may hold (every decoder opens them through FFmpeg).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
@@ -57,10 +61,42 @@ class VideoFolder:
 def list_videos(root: str | Path) -> VideoFolder:
     """The video files under the folder `root` (recursively); InputError when two of them share an id.
 
-    `root` must be a folder (callers say which key named it when it is not)."""
+    Linked folders and files are followed; a link back into a folder already listed (a loop, or a
+    second name for the same folder) is listed once, and a broken link is left out: each is named in
+    a WARNING, and the files without a video suffix are counted in an INFO line. `root` must be a
+    folder (callers say which key named it when it is not)."""
     root = Path(root).expanduser()
+    found: list[Path] = []
+    left_out: dict[Path, str] = {}
+    others: list[Path] = []
+    listed: dict[tuple[int, int], Path] = {}  # (device, inode) of every folder walked -> its first path
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        here = Path(folder)
+        stat = here.stat()
+        first = listed.setdefault((stat.st_dev, stat.st_ino), here)
+        if first != here:
+            left_out[here] = f"a link to {first}, which is listed already (a loop or a second name)"
+            subfolders[:] = []
+            continue
+        subfolders.sort(key=lambda name: ((here / name).is_symlink(), name))  # real folders before links
+        for name in names:
+            path = here / name
+            if not path.exists():
+                left_out[path] = f"a broken link (to {os.readlink(path)})" if path.is_symlink() else "unreadable"
+            elif is_video_file(path):
+                found.append(path)
+            else:
+                others.append(path)
+    for path, why in left_out.items():
+        log.warning("%s: left out of the videos under %s: %s", path, root, why)
+    if left_out:
+        log.warning("%d entries under %s left out (named above)", len(left_out), root)
+    if others:
+        shown = ", ".join(str(p.relative_to(root)) for p in sorted(others)[:5])
+        log.info("%d files under %s have no video suffix (%s) and are not videos: %s%s", len(others), root,
+                 " ".join(VIDEO_SUFFIXES), shown, ", ..." if len(others) > 5 else "")
     files: dict[str, Path] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and is_video_file(p)):
+    for path in sorted(found):
         vid = video_id(path, root)
         if vid in files:
             raise InputError(f"two video files under {root} answer the video id {vid!r}: {files[vid]} and {path}; "
