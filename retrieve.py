@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.retrieve import retrieve
-from vop.config.command_line import check_command_line
+from vop.config.command_line import check_command_line, quoted_free_text
 from vop.errors import exit_on_user_error
 
 
@@ -19,5 +19,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = quoted_free_text(sys.argv[1:])  # query="<any text>", unicode and commas included
     exit_on_user_error(check_command_line)("retrieve", sys.argv[1:])  # Hydra's errors: one block, exit 2 (not 1)
     main()

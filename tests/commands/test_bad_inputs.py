@@ -15,7 +15,7 @@ from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.config.check import check_config
 from vop.config.choices import check_choices
-from vop.config.command_line import check_command_line
+from vop.config.command_line import check_command_line, quoted_free_text
 from vop.data.annotations.common import AnnotationError, DataNotFoundError
 from vop.data.annotations.msrvtt import load_msrvtt
 from vop.data.checks import checked_train_split
@@ -381,3 +381,12 @@ def test_a_refused_run_leaves_no_run_folder_but_keeps_a_used_one(script, tmp_pat
     proc = cli(script, "data.batch_size=abc", f"hydra.run.dir={used}")
     assert_one_block(proc, "data.batch_size=abc is not allowed")
     assert (used / "notes.txt").read_text() == "mine"  # a folder with anything else in it stays
+
+
+@pytest.mark.parametrize("text", ["un café, s'il vous plaît", "猫がソファに飛び乗る", 'a "quoted" word', "back\\slash\\",
+                                  "x ${oc.env:HOME}", "[not, a list", "a, b"])
+def test_any_query_text_reaches_the_config_exactly(text, tmp_path):
+    [arg] = quoted_free_text([f"query={text}"])  # as the shell leaves `query="<text>"`
+    cfg = compose_cfg("retrieve", [arg, "gallery=g"], tmp_path)
+    assert cfg.query == text
+    assert quoted_free_text(["query=[a,b]", "topk=3"]) == ["query=[a,b]", "topk=3"]  # a list stays a list

@@ -10,6 +10,7 @@ into it.
 """
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +29,30 @@ from vop.run_lock import require_not_in_use
 CONFIG_DIR = Path(vop.ROOT) / "configs"
 MULTIRUN = ("-m", "--multirun")
 HINT = "(override syntax: https://hydra.cc/docs/advanced/override_grammar/basic/)"
+
+
+def hydra_quoted(text: str) -> str:
+    """`text` as a quoted Hydra value that reads back as exactly `text` (a quote, the backslashes
+    before a quote or the end, and `${` escaped)."""
+    text = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text)
+    return "'" + text.replace("${", "\\${") + "'"
+
+
+def quoted_free_text(argv: Sequence[str], keys: Sequence[str] = ("query",)) -> list[str]:
+    """Free-text values (`query="un café, s'il vous plaît"`, as the shell leaves it: unquoted) quoted
+    for Hydra, whose lexer reads unquoted non-ASCII letters, commas or quotes as syntax. A value Hydra
+    reads as one plain value (a list `query=[a,b]`, an already quoted one) is kept as it is."""
+    parser, out = OverridesParser.create(), []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in keys and value:
+            try:  # `${` is text in a query, not an interpolation
+                keep = "${" not in value and not parser.parse_override(arg).is_sweep_override()
+            except HydraException:
+                keep = False
+            arg = arg if keep else f"{key}={hydra_quoted(value)}"
+        out.append(arg)
+    return out
 
 
 def first_of_sweeps(overrides: list[str]) -> list[str]:
