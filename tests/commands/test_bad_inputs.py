@@ -3,6 +3,7 @@ named with what is wrong, one `Error:` block and exit status 2, before any data 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -343,9 +344,16 @@ HYDRA_ERRORS = [("trainer.epochs=[1", "no viable alternative at input '[1'"),
                 ("foo", "Error parsing override 'foo'")]
 
 
-@pytest.mark.parametrize("script", ["train.py", "eval.py", "retrieve.py"])
+@pytest.mark.parametrize("config", ["train", "eval", "retrieve"])
 @pytest.mark.parametrize("override,needle", HYDRA_ERRORS, ids=[o for o, _ in HYDRA_ERRORS])
-def test_hydras_command_line_errors_are_one_block_and_exit_2(script, override, needle, tmp_path):
+def test_hydras_command_line_errors_are_user_errors(config, override, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        check_command_line(config, [override])
+
+
+@pytest.mark.parametrize("script,error", zip(["train.py", "eval.py", "retrieve.py"], HYDRA_ERRORS[:3]))
+def test_hydras_command_line_errors_are_one_block_and_exit_2(script, error, tmp_path):
+    override, needle = error
     proc = cli(script, override, f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_block(proc, "the command line cannot be composed", needle)
     assert not (tmp_path / "run").exists()

@@ -41,20 +41,24 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
                          cfg.strict)
 
 
+def pipeline_of(cfg: DictConfig, overrides: Sequence[str] = ()) -> RetrievalPipeline:
+    """The encoder and gallery a query or the server uses (loaded once)."""
+    index = instantiate(cfg.index)
+    if cfg.get("modelscope"):  # the authors' model folder: its model and its precomputed gallery
+        topk = {"topk": cfg.topk} if chosen_on_command_line(overrides, "topk") else {}
+        return RetrievalPipeline.from_modelscope(cfg.modelscope, list(overrides), cfg=cfg, index=index, **topk)
+    if cfg.ckpt:
+        return RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk)
+    return RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk)
+
+
 def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResult]:
     """Rank the gallery for each query (a text, or a video file path); print, optionally write a page."""
     queries = list(cfg.query) if isinstance(cfg.query, ListConfig) else [cfg.query]
     if cfg.query is None or not queries or any(not str(q).strip() for q in queries):
         raise InputError(f"retrieve.py: query={'' if cfg.query is None else cfg.query} is empty; give a text "
                          "(query=\"a red circle moves to the left\"), a video file, or a list: query=[a,b]")
-    index = instantiate(cfg.index)
-    if cfg.get("modelscope"):  # the authors' model folder: its model and its precomputed gallery
-        topk = {"topk": cfg.topk} if chosen_on_command_line(overrides, "topk") else {}
-        pipeline = RetrievalPipeline.from_modelscope(cfg.modelscope, list(overrides), cfg=cfg, index=index, **topk)
-    elif cfg.ckpt:
-        pipeline = RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk)
-    else:
-        pipeline = RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk)
+    pipeline = pipeline_of(cfg, overrides)
     results = [pipeline(str(q)) for q in queries]
     for result in results:
         print(result)
@@ -65,17 +69,28 @@ def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResul
     return results
 
 
-ACTIONS = {"build": build, "query": query}
+def serve(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """The search page and its JSON API over one loaded pipeline, until Ctrl-C (vop/retrieval/server.py)."""
+    from vop.retrieval import server  # imported on use: the ASGI stack only for action=serve
+
+    s = cfg.serve
+    server.check_host(s.host, s.allow_remote)  # before the model and the gallery load
+    server.serve(pipeline_of(cfg, overrides), s.host, s.port, s.allow_remote, s.max_upload_mb, s.upload_timeout_s,
+                 cfg.thumb_frames)
+
+
+ACTIONS = {"build": build, "query": query, "serve": serve}
 
 
 def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
     action = cfg.action or ("query" if cfg.query is not None else None)
     check_config(cfg)
     if action not in ACTIONS:
-        raise InputError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=) "
-                         "or action=query / query=<text or video file> (with gallery=)")
-    if cfg.get("modelscope") and action != "query":
-        raise InputError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video>")
+        raise InputError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=), "
+                         "action=query / query=<text or video file>, or action=serve (with gallery=)")
+    if cfg.get("modelscope") and action == "build":
+        raise InputError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video> "
+                         "or action=serve")
     if not cfg.gallery and not cfg.get("modelscope"):
         raise InputError("retrieve.py needs gallery=<file>: where to write (build) or read (query) the gallery")
     return ACTIONS[action](cfg, overrides)

@@ -161,9 +161,20 @@ class Eval(Common):
 
 
 @dataclass
+class Serve:
+    """retrieve.py action=serve: where the search page listens, and what an upload may be."""
+    host: str = key()
+    port: int = key(low=0, high=65535)
+    allow_remote: bool = key()
+    max_upload_mb: int = key(low=1)
+    upload_timeout_s: float = key(low=1.0)
+
+
+@dataclass
 class Retrieve(Common):
     index: Target
-    action: str | None = key(choices=("build", "query"))
+    serve: Serve
+    action: str | None = key(choices=("build", "query", "serve"))
     gallery: str | None = key()
     modelscope: str | None = key()
     ckpt: str | None = key()

@@ -1,0 +1,195 @@
+"""`retrieve.py action=serve`: the real server in a subprocess on a free loopback port, over HTTP:
+health, text search equal to RetrievalPipeline's and the CLI's, range requests (206), traversal
+refused, uploads (a clip, a corrupt one, one too large, one of no video type), concurrent queries,
+the similar-video search, the page, and a clean shutdown on Ctrl-C."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, assert_one_block, cli
+from vop.retrieval.pipeline import RetrievalPipeline
+
+# The tiny random model on the small synthetic test split: every video an mp4 a browser can play.
+TINY = ["model=clip_tiny", "method=zeroshot", "data=synthetic", "trainer.device=cpu", "trainer.progress=false",
+        *SMALL_SYNTHETIC]
+URL_LINE = re.compile(r"at (http://127\.0\.0\.1:\d+/)")
+
+
+def start_server(gallery: Path, data_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """The server as a user starts it; (process, its URL) once it prints where it listens."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "retrieve.py", "action=serve", f"gallery={gallery}", "serve.port=0",
+                             f"paths.data_dir={data_dir}", *TINY, *extra], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"the server exited: {proc.stderr.read()[-3000:]}")
+        if match := URL_LINE.search(line):
+            return proc, match.group(1)
+    proc.kill()
+    raise AssertionError("the server did not say where it listens")
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("serve")
+    path = tmp / "test.safetensors"
+    proc = cli("retrieve.py", "action=build", f"gallery={path}", "split=test", f"paths.data_dir={tmp / 'data'}", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return path, tmp / "data"
+
+
+@pytest.fixture(scope="module")
+def server(gallery):
+    path, data = gallery
+    proc, url = start_server(path, data, "serve.max_upload_mb=1")
+    yield url
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def post_video(url: str, name: str, data: bytes) -> tuple[int, dict]:
+    boundary = "vopboundary7MA4YWxkTrZu0gW"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_health_and_text_search_equal_the_pipeline_and_the_cli(server, gallery):
+    path, data = gallery
+    status, _, body = get(server + "api/health")
+    health = json.loads(body)
+    assert status == 200 and health["videos"] == 16 and health["encoder"]["method"] == "zeroshot"
+    pipeline = RetrievalPipeline.from_gallery(path)
+    query = pipeline.gallery.captions[3]
+    status, _, body = get(server + "api/search?" + urllib.parse.urlencode({"q": query, "k": 5}))
+    answer = json.loads(body)
+    expected = pipeline(query, topk=5)
+    assert status == 200 and answer["mode"] == "t2v"
+    assert [h["id"] for h in answer["hits"]] == expected.ids
+    assert [h["score"] for h in answer["hits"]] == pytest.approx(expected.scores, abs=1e-6)
+    owner = pipeline.gallery.video_ids[pipeline.gallery.caption_video[3]]
+    assert [h["truth"] for h in answer["hits"]] == [h["id"] == owner for h in answer["hits"]]
+    printed = cli("retrieve.py", f"gallery={path}", f"query={query}", "topk=5", f"paths.data_dir={data}", *TINY)
+    ids = [line.split()[2] for line in printed.stdout.splitlines() if re.match(r"\s*\d+\. ", line)]
+    assert ids == expected.ids
+    first = answer["hits"][0]
+    assert first["caption"] == pipeline.gallery.first_caption(first["row"]) and first["video_url"] == f"/video/{first['row']}"
+
+
+def test_videos_stream_with_range_requests_and_nothing_else_is_served(server, gallery):
+    pipeline = RetrievalPipeline.from_gallery(gallery[0])
+    file = Path(pipeline.gallery.video_paths[2]).read_bytes()
+    status, headers, body = get(server + "video/2", {"Range": "bytes=100-199"})
+    assert status == 206 and body == file[100:200]
+    assert headers["content-range"] == f"bytes 100-199/{len(file)}" and headers["content-type"] == "video/mp4"
+    status, _, body = get(server + "video/2")
+    assert status == 200 and body == file
+    for bad in ["video/16", "video/-1", "video/..%2F..%2F..%2Fetc%2Fpasswd", "video/%2e%2e", "video/2/../../x",
+                "static/..%2F..%2Fserver.py", "static/%2e%2e/server.py", "thumb/99.jpg", "video/1e3"]:
+        status, _, body = get(server + bad)
+        assert status == 404 and b"import" not in body and b"root:" not in body, bad
+    status, headers, body = get(server + "thumb/0.jpg")
+    assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+
+
+def test_uploads_search_captions_and_bad_ones_are_4xx(server, gallery):
+    pipeline = RetrievalPipeline.from_gallery(gallery[0])
+    clip = Path(pipeline.gallery.video_paths[5])
+    before = set(Path(tempfile.gettempdir()).glob("vop-upload-*"))
+    status, answer = post_video(server + "api/search?k=3", "my clip.mp4", clip.read_bytes())
+    expected = pipeline(clip, topk=3)
+    assert status == 200 and answer["mode"] == "v2t" and answer["query"] == "my clip.mp4"
+    assert [h["id"] for h in answer["hits"]] == expected.ids
+    status, answer = post_video(server + "api/search", "broken.mp4", b"\x00\x00\x00\x18ftypmp42 cut off")
+    assert status == 400 and "broken.mp4" in answer["error"] and "cannot be decoded" in answer["error"]
+    status, answer = post_video(server + "api/search", "notes.txt", b"hello")
+    assert status == 400 and "no video suffix" in answer["error"]
+    status, answer = post_video(server + "api/search", "big.mp4", b"0" * (2 << 20))
+    assert status == 413 and "the limit is 1 MiB (serve.max_upload_mb)" in answer["error"]
+    status, _, body = get(server + "api/search?q=")
+    assert status == 400 and b"q is empty" in body
+    assert set(Path(tempfile.gettempdir()).glob("vop-upload-*")) == before  # every upload's file removed
+    status, _, body = get(server + "api/health")
+    assert status == 200  # still serving
+
+
+def test_concurrent_queries_each_get_their_own_answer(server, gallery):
+    pipeline = RetrievalPipeline.from_gallery(gallery[0])
+    queries = pipeline.gallery.captions[:8]
+    expected = {q: pipeline(q, topk=4).ids for q in queries}
+
+    def ask(query: str) -> list[str]:
+        _, _, body = get(server + "api/search?" + urllib.parse.urlencode({"q": query, "k": 4}))
+        return [h["id"] for h in json.loads(body)["hits"]]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, queries * 3))
+    assert answers == [expected[q] for q in queries * 3]
+
+
+def test_similar_videos_and_the_page(server):
+    status, _, body = get(server + "api/similar?row=4&k=3")
+    answer = json.loads(body)
+    assert status == 200 and answer["row"] == 4 and len(answer["videos"]) == 3
+    assert all(v["row"] != 4 for v in answer["videos"])
+    assert [h["truth"] for h in answer["hits"]] == [h["video_id"] == answer["query"] for h in answer["hits"]]
+    status, _, page = get(server + "?q=a+red+circle")
+    assert status == 200 and b"<title>vop search</title>" in page and b"/static/app.js" in page
+    status, _, script = get(server + "static/app.js")
+    assert status == 200 and b"textContent" in script and b"innerHTML" not in script  # data is never markup
+
+
+def test_ctrl_c_stops_the_server_cleanly(gallery):
+    proc, url = start_server(*gallery)
+    assert get(url + "api/health")[0] == 200
+    code, out = stop(proc)
+    assert code == 0 and "stopped" in out
+
+
+def test_listening_beyond_this_machine_needs_allow_remote(gallery):
+    proc = cli("retrieve.py", "action=serve", f"gallery={gallery[0]}", "serve.host=0.0.0.0", *TINY)
+    assert_one_block(proc, "serve.host=0.0.0.0 would let other machines search your videos",
+                     "serve.allow_remote=true")

@@ -1,0 +1,291 @@
+"""`retrieve.py action=serve`: search a gallery from a browser, and over a JSON API.
+
+A Starlette app served by uvicorn (Starlette: the ASGI toolkit FastAPI is built on, without its
+pydantic layer, which three routes do not need; uvicorn: the reference ASGI server). The encoder and
+the gallery load once; every query then runs in-process, one at a time behind a lock (the encoder's
+model, tokenizer and decoder are not meant for concurrent calls, and two CPU queries at once are
+not faster than one after the other), in a worker thread so the server keeps answering.
+
+Routes: `/` (the page, `/?q=<text>` searches on load), `/static/*` (its HTML/CSS/JS, shipped in the
+package: no CDN), `/api/health`, `GET /api/search?q=<text>&k=<n>`, `POST /api/search` (a video file in
+the multipart field `video`), `GET /api/similar?row=<video row>&k=<n>` (that video's captions and
+nearest videos), `/video/<row>` (the file, with HTTP range requests) and `/thumb/<row>.jpg`. Videos
+are named by gallery row, never by a path from the request.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import logging
+import mimetypes
+import os
+import socket
+import tempfile
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import uvicorn
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from vop.data.video_files import VIDEO_SUFFIXES
+from vop.errors import ConfigError, UserError
+from vop.retrieval.html import thumbnails
+from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
+
+log = logging.getLogger(__name__)
+
+WEB = Path(__file__).parent / "web"
+MAX_K = 100
+LOOPBACK = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SearchService:
+    """The pipeline behind a lock, and the JSON a search answers."""
+
+    def __init__(self, pipeline: RetrievalPipeline, thumb_frames: int = 4):
+        self.pipeline, self.gallery, self.thumb_frames = pipeline, pipeline.gallery, thumb_frames
+        self.lock = threading.Lock()
+        self.thumb = lru_cache(maxsize=1024)(self._thumb)
+
+    def health(self) -> dict:
+        g = self.gallery
+        return {"status": "ok", "videos": len(g.video_ids), "captions": len(g.captions),
+                "encoder": self.pipeline.encoder.identity, "topk": self.pipeline.topk}
+
+    def video_hit(self, rank: int, row: int, score: float, truth: set[int]) -> dict:
+        g = self.gallery
+        playable = bool(g.video_paths[row]) if 0 <= row < len(g.video_paths) else False
+        return {"rank": rank, "id": g.video_ids[row], "score": score, "row": row, "caption": g.first_caption(row),
+                "video_url": f"/video/{row}" if playable else None,
+                "thumb_url": f"/thumb/{row}.jpg" if playable else None, "truth": row in truth}
+
+    def caption_hit(self, rank: int, row: int, score: float, truth_video: int | None) -> dict:
+        g = self.gallery
+        owner = g.caption_video[row]
+        hit = self.video_hit(rank, owner, score, set()) if owner >= 0 else {"rank": rank, "row": None,
+                                                                           "video_url": None, "thumb_url": None}
+        return {**hit, "id": g.captions[row], "caption": g.captions[row], "score": score,
+                "video_id": g.video_ids[owner] if owner >= 0 else None, "truth": truth_video is not None and
+                owner == truth_video}
+
+    def answer(self, result: RetrievalResult) -> dict:
+        if result.mode == "t2v":  # the gallery's own caption: its video is the ground truth
+            truth = {v for text, v in zip(self.gallery.captions, self.gallery.caption_video) if text == result.query}
+            hits = [self.video_hit(i + 1, row, score, truth) for i, (row, score) in
+                    enumerate(zip(result.rows, result.scores))]
+        else:
+            hits = [self.caption_hit(i + 1, row, score, None) for i, (row, score) in
+                    enumerate(zip(result.rows, result.scores))]
+        return {"mode": result.mode, "query": result.query, "hits": hits}
+
+    def search(self, query: str | Path, k: int) -> dict:
+        with self.lock:
+            result = self.pipeline(query, topk=k)
+        answer = self.answer(result)
+        if isinstance(query, Path):
+            answer["query"] = "(uploaded video)"
+        return answer
+
+    def similar(self, row: int, k: int) -> dict:
+        """Video `row` as the query: its captions (v2t) and its nearest other videos (v2v)."""
+        g = self.gallery
+        emb = g.video_emb[row:row + 1]
+        with self.lock:
+            videos = self.pipeline.video_index.search(emb, min(k + 1, len(g.video_ids)))
+            texts = self.pipeline.text_index.search(emb, k) if self.pipeline.text_index is not None else None
+        scores, rows = (t[0].tolist() for t in videos)
+        others = [(r, s) for r, s in zip(rows, scores) if r != row][:k]
+        out = {"mode": "v2t", "query": g.video_ids[row], "row": row,
+               "videos": [self.video_hit(i + 1, r, s, set()) for i, (r, s) in enumerate(others)], "hits": []}
+        if texts is not None:
+            out["hits"] = [self.caption_hit(i + 1, r, s, row) for i, (s, r) in
+                           enumerate(zip(texts[0][0].tolist(), texts[1][0].tolist()))]
+        return out
+
+    def _thumb(self, row: int) -> bytes:
+        with self.lock:
+            frames = thumbnails(self.pipeline.encoder.decoder, self.gallery.video_paths[row], self.thumb_frames)
+        strip = Image.new("RGB", (sum(f.width for f in frames), max(f.height for f in frames)))
+        x = 0
+        for frame in frames:
+            strip.paste(frame.convert("RGB"), (x, 0))
+            x += frame.width
+        buffer = io.BytesIO()
+        strip.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def topk(request: Request, default: int) -> int:
+    raw = request.query_params.get("k", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_K:
+        raise ValueError(f"k={raw[:20]!r} must be a whole number from 1 to {MAX_K}")
+    return int(raw)
+
+
+def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_timeout_s: float = 120.0) -> Starlette:
+    gallery = service.gallery
+
+    def video_row(request: Request) -> int | None:
+        raw = request.path_params["row"]
+        return int(raw) if raw.isdigit() and int(raw) < len(gallery.video_ids) and gallery.video_paths[int(raw)] \
+            else None
+
+    async def page(request: Request) -> Response:
+        return FileResponse(WEB / "index.html", media_type="text/html")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(service.health())
+
+    async def search_text(request: Request) -> Response:
+        text = request.query_params.get("q", "")
+        try:
+            k = topk(request, service.pipeline.topk)
+            if not text.strip():
+                raise ValueError("q is empty: give a text, e.g. /api/search?q=a+red+circle+moves+left")
+            return JSONResponse(await run_in_threadpool(service.search, text, k))
+        except (ValueError, UserError) as err:
+            return error(400, str(err))
+
+    async def search_video(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_upload_bytes:
+            return error(413, f"the upload is {int(length) >> 20} MiB; the limit is {max_upload_bytes >> 20} MiB "
+                              "(serve.max_upload_mb)")
+        try:
+            k = topk(request, service.pipeline.topk)
+            form = await request.form(max_files=1, max_fields=4, max_part_size=max_upload_bytes)
+        except ValueError as err:
+            return error(400, str(err))
+        except Exception as err:  # noqa: BLE001 - python-multipart's errors: a malformed or too large body
+            return error(400, f"the upload could not be read as multipart form data with a `video` file ({err})")
+        upload = form.get("video")
+        if upload is None or not hasattr(upload, "read"):
+            return error(400, "POST a video file in the multipart field `video`")
+        suffix = Path(upload.filename or "").suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            return error(400, f"the upload {upload.filename!r} has no video suffix ({', '.join(VIDEO_SUFFIXES)})")
+        fd, name = tempfile.mkstemp(prefix="vop-upload-", suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = 0
+                while chunk := await upload.read(1 << 20):
+                    size += len(chunk)
+                    if size > max_upload_bytes:
+                        return error(413, f"the upload is over the limit of {max_upload_bytes >> 20} MiB "
+                                          "(serve.max_upload_mb)")
+                    out.write(chunk)
+            answer = await asyncio.wait_for(run_in_threadpool(service.search, Path(name), k), upload_timeout_s)
+            answer["query"] = upload.filename
+            return JSONResponse(answer)
+        except asyncio.TimeoutError:
+            return error(408, f"the upload took over {upload_timeout_s:g} s to search (serve.upload_timeout_s)")
+        except UserError as err:  # a corrupt or empty video: its message, with the temporary name replaced
+            shown = upload.filename or "the upload"
+            return error(400, str(err).replace(name, shown).replace(Path(name).stem, shown))
+        finally:
+            await form.close()
+            Path(name).unlink(missing_ok=True)
+
+    async def similar(request: Request) -> Response:
+        raw = request.query_params.get("row", "")
+        try:
+            k = topk(request, service.pipeline.topk)
+        except ValueError as err:
+            return error(400, str(err))
+        if not raw.isdigit() or int(raw) >= len(gallery.video_ids):
+            return error(404, f"row={raw[:20]!r}: the gallery's videos are rows 0 to {len(gallery.video_ids) - 1}")
+        return JSONResponse(await run_in_threadpool(service.similar, int(raw), k))
+
+    async def video(request: Request) -> Response:
+        row = video_row(request)
+        if row is None or not Path(gallery.video_paths[row]).is_file():
+            return error(404, "no such video in this gallery")
+        path = gallery.video_paths[row]
+        return FileResponse(path, media_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
+
+    async def thumb(request: Request) -> Response:
+        row = video_row(request)
+        if row is None:
+            return error(404, "no such video in this gallery")
+        try:
+            data = await run_in_threadpool(service.thumb, row)
+        except UserError as err:
+            return error(404, f"no thumbnail: {err}")
+        return Response(data, media_type="image/jpeg", headers={"cache-control": "max-age=3600"})
+
+    async def favicon(request: Request) -> Response:
+        return RedirectResponse("/static/favicon.svg")
+
+    routes = [Route("/", page), Route("/favicon.ico", favicon), Route("/api/health", health),
+              Route("/api/search", search_text, methods=["GET"]), Route("/api/search", search_video, methods=["POST"]),
+              Route("/api/similar", similar), Route("/video/{row}", video), Route("/thumb/{row}.jpg", thumb),
+              Mount("/static", StaticFiles(directory=WEB), name="static")]
+    return Starlette(routes=routes)
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigError(f"serve.host={host} would let other machines search your videos and stream them: "
+                          "add serve.allow_remote=true to mean it (default: 127.0.0.1, this machine only)")
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), so the URL printed is the one served."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ConfigError(f"serve.host={host} serve.port={port}: cannot listen there ({err.strerror or err}); "
+                          "choose another serve.port (0: any free one)") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(pipeline: RetrievalPipeline, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
+          max_upload_mb: int = 200, upload_timeout_s: float = 120.0, thumb_frames: int = 4) -> None:
+    """Serve until Ctrl-C (or SIGTERM); then shut down cleanly."""
+    check_host(host, allow_remote)
+    torch.set_grad_enabled(False)
+    app = make_app(SearchService(pipeline, thumb_frames), max_upload_mb << 20, upload_timeout_s)
+    sock = bound_socket(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    if not is_loopback(host):
+        log.warning("serving on %s: other machines can reach it (serve.allow_remote=true)", host)
+    g = pipeline.gallery
+    print(f"serving {g.source or 'the gallery'} ({len(g.video_ids)} videos, {len(g.captions)} captions) at {url}"
+          " - open it in a browser; Ctrl-C stops", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then hands Ctrl-C back: done, not a failure
+        pass
+    finally:
+        sock.close()
+    print("stopped", flush=True)
