@@ -1,4 +1,5 @@
 """Top-k indexes: chunked torch search equals brute force; faiss equals torch."""
+import logging
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,8 @@ from hydra.utils import instantiate
 
 from tests.helpers import CONFIG_DIR, compose_cfg
 
+import vop.retrieval.index as index_module
+from vop.errors import ConfigError
 from vop.retrieval.index import FaissIndex, TorchIndex
 
 
@@ -56,3 +59,26 @@ def test_every_index_config_builds_and_searches(option, tmp_path):
     cfg = compose_cfg("retrieve", [f"index={option}"], tmp_path)
     index = instantiate(cfg.index)(random_unit(100, 8, 0))
     assert index.search(random_unit(2, 8, 1), 3)[1].shape == (2, 3)
+
+
+def test_fp16_keeps_the_exact_top_k_on_clustered_embeddings_and_auto_says_so(caplog, monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(50, 64, generator=gen), dim=1)
+    gallery = torch.nn.functional.normalize(centres.repeat(40, 1) + 0.3 * torch.randn(2000, 64, generator=gen), dim=1)
+    queries = torch.nn.functional.normalize(centres[:20] + 0.3 * torch.randn(20, 64, generator=gen), dim=1)
+    exact = TorchIndex(gallery).search(queries, 10)
+    half = TorchIndex(gallery, precision="fp16")
+    assert half.emb.dtype == torch.float16
+    scores, rows = half.search(queries, 10)
+    assert scores.dtype == torch.float32
+    assert [set(r.tolist()) for r in rows] == [set(r.tolist()) for r in exact[1]]
+    torch.testing.assert_close(scores, exact[0], atol=2e-3, rtol=0)
+    assert half.fp16_keeps_top_k()
+    with caplog.at_level(logging.INFO, logger="vop.retrieval.index"):
+        small = TorchIndex(gallery, precision="auto")
+        monkeypatch.setattr(index_module, "AUTO_FP16_ROWS", 1000)
+        large = TorchIndex(gallery, precision="auto")
+    assert small.precision == "fp32" and large.precision == "fp16"
+    assert "2000 rows kept in fp16 (index.precision=auto)" in caplog.text
+    with pytest.raises(ConfigError, match="index.precision=fp8 is not allowed"):
+        TorchIndex(gallery, precision="fp8")
