@@ -18,8 +18,9 @@ from vop.errors import InputError
 
 log = logging.getLogger(__name__)
 
-# The containers a user's collection may hold (every decoder opens them through FFmpeg).
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+# The containers a collection may hold (every decoder opens them through FFmpeg): the one list of the
+# benchmark parsers, data=custom, folder galleries, query detection and the search page's uploads.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".wmv")
 
 
 def is_video_file(path: str | Path) -> bool:

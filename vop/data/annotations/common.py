@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vop.data.split import Split
+from vop.data.video_files import VIDEO_SUFFIXES
 from vop.errors import UserError
 
 README_DATASETS = "docs/datasets.md"
@@ -118,9 +119,9 @@ def few(items: list[str], n: int = 5) -> str:
     return shown if len(items) <= n else f"{shown}, ... ({len(items)} in all)"
 
 
-# Containers the peer downloads come in; lookups by stem try them all, so an ActivityNet copy in
-# .mkv or a DiDeMo copy re-encoded to .mp4 loads without renaming files.
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".wmv")
+# Containers the peer downloads come in (the project's one list); lookups by stem try them all, so an
+# ActivityNet copy in .mkv or a DiDeMo copy re-encoded to .mp4 loads without renaming files.
+VIDEO_EXTENSIONS = VIDEO_SUFFIXES
 
 
 class VideoFinder:
