@@ -144,7 +144,8 @@ def test_videos_stream_with_range_requests_and_nothing_else_is_served(server, ga
     status, _, body = get(server + "video/2")
     assert status == 200 and body == file
     for bad in ["video/16", "video/-1", "video/..%2F..%2F..%2Fetc%2Fpasswd", "video/%2e%2e", "video/2/../../x",
-                "static/..%2F..%2Fserver.py", "static/%2e%2e/server.py", "thumb/99.jpg", "video/1e3"]:
+                "static/..%2F..%2Fserver.py", "static/%2e%2e/server.py", "thumb/99.jpg", "video/1e3", "video/%C2%B2",
+                "api/similar?row=%C2%B2", "video/99999999999999999999"]:
         status, _, body = get(server + bad)
         assert status == 404 and b"import" not in body and b"root:" not in body, bad
     status, headers, body = get(server + "thumb/0.jpg")

@@ -133,24 +133,29 @@ class SearchService:
         return buffer.getvalue()
 
 
+def whole_number(raw: str) -> int | None:
+    """`raw` as a non-negative int, or None (ASCII digits only: `int("²")` would raise)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else None
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
 def topk(request: Request, default: int) -> int:
     raw = request.query_params.get("k", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_K:
+    k = whole_number(raw)
+    if k is None or not 1 <= k <= MAX_K:
         raise ValueError(f"k={raw[:20]!r} must be a whole number from 1 to {MAX_K}")
-    return int(raw)
+    return k
 
 
 def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_timeout_s: float = 120.0) -> Starlette:
     gallery = service.gallery
 
     def video_row(request: Request) -> int | None:
-        raw = request.path_params["row"]
-        return int(raw) if raw.isdigit() and int(raw) < len(gallery.video_ids) and gallery.video_paths[int(raw)] \
-            else None
+        row = whole_number(request.path_params["row"])
+        return row if row is not None and row < len(gallery.video_ids) and gallery.video_paths[row] else None
 
     async def page(request: Request) -> Response:
         return FileResponse(WEB / "index.html", media_type="text/html")
@@ -169,9 +174,9 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
             return error(400, str(err))
 
     async def search_video(request: Request) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_upload_bytes:
-            return error(413, f"the upload is {int(length) >> 20} MiB; the limit is {max_upload_bytes >> 20} MiB "
+        length = whole_number(request.headers.get("content-length", ""))
+        if length is not None and length > max_upload_bytes:
+            return error(413, f"the upload is {length >> 20} MiB; the limit is {max_upload_bytes >> 20} MiB "
                               "(serve.max_upload_mb)")
         try:
             k = topk(request, service.pipeline.topk)
@@ -214,9 +219,10 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
             k = topk(request, service.pipeline.topk)
         except ValueError as err:
             return error(400, str(err))
-        if not raw.isdigit() or int(raw) >= len(gallery.video_ids):
+        row = whole_number(raw)
+        if row is None or row >= len(gallery.video_ids):
             return error(404, f"row={raw[:20]!r}: the gallery's videos are rows 0 to {len(gallery.video_ids) - 1}")
-        return JSONResponse(await run_in_threadpool(service.similar, int(raw), k))
+        return JSONResponse(await run_in_threadpool(service.similar, row, k))
 
     async def video(request: Request) -> Response:
         row = video_row(request)
