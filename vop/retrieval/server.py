@@ -64,6 +64,10 @@ class SearchService:
         self.pipeline, self.gallery, self.thumb_frames = pipeline, pipeline.gallery, thumb_frames
         self.lock = threading.Lock()
         self.thumb = lru_cache(maxsize=1024)(self._thumb)
+        # A gallery caption given as the query marks its videos as the ground truth: looked up, not scanned.
+        self.videos_of_caption: dict[str, set[int]] = {}
+        for text, video in zip(self.gallery.captions, self.gallery.caption_video):
+            self.videos_of_caption.setdefault(text, set()).add(video)
 
     def health(self) -> dict:
         g = self.gallery
@@ -87,8 +91,8 @@ class SearchService:
                 owner == truth_video}
 
     def answer(self, result: RetrievalResult) -> dict:
-        if result.mode == "t2v":  # the gallery's own caption: its video is the ground truth
-            truth = {v for text, v in zip(self.gallery.captions, self.gallery.caption_video) if text == result.query}
+        if result.mode == "t2v":
+            truth = self.videos_of_caption.get(result.query, set())
             hits = [self.video_hit(i + 1, row, score, truth) for i, (row, score) in
                     enumerate(zip(result.rows, result.scores))]
         else:
@@ -99,10 +103,7 @@ class SearchService:
     def search(self, query: str | Path, k: int) -> dict:
         with self.lock:
             result = self.pipeline(query, topk=k)
-        answer = self.answer(result)
-        if isinstance(query, Path):
-            answer["query"] = "(uploaded video)"
-        return answer
+        return self.answer(result)
 
     def similar(self, row: int, k: int) -> dict:
         """Video `row` as the query: its captions (v2t) and its nearest other videos (v2v)."""
@@ -185,7 +186,12 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
             return error(400, str(err))
         except Exception as err:  # noqa: BLE001 - python-multipart's errors: a malformed or too large body
             return error(400, f"the upload could not be read as multipart form data with a `video` file ({err})")
-        upload = form.get("video")
+        try:
+            return await search_upload(form.get("video"), k)
+        finally:
+            await form.close()  # every path: the form's own spooled copy goes too
+
+    async def search_upload(upload, k: int) -> Response:
         if upload is None or not hasattr(upload, "read"):
             return error(400, "POST a video file in the multipart field `video`")
         suffix = Path(upload.filename or "").suffix.lower()
@@ -210,7 +216,6 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
             shown = upload.filename or "the upload"
             return error(400, str(err).replace(name, shown).replace(Path(name).stem, shown))
         finally:
-            await form.close()
             Path(name).unlink(missing_ok=True)
 
     async def similar(request: Request) -> Response:
