@@ -210,3 +210,20 @@ def test_listening_beyond_this_machine_needs_allow_remote(gallery):
     proc = cli("retrieve.py", "action=serve", f"gallery={gallery[0]}", "serve.host=0.0.0.0", *TINY)
     assert_one_block(proc, "serve.host=0.0.0.0 would let other machines search your videos",
                      "serve.allow_remote=true")
+
+
+def test_a_video_gone_since_the_build_is_a_404_not_a_500(gallery):
+    path, data = gallery
+    pipeline = RetrievalPipeline.from_gallery(path)
+    gone = Path(pipeline.gallery.video_paths[7])
+    moved = gone.with_suffix(".away")
+    gone.rename(moved)
+    try:
+        proc, url = start_server(path, data)
+        try:
+            assert get(url + "thumb/7.jpg")[0] == 404 and get(url + "video/7")[0] == 404
+            assert get(url + "api/health")[0] == 200
+        finally:
+            stop(proc)
+    finally:
+        moved.rename(gone)

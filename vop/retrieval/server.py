@@ -36,6 +36,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from vop.data.decoders.base import VideoDecodeError
 from vop.data.video_files import VIDEO_SUFFIXES
 from vop.errors import ConfigError, UserError
 from vop.retrieval.html import thumbnails
@@ -242,8 +243,8 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
             return error(404, "no such video in this gallery")
         try:
             data = await run_in_threadpool(service.thumb, row)
-        except UserError as err:
-            return error(404, f"no thumbnail: {err}")
+        except (UserError, VideoDecodeError, OSError) as err:  # a file changed or gone since the build
+            return error(404, f"no thumbnail: {getattr(err, 'reason', err)}")
         return Response(data, media_type="image/jpeg", headers={"cache-control": "max-age=3600"})
 
     async def favicon(request: Request) -> Response:
