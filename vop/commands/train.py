@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -22,7 +21,7 @@ def resumed_run_dir(resume: str) -> Path:
 
 def run_folder_lock(cfg: DictConfig):
     """This run's folder, locked for as long as it runs; rank 0 of a torchrun job holds it for all ranks."""
-    if int(os.environ.get("RANK", "0")) != 0:
+    if distributed.launch_rank() != 0:
         return contextlib.nullcontext()
     return RunLock(cfg.paths.output_dir)
 

@@ -37,6 +37,11 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it, before any process group exists (0 without torchrun)."""
+    return int(os.environ["RANK"]) if launched_by_torchrun() else 0
+
+
 def init_distributed(device: torch.device) -> DistEnv:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); a world of one otherwise.
 
@@ -44,7 +49,7 @@ def init_distributed(device: torch.device) -> DistEnv:
     """
     if not launched_by_torchrun():
         return DistEnv()
-    env = DistEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    env = DistEnv(launch_rank(), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
     if device.type == "cuda":
         torch.cuda.set_device(env.local_rank)
     if not dist.is_initialized():
