@@ -22,14 +22,14 @@ def export_run(ckpt: str | Path, out: str | Path) -> Path:
     check_exportable(model, saved.method.name)
     tensors, _ = read_checkpoint(ckpt)
     load_trainable(model, tensors, ckpt)
-    data = saved.data
+    data, text_len = saved.data, setup.max_text_len(saved)
     info = {"ckpt": str(resolve_path(ckpt).resolve()), "model": saved.model.name, "method": saved.method.name,
-            "data": data.name, "max_text_len": setup.max_text_len(saved),
+            "data": data.name, "max_text_len": text_len,
             # How vop embeds a video with these weights: the mean of the frames' L2-normalised
             # get_image_features, normalised again.
             "video": {"num_frames": data.num_frames, "sampling": data.test_sampling,
                       "readout": "mean of L2-normalised frame embeddings, L2-normalised"}}
-    return write_hf_folder(model, tokenizer, out, setup.max_text_len(saved), info)
+    return write_hf_folder(model, tokenizer, out, text_len, info)
 
 
 def main(cfg: DictConfig) -> None:
