@@ -1,7 +1,8 @@
 """`retrieve.py action=serve`: the real server in a subprocess on a free loopback port, over HTTP:
 health, text search equal to RetrievalPipeline's and the CLI's, range requests (206), traversal
 refused, uploads (a clip, a corrupt one, one too large, one of no video type), concurrent queries,
-the similar-video search, the page, and a clean shutdown on Ctrl-C."""
+the similar-video search, the page, a clean shutdown on Ctrl-C, forged Host and Origin headers
+refused, and a gallery naming files that are not videos."""
 from __future__ import annotations
 
 import http.client
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, assert_one_block, cli
+from vop.retrieval.gallery import Gallery
 from vop.retrieval.pipeline import RetrievalPipeline
 
 # The tiny random model on the small synthetic test split: every video an mp4 a browser can play.
@@ -227,3 +229,51 @@ def test_a_video_gone_since_the_build_is_a_404_not_a_500(gallery):
             stop(proc)
     finally:
         moved.rename(gone)
+
+
+def test_requests_addressed_to_another_host_or_from_another_site_are_refused(server):
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends its own name as
+    Host. Every route refuses it before it runs; the server's own names are answered."""
+    port = urllib.parse.urlparse(server).port
+    for path in ["", "api/health", "api/search?q=a+red+circle", "api/similar?row=1", "video/2", "thumb/2.jpg",
+                 "static/app.js", "no/such/route"]:
+        status, _, body = get(server + path, {"Host": f"evil.example:{port}"})
+        assert status == 421 and "does not answer to the host name 'evil.example:" in json.loads(body)["error"], path
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert get(server + "video/2", {"Host": host})[0] == 200
+    status, _, body = get(server + "api/health", {"Origin": "http://evil.example"})
+    assert status == 403 and "another site" in json.loads(body)["error"]
+    assert get(server + "api/health", {"Origin": server.rstrip("/")})[0] == 200  # the page's own requests
+
+
+@pytest.fixture(scope="module")
+def forged_gallery(gallery, tmp_path_factory) -> Path:
+    """The test gallery as someone else could hand it over: rows 0-3 name files that are not videos."""
+    tmp = tmp_path_factory.mktemp("forged")
+    (tmp / "secret.mp4").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp / "notes.txt").write_text("root:x:0:0 a text file\n")
+    (tmp / "link.mp4").symlink_to(tmp / "notes.txt")
+    from PIL import Image
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp / "picture.png")
+    (tmp / "picture.png").rename(tmp / "picture.mkv")
+    forged = Gallery.load(gallery[0])
+    forged.video_paths[:4] = [str(tmp / "secret.mp4"), str(tmp / "notes.txt"), str(tmp / "link.mp4"),
+                              str(tmp / "picture.mkv")]
+    return forged.save(tmp / "forged.safetensors")
+
+
+def test_a_gallery_naming_files_that_are_not_videos_gets_none_of_them_served(forged_gallery, gallery):
+    proc, url = start_server(forged_gallery, gallery[1])
+    try:
+        for row, reason in [(0, "does not open as a video container"), (1, "names no video file"),
+                            (2, "does not open as a video container"), (3, "png_pipe data, not a video container")]:
+            status, _, body = get(url + f"video/{row}")
+            assert status == 404 and reason in json.loads(body)["error"] and b"root:" not in body, row
+            status, _, body = get(url + f"thumb/{row}.jpg")
+            assert status == 404 and b"root:" not in body, row
+        assert get(url + "video/4")[0] == 200  # the real videos still play
+        status, _, body = get(url + "api/similar?row=0&k=15")
+        links = {h["row"]: h["video_url"] for h in json.loads(body)["videos"]}
+        assert status == 200 and links[1] is None and links[4] == "/video/4"  # no video suffix: no player
+    finally:
+        stop(proc)

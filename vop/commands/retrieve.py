@@ -75,8 +75,8 @@ def serve(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
 
     s = cfg.serve
     server.check_host(s.host, s.allow_remote)  # before the model and the gallery load
-    server.serve(pipeline_of(cfg, overrides), s.host, s.port, s.allow_remote, s.max_upload_mb, s.upload_timeout_s,
-                 cfg.thumb_frames)
+    server.serve(pipeline_of(cfg, overrides), s.host, s.port, s.allow_remote, list(s.allowed_hosts), s.max_upload_mb,
+                 s.upload_timeout_s, cfg.thumb_frames)
 
 
 ACTIONS = {"build": build, "query": query, "serve": serve}

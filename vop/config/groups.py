@@ -166,6 +166,7 @@ class Serve:
     host: str = key()
     port: int = key(low=0, high=65535)
     allow_remote: bool = key()
+    allowed_hosts: list[str] = key()  # names besides loopback ones and host that requests may address
     max_upload_mb: int = key(low=1)
     upload_timeout_s: float = key(low=1.0)
 

@@ -1,7 +1,7 @@
 """How a config group's schema is written and checked: a dataclass whose fields are the group's keys.
 
-A field's annotation is the key's type (`int`, `float`, `bool`, `str`, `X | None`, `list[int]`, a
-nested schema, `Target`, `Any`); `key(...)` adds its range, choices or pattern. A `Target` field is a
+A field's annotation is the key's type (`int`, `float`, `bool`, `str`, `X | None`, `list[int]`,
+`list[str]`, a nested schema, `Target`, `Any`); `key(...)` adds its range, choices or pattern. A `Target` field is a
 `_target_` node: its keys are the keyword arguments of the callable it names, so their names and
 simple types are declared once, in that callable's signature, next to the code that reads them.
 
@@ -158,7 +158,7 @@ def describe(hint, rule: Rule) -> str:
     if kind is None and isinstance(base, tuple):
         kind = "a finite number" if set(base) <= {int, float} else " or ".join(b.__name__ for b in base)
     if kind is None:
-        kind = "a list of integers" if base == list[int] else str(base)
+        kind = {list[int]: "a list of integers", list[str]: "a list of strings"}.get(base, str(base))
     bounds = [f">= {_num(rule.low)}" if rule.low is not None else "",
               f"<= {_num(rule.high)}" if rule.high is not None else ""]
     text = " and ".join(b for b in bounds if b)
@@ -179,8 +179,8 @@ def _is(value, hint) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if base is str:
         return isinstance(value, str)
-    if base == list[int]:
-        return isinstance(value, (list, ListConfig)) and all(_is(v, int) for v in value)
+    if typing.get_origin(base) is list:
+        return isinstance(value, (list, ListConfig)) and all(_is(v, typing.get_args(base)[0]) for v in value)
     return True  # a type this module does not check
 
 
@@ -197,7 +197,7 @@ def _obeys(value, rule: Rule) -> bool:
 def _base(hint):
     """The annotation without None: int | None -> int; int | float | None -> (int, float)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)] if _is_union(hint) else [hint]
-    args = [str if a.__module__ == "pathlib" else a for a in args if isinstance(a, type) or a == list[int] or a is Any]
+    args = [str if a.__module__ == "pathlib" else a for a in args if isinstance(a, type) or _is_list(a) or a is Any]
     if not args:
         return Any
     return args[0] if len(args) == 1 else tuple(args)
@@ -206,7 +206,12 @@ def _base(hint):
 def _simple(hint) -> bool:
     """Annotations a signature check can hold a value to (others are left to the callable)."""
     base = _base(hint)
-    return all(b in (int, float, bool, str) or b == list[int] for b in (base if isinstance(base, tuple) else (base,)))
+    return all(b in (int, float, bool, str) or _is_list(b) for b in (base if isinstance(base, tuple) else (base,)))
+
+
+def _is_list(hint) -> bool:
+    """`list[int]` or `list[str]`: the list types a key may have."""
+    return hint in (list[int], list[str])
 
 
 def _nullable(hint) -> bool:

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-import ipaddress
 import logging
-import mimetypes
 import os
 import socket
 import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -37,25 +37,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vop.data.decoders.base import VideoDecodeError
-from vop.data.video_files import VIDEO_SUFFIXES
+from vop.data.video_files import VIDEO_SUFFIXES, is_video_file
 from vop.errors import ConfigError, UserError
+from vop.retrieval.host_check import HostCheck, is_loopback, server_names
 from vop.retrieval.html import thumbnails
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
+from vop.retrieval.served_videos import NotServed, ServedVideos
 
 log = logging.getLogger(__name__)
 
 WEB = Path(__file__).parent / "web"
 MAX_K = 100
-LOOPBACK = ("localhost",)
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class SearchService:
@@ -65,6 +57,7 @@ class SearchService:
         self.pipeline, self.gallery, self.thumb_frames = pipeline, pipeline.gallery, thumb_frames
         self.lock = threading.Lock()
         self.thumb = lru_cache(maxsize=1024)(self._thumb)
+        self.videos = ServedVideos()  # a row's file is sent only if it is a video (a gallery is someone's data)
         # A gallery caption given as the query marks its videos as the ground truth: looked up, not scanned.
         self.videos_of_caption: dict[str, set[int]] = {}
         for text, video in zip(self.gallery.captions, self.gallery.caption_video):
@@ -77,7 +70,7 @@ class SearchService:
 
     def video_hit(self, rank: int, row: int, score: float, truth: set[int]) -> dict:
         g = self.gallery
-        playable = bool(g.video_paths[row]) if 0 <= row < len(g.video_paths) else False
+        playable = 0 <= row < len(g.video_paths) and is_video_file(g.video_paths[row])
         return {"rank": rank, "id": g.video_ids[row], "score": score, "row": row, "caption": g.first_caption(row),
                 "video_url": f"/video/{row}" if playable else None,
                 "thumb_url": f"/thumb/{row}.jpg" if playable else None, "truth": row in truth}
@@ -123,6 +116,7 @@ class SearchService:
         return out
 
     def _thumb(self, row: int) -> bytes:
+        self.videos.check(self.gallery.video_paths[row])  # only a video file is opened for a thumbnail
         with self.lock:
             frames = thumbnails(self.pipeline.encoder.decoder, self.gallery.video_paths[row], self.thumb_frames)
         strip = Image.new("RGB", (sum(f.width for f in frames), max(f.height for f in frames)))
@@ -152,12 +146,14 @@ def topk(request: Request, default: int) -> int:
     return k
 
 
-def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_timeout_s: float = 120.0) -> Starlette:
+def make_app(service: SearchService, names: frozenset[str] = frozenset(), max_upload_bytes: int = 200 << 20,
+             upload_timeout_s: float = 120.0) -> Starlette:
+    """The app, answering only requests addressed to loopback names or `names` (host_check.py)."""
     gallery = service.gallery
 
     def video_row(request: Request) -> int | None:
         row = whole_number(request.path_params["row"])
-        return row if row is not None and row < len(gallery.video_ids) and gallery.video_paths[row] else None
+        return row if row is not None and row < len(gallery.video_ids) else None
 
     async def page(request: Request) -> Response:
         return FileResponse(WEB / "index.html", media_type="text/html")
@@ -232,10 +228,13 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
 
     async def video(request: Request) -> Response:
         row = video_row(request)
-        if row is None or not Path(gallery.video_paths[row]).is_file():
+        if row is None:
             return error(404, "no such video in this gallery")
-        path = gallery.video_paths[row]
-        return FileResponse(path, media_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
+        try:
+            served = await run_in_threadpool(service.videos.check, gallery.video_paths[row])
+        except NotServed as err:
+            return error(404, f"video {row}: {err}")
+        return FileResponse(served.path, media_type=served.media_type)
 
     async def thumb(request: Request) -> Response:
         row = video_row(request)
@@ -243,7 +242,7 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
             return error(404, "no such video in this gallery")
         try:
             data = await run_in_threadpool(service.thumb, row)
-        except (UserError, VideoDecodeError, OSError) as err:  # a file changed or gone since the build
+        except (NotServed, UserError, VideoDecodeError, OSError) as err:  # not a video, or changed since the build
             return error(404, f"no thumbnail: {getattr(err, 'reason', err)}")
         return Response(data, media_type="image/jpeg", headers={"cache-control": "max-age=3600"})
 
@@ -254,7 +253,7 @@ def make_app(service: SearchService, max_upload_bytes: int = 200 << 20, upload_t
               Route("/api/search", search_text, methods=["GET"]), Route("/api/search", search_video, methods=["POST"]),
               Route("/api/similar", similar), Route("/video/{row}", video), Route("/thumb/{row}.jpg", thumb),
               Mount("/static", StaticFiles(directory=WEB), name="static")]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(HostCheck, names=names)])
 
 
 def check_host(host: str, allow_remote: bool) -> None:
@@ -280,16 +279,19 @@ def bound_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(pipeline: RetrievalPipeline, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
-          max_upload_mb: int = 200, upload_timeout_s: float = 120.0, thumb_frames: int = 4) -> None:
+          allowed_hosts: Sequence[str] = (), max_upload_mb: int = 200, upload_timeout_s: float = 120.0,
+          thumb_frames: int = 4) -> None:
     """Serve until Ctrl-C (or SIGTERM); then shut down cleanly."""
     check_host(host, allow_remote)
     torch.set_grad_enabled(False)
-    app = make_app(SearchService(pipeline, thumb_frames), max_upload_mb << 20, upload_timeout_s)
+    names = server_names(host, allowed_hosts)
+    app = make_app(SearchService(pipeline, thumb_frames), names, max_upload_mb << 20, upload_timeout_s)
     sock = bound_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
     if not is_loopback(host):
-        log.warning("serving on %s: other machines can reach it (serve.allow_remote=true)", host)
+        log.warning("serving on %s: other machines can reach it (serve.allow_remote=true); it answers requests "
+                    "addressed to %s", host, ", ".join(sorted({"localhost", *names})))
     g = pipeline.gallery
     print(f"serving {g.source or 'the gallery'} ({len(g.video_ids)} videos, {len(g.captions)} captions) at {url}"
           " - open it in a browser; Ctrl-C stops", flush=True)
