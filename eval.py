@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.eval import evaluate_run
-from vop.config.command_line import check_command_line
+from vop.config.command_line import check_command_line, over_checkpoint
 from vop.engine.rundir import no_folder_if_refused
 from vop.errors import exit_on_user_error
 
@@ -21,5 +21,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = over_checkpoint(sys.argv[1:])  # with ckpt=: data.<key>= goes over the trained run's data
     exit_on_user_error(check_command_line)("eval", sys.argv[1:])  # Hydra's errors: one block, exit 2 (not 1)
     main()

@@ -17,7 +17,7 @@ from vop.errors import exit_on_user_error
 def main(cfg: DictConfig) -> None:
     run = HydraConfig.get()
     with no_folder_if_refused(run.runtime.output_dir, f"{run.job.name}.log"):  # a refused run leaves none
-        train(cfg)
+        train(cfg, overrides=run.overrides.task)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import CLIPModel, CLIPTokenizer
 
-from tests.helpers import SMALL_SYNTHETIC, cli
+from tests.helpers import SMALL_SYNTHETIC, assert_one_block, cli
 from tests.own_collection import BROKEN, write_collection
 from vop.retrieval.query_encoder import Encoder
 
@@ -118,3 +119,45 @@ def test_the_full_run_exports_to_a_folder_plain_transformers_loads(full_run, tmp
         features = model.get_text_features(**tokenizer(captions, padding=True, return_tensors="pt"))
     text = torch.nn.functional.normalize(features.pooler_output, dim=-1)
     torch.testing.assert_close(text, Encoder.from_run(run).encode_texts(captions), rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def held_out_run(collection, tmp_path_factory) -> Path:
+    """A short run on the .json captions (no split column: a fifth held out with split_seed 0)."""
+    logs = tmp_path_factory.mktemp("held_out")
+    captions = json.loads(collection["json"].read_text())
+    del captions[BROKEN]  # the draw would put it in the test split, which has to be readable
+    (logs / "captions.json").write_text(json.dumps(captions))
+    train({**collection, "json": logs / "captions.json"}, "json", logs, "method=full", "trainer.epochs=1",
+          "trainer.max_steps_per_epoch=1")
+    return (logs / "train" / "latest").resolve()
+
+
+def test_eval_and_build_take_the_held_out_draw_from_the_command_line(held_out_run, collection, tmp_path):
+    """`data.test_fraction=`/`data.split_seed=` (with or without `+`) reach the trained run's parser:
+    they were refused by Hydra, and with `+` the run's stored 0.2 silently stayed."""
+    counts = {}
+    for extra in ([], ["data.test_fraction=0.3"], ["+data.test_fraction=0.3", "+data.split_seed=1"]):
+        logs = tmp_path / str(len(counts))
+        proc = cli("eval.py", f"ckpt={held_out_run}", *extra, "trainer.progress=false", f"paths.log_dir={logs}")
+        counts[tuple(extra)] = metrics_of(proc, logs, "eval")["test/num_videos"]
+        seed = 1 if extra[1:] else 0
+        assert f"data.split_seed={seed})" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    assert list(counts.values()) == [8, 12, 12]  # a fifth, then 0.3 of the 40 captioned videos
+
+    def gallery_ids(*extra: str) -> list[str]:
+        path = tmp_path / f"gallery{len(extra)}.safetensors"
+        proc = cli("retrieve.py", "action=build", f"ckpt={held_out_run}", "split=test", f"gallery={path}", *extra,
+                   "trainer.progress=false")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(safe_open(str(path), "pt").metadata()["info"])["video_ids"]
+
+    assert gallery_ids() != gallery_ids("data.split_seed=3")  # another draw of the same size
+
+
+def test_a_key_the_trained_run_lacks_is_one_block(full_run, tmp_path):
+    proc = cli("eval.py", f"ckpt={full_run[0]}", "data.test_fractoin=0.3", f"paths.log_dir={tmp_path}")
+    assert_one_block(proc, "data.test_fractoin: the trained run's data group (my_clips",
+                     "did you mean data.test_fraction?")
+    proc = cli("eval.py", "method=zeroshot", "model=clip_tiny", "+data.split_seed=1", f"paths.log_dir={tmp_path}")
+    assert_one_block(proc, "data.split_seed: nothing in this run reads it (data msrvtt9k does not use it)")

@@ -35,7 +35,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
         tensors, saved = read_checkpoint(path)
         cfg = merge_checkpoint_config(cfg, saved, overrides, path)
         log.info("evaluating %s (model %s, method %s, data %s)", path, cfg.model.name, cfg.method.name, cfg.data.name)
-    check_config(cfg)
+    check_config(cfg, overrides)
     setup.seed_everything(cfg.seed)
     setup.set_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)

@@ -28,7 +28,7 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     if cfg.ckpt:
         path = resolve_path(cfg.ckpt)
         cfg = merge_checkpoint_config(cfg, read_checkpoint(path, tensors=False)[1], overrides, path)
-        check_config(cfg)
+        check_config(cfg, overrides)
     encoder = Encoder(cfg, ckpt=cfg.ckpt)
     if cfg.videos:
         split = folder_split(cfg.videos, cfg.captions)
@@ -84,7 +84,7 @@ ACTIONS = {"build": build, "query": query, "serve": serve}
 
 def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
     action = cfg.action or ("query" if cfg.query is not None else None)
-    check_config(cfg)
+    check_config(cfg, () if cfg.ckpt else overrides)  # with ckpt=, build checks them over the run's groups
     if action not in ACTIONS:
         raise InputError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=), "
                          "action=query / query=<text or video file>, or action=serve (with gallery=)")

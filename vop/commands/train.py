@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Sequence
 
 from omegaconf import DictConfig
 
@@ -26,8 +27,8 @@ def run_folder_lock(cfg: DictConfig):
     return RunLock(cfg.paths.output_dir)
 
 
-def train(cfg: DictConfig) -> dict:
-    check_config(cfg)  # before any data, weights or process group
+def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    check_config(cfg, overrides)  # before any data, weights or process group
     if cfg.get("resume"):
         require_not_in_use(resumed_run_dir(cfg.resume), "resume=", "resume it once it has stopped")
     with run_folder_lock(cfg):

@@ -7,12 +7,16 @@ accepted: CPUs have no fast fp16 math, so fp32 (`auto`) or bf16 is what such a r
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from vop.config.choices import CHOSEN_GROUPS, override_key
 from vop.config.groups import COMMANDS, GROUPS
 from vop.config.schema import check_group, validate
+from vop.config.stored import interpolations, references
 from vop.errors import ConfigError
 
 # One batch of frames as the model sees them ([B, T, 3, S, S] float32) may take at most this share
@@ -22,9 +26,11 @@ FRAME_BATCH_SHARE = 0.5
 SCRIPT_GROUPS = ("model", "data", "decoder", "trainer", "optim", "scheduler", "logger", "paths")
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """Raise ConfigError for the first key that breaks its group's schema (vop/config/groups.py), for
-    an unknown key, for a device the machine lacks and for a frame batch its memory cannot hold."""
+    an unknown key, for a key set on the command line (`overrides`) that nothing in the run reads,
+    for a device the machine lacks and for a frame batch its memory cannot hold."""
+    check_read(cfg, overrides)
     schema = COMMANDS.get(cfg.get("task"))
     if schema is not None:
         validate(cfg, schema, "")
@@ -34,6 +40,28 @@ def check_config(cfg: DictConfig) -> None:
                 check_group(cfg[name], GROUPS[name], name)
     check_device(cfg)
     check_frame_memory(cfg)
+
+
+def check_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """A key that only interpolations read (`data.test_fraction`: data=custom's splits name it) set on
+    the command line must be named by one in this run's config; otherwise the run would ignore it
+    (`+data.test_fraction=0.3` with data=msrvtt9k)."""
+    names = None
+    for key in (override_key(o) for o in overrides if "=" in o and not o.startswith("~")):
+        group, _, leaf = key.partition(".")
+        schema = GROUPS.get(group)
+        if group not in CHOSEN_GROUPS or "." in leaf or not dataclasses.is_dataclass(schema):
+            continue
+        rule = next((f.metadata.get("rule") for f in dataclasses.fields(schema) if f.name == leaf), None)
+        if rule is None or not rule.interpolated:
+            continue
+        if names is None:
+            container = OmegaConf.to_container(cfg, resolve=False)
+            names = {ref for text in interpolations(container).values() for ref in references(text)}
+        if key not in names:
+            raise ConfigError(f"{key}: nothing in this run reads it ({group} {cfg[group].get('name')} does not use "
+                              "it), so it would be ignored; it applies only to the options that use it (e.g. "
+                              "data.test_fraction and data.split_seed: data=custom)")
 
 
 def check_device(cfg: DictConfig) -> None:

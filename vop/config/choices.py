@@ -15,6 +15,14 @@ import vop
 from vop.errors import ConfigError
 
 CONFIG_DIR = Path(vop.ROOT) / "configs"
+# Groups whose options are chosen: an option file of the project supplies every `_target_`; a trained
+# run's checkpoint brings its own choice of each (vop/config/stored.py, vop/engine/checkpoint_config.py).
+CHOSEN_GROUPS = ("model", "method", "data", "decoder")
+
+
+def override_key(override: str) -> str:
+    """`+data.num_frames=8` -> `data.num_frames` (also `++` and `~`)."""
+    return override.lstrip("+~").split("=")[0]
 
 
 def check_choices(argv: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:

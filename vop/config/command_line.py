@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import vop
-from vop.config.choices import check_choices
+from vop.config.choices import CHOSEN_GROUPS, check_choices
 from vop.errors import ConfigError
 from vop.run_lock import require_not_in_use
 
@@ -53,6 +53,21 @@ def quoted_free_text(argv: Sequence[str], keys: Sequence[str] = ("query",)) -> l
             arg = arg if keep else f"{key}={hydra_quoted(value)}"
         out.append(arg)
     return out
+
+
+def over_checkpoint(argv: Sequence[str]) -> list[str]:
+    """With `ckpt=<run>`, a key of a group the run brings (`data.test_fraction=0.3`, `+data.split_seed=1`)
+    is given to Hydra as `++data.test_fraction=0.3`: it goes over the trained run's group
+    (vop/engine/checkpoint_config.py), which may have keys the default option lacks (data=custom's
+    over a default msrvtt9k), so Hydra must not refuse it against the default. A key the trained
+    run's group does not have either is refused there, naming it. A group chosen on the command line
+    (`data=didemo`) is Hydra's to check as usual."""
+    keys = [arg.lstrip("+").partition("=")[0] for arg in argv]
+    if not any(key == "ckpt" and arg.partition("=")[2] not in ("", "null") for key, arg in zip(keys, argv)):
+        return list(argv)
+    from_run = set(CHOSEN_GROUPS) - set(keys)  # the groups not chosen with `data=...`
+    return [f"++{arg.lstrip('+')}" if "=" in arg and key.split(".")[0] in from_run and "." in key else arg
+            for key, arg in zip(keys, argv)]
 
 
 def first_of_sweeps(overrides: list[str]) -> list[str]:

@@ -39,8 +39,8 @@ class Method:
 class Data:
     name: str
     # data=custom (docs/own_videos.md); before `root`, which repeats data.videos, so an unset one is named
-    videos: str = key(optional=True)    # the folder of videos
-    captions: str = key(optional=True)  # the captions file: .json, .csv or .jsonl
+    videos: str = key(optional=True, interpolated=True)    # the folder of videos
+    captions: str = key(optional=True, interpolated=True)  # the captions file: .json, .csv or .jsonl
     root: str
     splits: Target = key()        # the annotation parser (vop/data/annotations/) and its arguments
     train_split: str = key()
@@ -59,10 +59,11 @@ class Data:
     max_bad_fraction: float = key(low=0.0, high=1.0)
     allow_missing_test: bool = key()
     manifest: str = key()
-    lr_new: float = key(low=0.0, optional=True)  # this dataset's new-parameter rate, where its recipe differs
-    test_fraction: float = key(low=0.0, high=1.0, optional=True)  # data=custom: held-out share of the videos
-    val_fraction: float = key(low=0.0, high=1.0, optional=True)   # data=custom: the same for a val split
-    split_seed: int = key(optional=True)                           # data=custom: the held-out draw
+    # this dataset's new-parameter rate, where its recipe differs (methods read it: ${oc.select:data.lr_new,...})
+    lr_new: float = key(low=0.0, optional=True, interpolated=True)
+    test_fraction: float = key(low=0.0, high=1.0, optional=True, interpolated=True)  # data=custom: held-out share
+    val_fraction: float = key(low=0.0, high=1.0, optional=True, interpolated=True)   # data=custom: for a val split
+    split_seed: int = key(optional=True, interpolated=True)                           # data=custom: the draw
 
 
 @dataclass

@@ -43,12 +43,15 @@ class Rule:
     pattern: str | None = None
     example: str = ""
     optional: bool = False  # the key may be absent (a dataset sets it only where its recipe differs)
+    # read only where an option's interpolation names it (`${data.test_fraction}`): a run whose config
+    # names it nowhere would ignore it (vop/config/check.py refuses it on the command line)
+    interpolated: bool = False
 
 
 def key(*, low: float | None = None, high: float | None = None, choices=None, pattern: str | None = None,
-        example: str = "", optional: bool = False):
+        example: str = "", optional: bool = False, interpolated: bool = False):
     """A schema field with a range, choices or a pattern (`seed: int = key()` is a plain key)."""
-    rule = Rule(low, high, tuple(choices) if choices is not None else None, pattern, example, optional)
+    rule = Rule(low, high, tuple(choices) if choices is not None else None, pattern, example, optional, interpolated)
     return dataclasses.field(metadata={"rule": rule})
 
 

@@ -12,6 +12,7 @@ imported: a refused `_target_` is compared as a string.
 from __future__ import annotations
 
 import copy
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +20,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import vop
+from vop.config.choices import CHOSEN_GROUPS
 from vop.config.files import load_with_defaults
 from vop.config.groups import GROUPS
 from vop.config.schema import HYDRA_KEYS, check_group
@@ -27,8 +29,6 @@ from vop.errors import ConfigError
 CONFIG_DIR = Path(vop.ROOT) / "configs"
 # The groups a stored config may bring: what rebuilds a trained model and its encoder.
 STORED_GROUPS = ("model", "method", "data", "decoder", "trainer")
-# Groups whose options are chosen: an option file of the project supplies every `_target_`.
-CHOSEN_GROUPS = ("model", "method", "data", "decoder")
 # Keys older layouts stored that today's name elsewhere: dropped on reading (VoP's tuner once
 # repeated `method.name`; the method is now named once, by its config).
 RETIRED_KEYS = ("method.tuner.name",)
@@ -115,9 +115,53 @@ def stored_group(group: str, stored: Any, source: str) -> DictConfig:
         return OmegaConf.create(values)
     option = options(group)[choose_option(group, stored, source)]
     try:
-        return OmegaConf.merge(option, values)
+        merged = OmegaConf.merge(option, values)
     except Exception as err:  # noqa: BLE001 - OmegaConf's validation errors: a value of the wrong kind
         raise StoredConfigError(f"{source}: {group} does not fit configs/{group}/ ({err})") from None
+    return derived_again(group, option, merged)
+
+
+def references(interpolation: str) -> set[str]:
+    """The config keys an interpolation reads: `${oc.select:data.videos,null}` -> {data.videos}
+    (a resolver's name is followed by `:`, a key by `}` or `,`)."""
+    return set(re.findall(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?=\s*[,}])", interpolation))
+
+
+def derived_again(group: str, option: DictConfig, merged: DictConfig) -> DictConfig:
+    """`merged` with the option's own interpolations back where the stored value is what they give.
+
+    A stored config is saved resolved: `data.splits.test_fraction: 0.2` is written as a number,
+    although data=custom derives it from `data.test_fraction`. Kept as a number, a later
+    `data.test_fraction=0.3` (eval.py ckpt=<run> ...) would change nothing. So a key the option
+    derives from keys of the same group is derived again, where that gives the stored value; a
+    value the run set by hand (it differs) or one derived from another group (`${paths.data_dir}`,
+    this machine's) stays as stored. The interpolations are the project's own, never the file's."""
+    context = OmegaConf.create({group: merged})
+    kept = interpolations(OmegaConf.to_container(merged, resolve=False))  # keys the file did not set
+    for path, interpolation in interpolations(OmegaConf.to_container(option, resolve=False)).items():
+        key = f"{group}.{path}"
+        if path in kept or not all(ref.split(".")[0] == group for ref in references(interpolation)):
+            continue
+        stored = OmegaConf.select(context, key, throw_on_resolution_failure=False)
+        OmegaConf.update(context, key, interpolation, merge=False)
+        try:
+            same = OmegaConf.select(context, key, throw_on_resolution_failure=True) == stored
+        except Exception:  # noqa: BLE001 - it cannot be resolved from this group alone
+            same = False
+        if not same:
+            OmegaConf.update(context, key, stored, merge=False)
+    return context[group]
+
+
+def interpolations(node: Any, prefix: str = "") -> dict[str, str]:
+    """{key path: interpolation} of every `${...}` string value under `node` (a plain container)."""
+    found = {}
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            found.update(interpolations(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(node, str) and "${" in node:
+        found[prefix] = node
+    return found
 
 
 def drop_retired(raw: dict) -> dict:

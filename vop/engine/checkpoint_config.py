@@ -1,22 +1,20 @@
 """A trained run's stored config beside the command line's: which groups come from the checkpoint."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vop.config.choices import CHOSEN_GROUPS, override_key
 from vop.engine.checkpoint import check_compatible
+from vop.errors import ConfigError
 
 # Groups a checkpoint brings with it unless the command line chooses them explicitly.
-FROM_CHECKPOINT = ("model", "method", "data", "decoder")
+FROM_CHECKPOINT = CHOSEN_GROUPS
 # Keys that describe the machine, not the run: this machine's value, never the trained run's.
 MACHINE_KEYS = ("data.num_workers",)
-
-
-def override_key(override: str) -> str:
-    """`+data.num_frames=8` -> `data.num_frames`."""
-    return override.lstrip("+~").split("=")[0]
 
 
 def chosen_on_command_line(overrides: Sequence[str], group: str) -> bool:
@@ -34,6 +32,21 @@ def keys_set_on_command_line(overrides: Sequence[str], group: str) -> list[str]:
     return [override_key(o) for o in overrides if override_key(o).startswith(f"{group}.")]
 
 
+def require_key(saved: DictConfig, key: str, path: Path) -> None:
+    """A key set on the command line must be one of the trained run's: nothing would read another."""
+    group, _, rest = key.partition(".")
+    parent, _, leaf = rest.rpartition(".")
+    node = OmegaConf.select(saved[group], parent) if parent else saved[group]
+    if isinstance(node, DictConfig) and leaf in node:
+        return
+    keys = list(node.keys()) if isinstance(node, DictConfig) else []
+    near = difflib.get_close_matches(leaf, [str(k) for k in keys], n=1)
+    hint = f" (did you mean {group}.{parent + '.' if parent else ''}{near[0]}?)" if near else ""
+    raise ConfigError(f"{key}: the trained run's {group} group ({saved[group].get('name', group)}, from {path}) has no "
+                      f"such key, so nothing would read it{hint}; choose another {group} with {group}=<option> to "
+                      "use that option's keys")
+
+
 def merge_checkpoint_config(cfg: DictConfig, saved: DictConfig, overrides: Sequence[str], path: Path) -> DictConfig:
     """Take the trained run's model/method/data/decoder, except groups chosen on the command line
     (`data=didemo`); keys set there (`data.num_frames=8`) go over the trained run's group, and the
@@ -46,6 +59,8 @@ def merge_checkpoint_config(cfg: DictConfig, saved: DictConfig, overrides: Seque
             if option_chosen(overrides, group):
                 continue
             given = {key: OmegaConf.select(cfg, key) for key in keys_set_on_command_line(overrides, group)}
+            for key in given:
+                require_key(saved, key, path)
             cfg[group] = saved[group].copy()
             for key, value in {**here, **given}.items():
                 if key.split(".")[0] == group and value is not None:
