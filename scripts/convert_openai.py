@@ -16,7 +16,7 @@ import vop  # noqa: E402,F401
 from vop.config.command_line import check_command_line  # noqa: E402
 from vop.errors import exit_on_user_error  # noqa: E402
 from vop.data.tokenizer import openai_bpe_tokenizer  # noqa: E402
-from vop.engine.setup import build_clip  # noqa: E402
+from vop.engine.assembly import build_clip  # noqa: E402
 from vop.models.convert import openai_to_hf, read_openai_file, strip_prefix  # noqa: E402
 
 

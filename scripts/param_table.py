@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import vop  # noqa: E402,F401  (registers the config resolvers)
 from vop.config.command_line import check_command_line  # noqa: E402
 from vop.errors import exit_on_user_error  # noqa: E402
-from vop.engine.setup import build_clip  # noqa: E402
+from vop.engine.assembly import build_clip  # noqa: E402
 from vop.config.files import method_configs  # noqa: E402
 from vop.tools.param_table import table, to_markdown, to_records  # noqa: E402
 

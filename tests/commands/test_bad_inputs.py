@@ -24,7 +24,7 @@ from vop.engine import trainer as trainer_module
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
 from vop.engine.finite_embeddings import NonFiniteError, require_finite
 from vop.engine.rundir import run_name
-from vop.engine.setup import usable_splits
+from vop.engine.assembly import usable_splits
 from vop.engine.training_faults import NonFiniteLossError
 from vop.errors import ConfigError, InputError
 from vop.models import weights

@@ -6,7 +6,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC
-from vop.engine.setup import load_splits
+from vop.engine.assembly import load_splits
 from vop.tools import bench_throughput as bench
 
 

@@ -11,7 +11,7 @@ from tests.helpers import tiny_synthetic
 from tests.pixels import decode_all, read_pixels
 from vop.data.shard_sampler import ShardedSampler
 from vop.data.synthetic import DIRECTION_PHRASES, OPPOSITE, load_synthetic
-from vop.engine.trainer import Trainer
+from vop.engine.assembly import build_trainer
 from vop.metrics.direction import (counterfactual_v2t, direction_t2v, direction_t2v_outcomes, direction_v2t,
                                    pair_standard_error, static_t2v)
 from vop.tools.direction_probe import check_reversible, counterfactuals, probe_metrics
@@ -105,7 +105,7 @@ def test_the_benchmark_recipe_shows_twins_the_same_frames() -> None:
 
 def test_probe_metrics_of_a_model(tmp_path: Path) -> None:
     cfg = tiny_synthetic("vop_p", tmp_path, ["data.splits.num_probe=4", "data.splits.frames=20"])
-    metrics = probe_metrics(Trainer(cfg))  # untrained: the numbers are noise, the plumbing is what is tested
+    metrics = probe_metrics(build_trainer(cfg))  # untrained: the numbers are noise, the plumbing is what is tested
     for key in ("t2v_direction_acc", "v2t_direction_acc", "t2v_static_acc", "v2t_static_acc",
                 "v2t_static_acc_shape", "v2t_static_acc_colour", "v2t_static_acc_background", "t2v_R@1",
                 "t2v_direction_acc@se", "v2t_direction_acc@se"):
@@ -115,9 +115,8 @@ def test_probe_metrics_of_a_model(tmp_path: Path) -> None:
 
 def test_hflip_option_reaches_the_training_transform(tmp_path: Path) -> None:
     for extra, expected in (([], 0.0), (["data.hflip=0.5"], 0.5)):  # synthetic: no flips, its captions say left/right
-        trainer = Trainer(tiny_synthetic("bias", tmp_path, extra))
-        trainer.prepare_training()
-        assert trainer.transform.hflip == expected
+        trainer = build_trainer(tiny_synthetic("bias", tmp_path, extra))
+        assert trainer.training.transform.hflip == expected
 
 
 def test_twins_split_for_training(tmp_path: Path) -> None:
@@ -149,9 +148,8 @@ def test_grouped_shuffle_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shuffle_group=2 must .* divide the 5"):
         ShardedSampler(list(range(5)), group=2)
     cfg = tiny_synthetic("bias", tmp_path, ["data.shuffle_group=3"])  # batch 8
-    trainer = Trainer(cfg)
     with pytest.raises(ValueError, match="data.batch_size=8 must be divisible by data.shuffle_group=3"):
-        trainer.prepare_training()
+        build_trainer(cfg)
 
 
 def test_pair_standard_error_against_brute_force() -> None:

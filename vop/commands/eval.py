@@ -6,17 +6,15 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from vop.config.check import check_config
-from vop.engine import setup
-from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path
+from vop.engine import assembly
+from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.engine.modelscope_folder import ModelScopeFolder, folder_config
-from vop.engine.precision import resolve_device, resolve_precision
 from vop.engine.rundir import METRICS, link_latest, prefixed, save_config, save_metrics, split_sizes, write_outputs
-from vop.models.released import is_released, load_released
+from vop.models.released import is_released
 from vop.retrieval.html import write_page
 from vop.retrieval.views import example_views
 
@@ -36,30 +34,23 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
         cfg = merge_checkpoint_config(cfg, saved, overrides, path)
         log.info("evaluating %s (model %s, method %s, data %s)", path, cfg.model.name, cfg.method.name, cfg.data.name)
     check_config(cfg, overrides)
-    setup.seed_everything(cfg.seed)
-    setup.set_threads(cfg.trainer.num_threads)
-    device = resolve_device(cfg.trainer.device)
-    dtype = resolve_precision(cfg.trainer.precision, device)
+    runtime = assembly.build_runtime(cfg)
     split_name = cfg.data.test_split
-    splits = setup.load_splits(cfg, split_name)
-    _, split, _, report = setup.usable_splits(cfg, None, splits[split_name])
+    splits = assembly.load_splits(cfg, split_name)
+    _, split, _, report = assembly.usable_splits(cfg, None, splits[split_name])
     splits[split_name] = split
-    model, tokenizer, _, count = setup.build_model(cfg, random_init=released)
-    if released:
-        load_released(model, cfg.ckpt)
-    elif tensors is not None:
-        load_trainable(model, tensors, cfg.ckpt)
-    model.to(device)
-    decoder = instantiate(cfg.decoder)
-    evaluator = setup.build_evaluator(cfg, split, decoder, tokenizer, device, dtype, model.image_size)
-    metrics = prefixed(evaluator(model), split_name)
+    parts = assembly.build_model_parts(cfg, cfg.ckpt, tensors)
+    parts.model.to(runtime.device)
+    evaluator = assembly.build_evaluator(cfg, split, parts, runtime)
+    metrics = prefixed(evaluator(parts.model), split_name)
     run_dir = Path(cfg.paths.output_dir)
     save_config(run_dir, cfg)
-    result = {**metrics, **report, **split_sizes(splits), "trainable_params": count.trainable, "ckpt": str(cfg.ckpt)}
+    result = {**metrics, **report, **split_sizes(splits), "trainable_params": parts.count.trainable,
+              "ckpt": str(cfg.ckpt)}
     write_outputs(run_dir, [(METRICS, lambda: save_metrics(run_dir, result))], result)  # a full disk: says so
     link_latest(run_dir, Path(cfg.paths.log_dir) / cfg.task)
     if cfg.get("examples"):
-        page, _ = write_page(example_views(split, *evaluator.embeddings, decoder, cfg.examples),
+        page, _ = write_page(example_views(split, *evaluator.embeddings, parts.decoder, cfg.examples),
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")
         print(f"{cfg.examples} example queries: {page} (and {page.with_suffix('.png').name})")
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))

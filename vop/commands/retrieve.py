@@ -9,7 +9,7 @@ from omegaconf import DictConfig, ListConfig
 
 from vop.config.check import check_config
 from vop.data.checks import checked_test_split
-from vop.engine import setup
+from vop.engine import assembly
 from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import chosen_on_command_line, merge_checkpoint_config
 from vop.errors import InputError
@@ -34,7 +34,7 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
         split = folder_split(cfg.videos, cfg.captions)
     else:
         name = cfg.split or cfg.data.test_split
-        split = checked_test_split(setup.load_splits(cfg, name)[name])
+        split = checked_test_split(assembly.load_splits(cfg, name)[name])
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
     return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress, cfg.max_bad_fraction,

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from vop.config.check import check_config
 from vop.engine import distributed
 from vop.engine.resume import RESUME_DIR
-from vop.engine.trainer import Trainer
+from vop.engine.assembly import build_trainer
 from vop.run_lock import RunLock, require_not_in_use
 
 
@@ -33,6 +33,6 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
         require_not_in_use(resumed_run_dir(cfg.resume), "resume=", "resume it once it has stopped")
     with run_folder_lock(cfg):
         try:
-            return Trainer(cfg).fit()
+            return build_trainer(cfg).fit()
         finally:
             distributed.cleanup()

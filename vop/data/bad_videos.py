@@ -127,7 +127,7 @@ class BadVideoReplacer:
     def for_loader(cls, loader) -> "BadVideoReplacer | None":
         """The replacer for a DataLoader whose dataset skips bad videos (training); None otherwise."""
         dataset = getattr(loader, "dataset", None)
-        dataset = getattr(dataset, "dataset", dataset)  # through vop.engine.training_faults.InFlight
+        dataset = getattr(dataset, "dataset", dataset)  # through vop.data.in_flight.InFlight
         if not getattr(dataset, "skip_bad", False):
             return None
         return cls(dataset, loader.collate_fn)

@@ -1,13 +1,11 @@
-"""What the training loop does when things go wrong: non-finite losses, stop signals, dead workers."""
+"""What the training loop does when things go wrong: non-finite losses, stop signals, dead workers
+(whose video vop/data/in_flight.py names)."""
 from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import signal
 from types import FrameType
-
-from torch.utils.data import Dataset, get_worker_info
 
 from vop.errors import UserError
 
@@ -83,31 +81,3 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal_name is not None
-
-
-class InFlight(Dataset):
-    """Wraps a dataset so the main process knows which item each worker was reading.
-
-    Each worker writes the item it starts into its slot of a shared array; when a worker dies
-    (a decoder segfault, the OOM killer) the DataLoader only says "worker exited unexpectedly",
-    and `describe` turns the slots back into video paths.
-    """
-
-    def __init__(self, dataset, num_workers: int):
-        self.dataset = dataset
-        self.slots = multiprocessing.Array("q", [-1] * max(num_workers, 1), lock=False)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item: int):
-        info = get_worker_info()
-        self.slots[info.id if info is not None else 0] = item
-        return self.dataset[item]
-
-    def describe(self) -> str:
-        items = [i for i in self.slots if i >= 0]
-        if not items:
-            return "no item was being read"
-        paths = [self.dataset.split.video_paths[self.dataset.video_of(i)] for i in items]
-        return "videos being read: " + ", ".join(f"{p} (item {i})" for p, i in zip(paths, items))

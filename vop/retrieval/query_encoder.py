@@ -11,21 +11,17 @@ import json
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from vop.data.bad_videos import CollateReadable, ReadableVideos
-from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import VideoDecodeError
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
-from vop.engine import setup
-from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path, trainable_state
+from vop.engine import assembly
+from vop.engine.checkpoint import read_checkpoint, resolve_path, trainable_state
 from vop.engine.embed import encode_captions, encode_video_batches
-from vop.engine.precision import resolve_device, resolve_precision
 from vop.errors import InputError
-from vop.models.released import is_released, load_released
+from vop.models.released import is_released
 
 # The config groups an encoder depends on (stored in a gallery so it can be rebuilt at query time).
 ENCODER_GROUPS = ("model", "method", "data", "decoder", "trainer")
@@ -48,18 +44,14 @@ class Encoder:
         # Resolved now: the groups are stored in galleries, away from the paths they interpolate.
         self.cfg = OmegaConf.create({g: OmegaConf.to_container(cfg[g], resolve=True) for g in ENCODER_GROUPS})
         cfg = self.cfg
-        self.device = resolve_device(cfg.trainer.device)
-        self.dtype = resolve_precision(cfg.trainer.precision, self.device)
+        runtime = assembly.Runtime(*assembly.device_and_precision(cfg.trainer))
+        self.device, self.dtype = runtime.device, runtime.dtype
         released = bool(ckpt) and is_released(ckpt)  # a released .pth holds the whole CLIP: no download
-        self.model, self.tokenizer, _, _ = setup.build_model(cfg, random_init=released)
         self.ckpt = str(Path(ckpt).resolve() if released else resolve_path(ckpt).resolve()) if ckpt else None
-        if released:
-            load_released(self.model, ckpt)
-        elif ckpt:
-            tensors, _ = read_checkpoint(ckpt)
-            load_trainable(self.model, tensors, ckpt)
+        parts = assembly.build_model_parts(cfg, ckpt)
+        self.model, self.tokenizer, self.decoder, self.text_len = parts.model, parts.tokenizer, parts.decoder, \
+            parts.text_len
         self.model.to(self.device).eval()
-        self.decoder = instantiate(cfg.decoder)
         self.transform = VideoTransform(size=self.model.image_size, train=False)
         self.identity = {"model": cfg.model.name, "method": cfg.method.name, "ckpt": self.ckpt,
                          "fingerprint": fingerprint(cfg.model, cfg.method.name, self.model)}
@@ -77,25 +69,16 @@ class Encoder:
 
     def encode_texts(self, captions: list[str]) -> torch.Tensor:
         """captions -> [M, D] L2-normalised, on the CPU."""
-        chunks = [emb.cpu() for _, emb in encode_captions(self.model, self.tokenizer, captions,
-                                                           setup.max_text_len(self.cfg), self.device, self.dtype)]
+        chunks = [emb.cpu() for _, emb in encode_captions(self.model, self.tokenizer, captions, self.text_len,
+                                                           self.device, self.dtype)]
         return torch.cat(chunks)
 
     def video_loader(self, split: Split, rows: range | None = None, readable_only: bool = False,
                      num_workers: int | None = None) -> DataLoader:
         """A loader over `split`'s videos (all, or `rows`), sampled as at evaluation; `readable_only`:
         a video that fails to decode is listed in its batch's "unreadable" instead of raising."""
-        data = self.cfg.data
-        dataset = VideoTextDataset(split, self.decoder, data.num_frames, data.test_sampling, data.frame_size,
-                                   per="video")
-        collate = Collate()
-        if readable_only:
-            dataset, collate = ReadableVideos(dataset), CollateReadable(collate)
-        if rows is not None:
-            dataset = Subset(dataset, rows)
-        workers = data.num_workers if num_workers is None else num_workers
-        return make_loader(dataset, data.eval_batch_size, shuffle=False, num_workers=workers,
-                           collate=collate, seed=0, pin_memory=self.device.type == "cuda")
+        return assembly.eval_loader(self.cfg, split, self.decoder, pin_memory=self.device.type == "cuda", rows=rows,
+                                    readable_only=readable_only, num_workers=num_workers, seed=0)
 
     def encode_videos(self, split: Split, rows: range | None = None, progress: bool = False) -> torch.Tensor:
         """Videos of `split` (all, or `rows`) -> [n, D] L2-normalised, on the CPU, in row order."""

@@ -26,9 +26,9 @@ from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.frame_cache import FrameCacheDecoder
 from vop.data.decoders.nvdec import NvdecDecoder
 from vop.data.gpu_transforms import VideoTransform
-from vop.engine import setup
+from vop.engine import assembly
 from vop.engine.device_feed import DeviceFeed
-from vop.engine.precision import autocast, resolve_device, resolve_precision
+from vop.engine.precision import autocast
 from vop.errors import ConfigError
 from vop.tools.build_frame_cache import build_frame_cache
 
@@ -122,21 +122,20 @@ def build(cfg: DictConfig, method: str, checkpointing: bool, device: torch.devic
     with open_dict(cfg):
         cfg.method = method_cfg(method)
         cfg.trainer.grad_checkpointing = checkpointing
-    model, tokenizer, _, _ = setup.build_model(cfg)
-    return model.to(device).train(), tokenizer
+    parts = assembly.build_model_parts(cfg)
+    return parts.model.to(device).train(), parts.tokenizer
 
 
 def trainer_for(cfg: DictConfig, method: str, checkpointing: bool):
     """A real `Trainer` for `method`, ready to step: its step is the one a training run takes."""
-    from vop.engine.trainer import Trainer  # the trainer imports much; only the GPU measurements need it
+    from vop.engine.assembly import build_trainer  # the trainer imports much; only the GPU measurements need it
 
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.method = method_cfg(method)
         cfg.trainer.grad_checkpointing = checkpointing
-    trainer = Trainer(cfg)
-    trainer.prepare_training()
-    trainer.net.train()
+    trainer = build_trainer(cfg)
+    trainer.training.net.train()
     return trainer
 
 
@@ -178,10 +177,9 @@ def synthetic_batches(cfg: DictConfig, device: torch.device, text_len: int):
 # ------------------------------------------------------------------ the run
 def run_bench(cfg: DictConfig) -> dict:
     cfg = cfg.copy()
-    device = resolve_device(cfg.trainer.device)
-    dtype = resolve_precision(cfg.trainer.precision, device)
+    device, dtype = assembly.device_and_precision(cfg.trainer)
     b = cfg.bench
-    splits = setup.load_splits(cfg, cfg.data.train_split, cfg.data.test_split)
+    splits = assembly.load_splits(cfg, cfg.data.train_split, cfg.data.test_split)
     train_split, test_split = splits[cfg.data.train_split], splits[cfg.data.test_split]
     tokenizer = instantiate(cfg.model.tokenizer)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

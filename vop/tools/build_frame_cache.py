@@ -24,7 +24,7 @@ from vop.data.decoders.base import Decoder, VideoDecodeError
 from vop.data.frame_store import FrameCacheWriter, candidate_indices
 from vop.data.frames import resize_chw, resized_size
 from vop.data.jpeg import encode_jpeg
-from vop.engine import setup
+from vop.engine import assembly
 from vop.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def build_frame_cache(videos: Iterable[tuple[str, str]], cache_dir: str | Path, 
 
 def videos_of(cfg: DictConfig) -> list[tuple[str, str]]:
     """(cache key, path) of every video in the configured splits; keys are relative to decoder.video_root."""
-    splits = setup.load_splits(cfg, *cfg.splits)
+    splits = assembly.load_splits(cfg, *cfg.splits)
     root = Path(cfg.decoder.video_root)
     out = []
     for name in cfg.splits:

@@ -65,7 +65,7 @@ def static_v2t(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, en
 @torch.inference_mode()
 def probe_metrics(trainer) -> dict[str, float]:
     """R@K within the probe and the pairwise accuracies for `trainer`'s model -> {"probe/...": value}."""
-    cfg, split = trainer.cfg, trainer.splits["probe"]
+    cfg, split = trainer.files.cfg, trainer.data.splits["probe"]
     check_reversible(split.info["params"]["frames"], cfg.data.num_frames, cfg.data.test_sampling)
     evaluator = trainer.evaluator("probe")
     metrics = evaluator(trainer.model)  # R@K among the probe's videos (twins included)

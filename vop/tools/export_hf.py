@@ -6,8 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from vop.engine import setup
-from vop.engine.checkpoint import load_trainable, read_checkpoint, resolve_path
+from vop.engine import assembly
+from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.models.hf_export import check_exportable, check_out_folder, write_hf_folder
 
 log = logging.getLogger(__name__)
@@ -18,11 +18,8 @@ def export_run(ckpt: str | Path, out: str | Path) -> Path:
     that adds modules before any tensor is read, then write CLIP with the trained tensors in it."""
     check_out_folder(Path(out).expanduser())
     _, saved = read_checkpoint(ckpt, tensors=False)  # the header and stored config, checked first
-    model, tokenizer, _, _ = setup.build_model(saved)
-    check_exportable(model, saved.method.name)
-    tensors, _ = read_checkpoint(ckpt)
-    load_trainable(model, tensors, ckpt)
-    data, text_len = saved.data, setup.max_text_len(saved)
+    parts = assembly.build_model_parts(saved, ckpt, before_weights=lambda m: check_exportable(m, saved.method.name))
+    model, tokenizer, data, text_len = parts.model, parts.tokenizer, saved.data, parts.text_len
     info = {"ckpt": str(resolve_path(ckpt).resolve()), "model": saved.model.name, "method": saved.method.name,
             "data": data.name, "max_text_len": text_len,
             # How vop embeds a video with these weights: the mean of the frames' L2-normalised

@@ -33,9 +33,9 @@ import torch
 from vop import ROOT  # importing vop registers the config resolvers
 from vop.commands.train import train
 from vop.engine import distributed
-from vop.engine.checkpoint import FILENAME, load_trainable, read_checkpoint
+from vop.engine.checkpoint import FILENAME
 from vop.engine.rundir import save_metrics
-from vop.engine.trainer import Trainer
+from vop.engine.assembly import build_trainer
 from vop.errors import ArgumentParser
 from vop.tools.direction_probe import probe_metrics
 from vop.tools.make_table import make_table
@@ -108,7 +108,7 @@ def stage2(args: argparse.Namespace, method: str, weights: Path, seed: int) -> d
         return _saved(out)
     if args.reuse_stage2 and "probe/t2v_direction_acc" in _saved(out):  # written before the probe's error bars
         return reprobe(args, method, weights, seed, out)
-    trainer = Trainer(compose_train(stage2_overrides(args, method, weights, seed), out, args.data_dir))
+    trainer = build_trainer(compose_train(stage2_overrides(args, method, weights, seed), out, args.data_dir))
     try:
         metrics = {**trainer.fit(), **probe_metrics(trainer)}
     finally:
@@ -120,10 +120,8 @@ def stage2(args: argparse.Namespace, method: str, weights: Path, seed: int) -> d
 def reprobe(args: argparse.Namespace, method: str, weights: Path, seed: int, out: Path) -> dict:
     """The probe again for a finished run, from its checkpoint (zero-shot: the stage-1 weights)."""
     log.info("stage 2 %s seed %d: probing %s again", method, seed, out)
-    trainer = Trainer(compose_train(stage2_overrides(args, method, weights, seed), out / "reprobe", args.data_dir))
-    if (out / FILENAME).is_file():
-        tensors, _ = read_checkpoint(out / FILENAME)
-        load_trainable(trainer.model, tensors, out / FILENAME)
+    cfg = compose_train(stage2_overrides(args, method, weights, seed), out / "reprobe", args.data_dir)
+    trainer = build_trainer(cfg, ckpt=out / FILENAME if (out / FILENAME).is_file() else None)
     try:
         metrics = {**_saved(out), **probe_metrics(trainer)}
     finally:

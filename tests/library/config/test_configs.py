@@ -78,7 +78,7 @@ def test_dataset_new_parameter_rate_reaches_the_methods(tmp_path):
 
 
 def test_method_caps_the_caption_length(tmp_path):
-    from vop.engine.setup import max_text_len
+    from vop.engine.assembly import max_text_len
 
     assert max_text_len(compose_cfg("train", ["method=vop", "data=msrvtt9k"], tmp_path)) == 69
     assert max_text_len(compose_cfg("train", ["method=bias", "data=msrvtt9k"], tmp_path)) == 77
@@ -88,7 +88,7 @@ def test_method_caps_the_caption_length(tmp_path):
 def test_num_threads_reaches_torch(tmp_path):
     import torch
 
-    from vop.engine.setup import set_threads
+    from vop.engine.assembly import set_threads
 
     cfg = compose_cfg("train", ["experiment=demo"], tmp_path)
     assert cfg.trainer.num_threads == 1

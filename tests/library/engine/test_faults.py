@@ -10,7 +10,7 @@ import vop.metrics.retrieval as retrieval
 from tests.helpers import tiny_synthetic
 from vop.commands.train import train
 from vop.data.decoders.decord import DecordDecoder
-from vop.engine.trainer import Trainer
+from vop.engine.assembly import build_trainer, build_training
 from vop.engine.training_faults import DataLoadError, NonFiniteLossError, StopRequest
 from vop.metrics.retrieval import RetrievalMetrics
 
@@ -35,9 +35,8 @@ def trainable(trainer) -> dict[str, torch.Tensor]:
 
 def test_nan_loss_is_skipped_and_counted(monkeypatch, tmp_path):
     nan_on_calls(monkeypatch, {3})
-    trainer = Trainer(tiny_synthetic("bias", tmp_path, RUN))
-    trainer.prepare_training()
-    batches = iter(trainer.loader)
+    trainer = build_trainer(tiny_synthetic("bias", tmp_path, RUN))
+    batches = iter(trainer.training.loader)
     trainer.train_step(next(batches), epoch=0)  # warm-up starts at lr 0
     before = trainable(trainer)
     trainer.train_step(next(batches), epoch=0)
@@ -46,9 +45,9 @@ def test_nan_loss_is_skipped_and_counted(monkeypatch, tmp_path):
     assert torch.isnan(trainer.train_step(next(batches), epoch=0))
     for name, value in trainable(trainer).items():
         assert torch.equal(value, after[name]), f"{name} changed in a skipped step"
-    assert trainer.guard.total == 1 and trainer.step == 3
+    assert trainer.training.guard.total == 1 and trainer.step == 3
     trainer.log_train(1.0, 1.0, epoch=0)  # the count reaches the run's log
-    last = json.loads((trainer.run_dir / "log.jsonl").read_text().splitlines()[-1])
+    last = json.loads((trainer.files.run_dir / "log.jsonl").read_text().splitlines()[-1])
     assert last["train/nonfinite_skipped"] == 1
 
 
@@ -94,10 +93,11 @@ class CrashingDecoder(DecordDecoder):
 
 
 def test_dead_worker_ends_the_run_naming_the_video(tmp_path):
-    trainer = Trainer(tiny_synthetic("bias", tmp_path, [*RUN, "data.num_workers=1"]))
-    target = trainer.train_split.video_paths[5]
-    trainer.decoder = CrashingDecoder(str(target))
-    trainer.prepare_training()
+    cfg = tiny_synthetic("bias", tmp_path, [*RUN, "data.num_workers=1"])
+    trainer = build_trainer(cfg)
+    target = trainer.data.train.video_paths[5]
+    trainer.parts.decoder = CrashingDecoder(str(target))  # the training loader rebuilt with it
+    trainer.training = build_training(cfg, trainer.data.train, trainer.parts, trainer.runtime)
     with pytest.raises(DataLoadError, match="exited unexpectedly") as err:
-        trainer.train_epoch(0, 0, stop=StopRequest())
+        trainer.train_epochs(0, 0, stop=StopRequest())
     assert str(target) in str(err.value)

@@ -28,24 +28,23 @@ def trainable(model) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("method", ["bias", "full"])
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_training_steps_on_cuda(method, precision, tmp_path, record_property):
-    from vop.engine.trainer import Trainer
+    from vop.engine.assembly import build_trainer
 
     if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
         pytest.skip("this GPU has no bf16")
     cfg = tiny_synthetic(method, tmp_path, ["trainer.device=cuda", f"trainer.precision={precision}",
                                             "method.lr=1e-3", "scheduler.warmup_ratio=0", "data.num_workers=2"])
-    trainer = Trainer(cfg)
-    trainer.prepare_training()
-    assert trainer.scaler.is_enabled() == (precision == "fp16")
+    trainer = build_trainer(cfg)
+    assert trainer.training.scaler.is_enabled() == (precision == "fp16")
     before = trainable(trainer.model)
     torch.cuda.reset_peak_memory_stats(trainer.device)
-    for batch in islice(DeviceFeed(trainer.loader, trainer.device), 4):
+    for batch in islice(DeviceFeed(trainer.training.loader, trainer.device), 4):
         assert batch["video"].is_cuda and not batch["item"].is_cuda
         trainer.train_step(batch, epoch=0)
     loss = trainer.window_loss()
     peak = torch.cuda.max_memory_allocated(trainer.device) / 2**30
     record_property("peak_gib", round(peak, 4))
-    assert np.isfinite(loss) and trainer.guard.total == 0 and peak > 0
+    assert np.isfinite(loss) and trainer.training.guard.total == 0 and peak > 0
     after = trainable(trainer.model)
     assert sum(not torch.equal(before[n], after[n]) for n in before) >= len(before) // 2  # the update reached them
     assert trainer.overflow_steps < 4  # fp16: the first scales (65536, ...) may overflow, not every step

@@ -7,13 +7,13 @@ import logging
 import pytest
 
 from tests.helpers import compose_cfg
-from vop.engine import setup
+from vop.engine import assembly
 from vop.engine.optim import is_random_init, param_groups, warn_if_too_slow
 
 
 def warnings_for(tmp_path, caplog, overrides: list[str]) -> list[str]:
     cfg = compose_cfg("train", ["model=clip_tiny", "data=synthetic", *overrides], tmp_path)
-    model, _, method, _ = setup.build_model(cfg)
+    model, _, method, _ = assembly.build_model(cfg)
     groups = param_groups(model, method, cfg.method.lr, cfg.method.lr_new, cfg.optim.weight_decay)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vop.engine.optim"):

@@ -6,7 +6,7 @@ import torch
 
 from tests.helpers import tiny_synthetic
 from vop.engine.precision import grad_scaler, resolve_precision
-from vop.engine.setup import build_model
+from vop.engine.assembly import build_model
 from vop.engine.speed import apply_speed_options
 from vop.losses import info_nce
 
@@ -110,7 +110,7 @@ def test_fp16_overflow_is_counted_on_the_device_and_skips_the_update(monkeypatch
     """GradScaler skips a step whose scaled gradients overflow; the trainer counts exactly those
     without reading the scale every step (the gradient norm is non-finite on the same steps)."""
     from vop.engine import trainer as trainer_module
-    from vop.engine.trainer import Trainer
+    from vop.engine.assembly import build_trainer
 
     real, calls = trainer_module.info_nce, [0]
 
@@ -119,18 +119,18 @@ def test_fp16_overflow_is_counted_on_the_device_and_skips_the_update(monkeypatch
         return real(*args, **kwargs) * (1e35 if calls[0] == 2 else 1.0)
 
     monkeypatch.setattr(trainer_module, "info_nce", loss)
-    trainer = Trainer(tiny_synthetic("bias", tmp_path, ["trainer.precision=fp16", "method.lr=1e-3",
-                                                        "scheduler.warmup_ratio=0"]))
-    trainer.prepare_training()
-    assert trainer.scaler.is_enabled()
-    batches = iter(trainer.loader)
+    trainer = build_trainer(tiny_synthetic("bias", tmp_path, ["trainer.precision=fp16", "method.lr=1e-3",
+                                                              "scheduler.warmup_ratio=0"]))
+    scaler = trainer.training.scaler
+    assert scaler.is_enabled()
+    batches = iter(trainer.training.loader)
     trainer.train_step(next(batches), epoch=0)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    scale, count = trainer.scaler.get_scale(), trainer.overflow_steps
+    scale, count = scaler.get_scale(), trainer.overflow_steps
     trainer.train_step(next(batches), epoch=0)  # overflows
-    assert trainer.scaler.get_scale() == scale / 2 and trainer.overflow_steps == count + 1
+    assert scaler.get_scale() == scale / 2 and trainer.overflow_steps == count + 1
     assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
     for _ in range(3):
         trainer.train_step(next(batches), epoch=0)
     # every halving of the scale (no growth within 2000 steps) is one counted overflow
-    assert 65536 / trainer.scaler.get_scale() == 2 ** trainer.overflow_steps and trainer.guard.total == 0
+    assert 65536 / scaler.get_scale() == 2 ** trainer.overflow_steps and trainer.training.guard.total == 0

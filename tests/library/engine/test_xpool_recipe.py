@@ -11,7 +11,7 @@ from vop.data.dataset import Collate
 from vop.data.frames import fit_short_side, pad_videos
 from vop.data.gpu_transforms import VideoTransform
 from vop.engine.optim import param_groups
-from vop.engine.setup import build_model
+from vop.engine.assembly import build_model
 
 
 def test_whole_frames_keep_their_aspect():

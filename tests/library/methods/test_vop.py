@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, method_config, tiny_synthetic
-from vop.engine.setup import build_model
+from vop.engine.assembly import build_model
 from vop.methods.vop import resolve_split
 
 SOT, EOT = 49406, 49407

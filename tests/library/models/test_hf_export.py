@@ -12,7 +12,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from tests.helpers import assert_one_block, cli, tiny_synthetic
 from vop.commands.train import train
-from vop.engine.setup import load_splits
+from vop.engine.assembly import load_splits
 from vop.models.hf_export import INFO_FILE, NotExportableError
 from vop.retrieval.query_encoder import Encoder
 from vop.tools.export_hf import export_run

@@ -12,7 +12,7 @@ from tests.released_fakes import TINY, ModelScopeSeries, ModelScopeVoP, openai_c
 from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import retrieve
 from vop.data.tokenizer import _find_bpe_file, openai_bpe_tokenizer, tokenize
-from vop.engine import setup
+from vop.engine import assembly
 from vop.engine.modelscope_folder import ModelScopeFolder, ModelScopeFolderError
 from vop.retrieval.pipeline import RetrievalPipeline
 
@@ -65,7 +65,7 @@ def test_text_query_ranks_the_gallery_videos(vop_folder):
 
 def test_video_query_ranks_the_captions_with_scores(vop_folder, tmp_path, capsys):
     cfg = tiny_synthetic("zeroshot", tmp_path, [], config_name="retrieve")
-    video = setup.load_splits(cfg, "test")["test"].video_paths[0]
+    video = assembly.load_splits(cfg, "test")["test"].video_paths[0]
     overrides = [f"modelscope={vop_folder}", f"query={video}", *PIPELINE]
     cfg = tiny_synthetic("zeroshot", tmp_path, overrides, config_name="retrieve")
     (result,) = retrieve(cfg, overrides)

@@ -97,7 +97,7 @@ def test_a_gallery_refuses_another_encoder(trained, built, tmp_path):
 def test_build_resumes_from_finished_chunks(trained, built, tmp_path, monkeypatch):
     cfg, _, _ = trained
     encoder = Encoder.from_run(cfg.paths.output_dir)
-    split = __import__("vop.engine.setup", fromlist=["x"]).load_splits(encoder.cfg, "test")["test"]
+    split = __import__("vop.engine.assembly", fromlist=["x"]).load_splits(encoder.cfg, "test")["test"]
     calls = []
     real = Encoder.encode_readable_videos
 
