@@ -1,6 +1,6 @@
 """The search page in a real browser: Debian's chromium, headless, driven by selenium through
 /usr/bin/chromedriver (nothing downloaded). Type a query, see the result cards, the first video
-reaches a playable state, upload a clip, see its captions. Skipped, saying why, where chromium or
+reaches a playable state, upload a clip, see its captions; an AVI result plays. Skipped, saying why, where chromium or
 its driver is not installed (`.ci/run` installs them). VOP_SCREENSHOT=<file.png> keeps a screenshot
 of the results (docs/images/search_page.png was taken so)."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands.test_serve import gallery, start_server, stop  # noqa: F401 (the fixture)
+from tests.commands.test_serve import avi_gallery, gallery, start_server, stop  # noqa: F401 (the fixtures)
+from vop.retrieval.gallery import Gallery
 from vop.retrieval.pipeline import RetrievalPipeline
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -82,3 +83,23 @@ def test_the_page_shows_a_servers_error_as_text(browser, page):
     browser.get(page + "?q=" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&k=500")  # k out of range, markup in q
     WebDriverWait(browser, WAIT_S).until(lambda b: "k='500' must be a whole number" in b.find_element(By.ID, "status").text)
     assert not browser.find_elements(By.CSS_SELECTOR, "#results img")  # the query's markup stayed text
+
+
+def test_an_avi_result_plays_in_the_browser(browser, avi_gallery):  # noqa: F811 (test_serve's fixture)
+    """MPEG-4 Part 2 in AVI: Chromium cannot play the file itself, so the page gets an H.264 copy."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    gallery, data, avi = avi_gallery
+    row = Gallery.load(gallery).video_paths.index(str(avi))
+    proc, url = start_server(gallery, data)
+    try:
+        browser.get(url + f"video/{row}")  # the URL a result card's player loads
+        wait = WebDriverWait(browser, WAIT_S)
+        video = wait.until(lambda b: b.execute_script("return document.querySelector('video')"))
+        wait.until(lambda b: b.execute_script("return arguments[0].readyState >= 2 || arguments[0].error", video))
+        assert browser.execute_script("return arguments[0].error", video) is None
+        browser.execute_script("arguments[0].muted = true; arguments[0].play()", video)
+        wait.until(lambda b: b.execute_script("return arguments[0].currentTime", video) > 0)  # it plays
+        assert browser.execute_script("return arguments[0].videoWidth", video) == 64
+    finally:
+        stop(proc)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,31 +33,44 @@ TINY = ["model=clip_tiny", "method=zeroshot", "data=synthetic", "trainer.device=
 URL_LINE = re.compile(r"at (http://127\.0\.0\.1:\d+/)")
 
 
-def start_server(gallery: Path, data_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+class Server(subprocess.Popen):
+    """The server's process; `log` holds what it wrote to stderr so far (read by a thread, so a
+    chatty server never blocks on a full pipe)."""
+
+    def start_reading(self) -> None:
+        self.log: list[str] = []
+        threading.Thread(target=lambda: self.log.extend(iter(self.stderr.readline, "")), daemon=True).start()
+
+
+def start_server(gallery: Path, data_dir: Path, *extra: str) -> tuple[Server, str]:
     """The server as a user starts it; (process, its URL) once it prints where it listens."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "retrieve.py", "action=serve", f"gallery={gallery}", "serve.port=0",
-                             f"paths.data_dir={data_dir}", *TINY, *extra], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = Server([sys.executable, "retrieve.py", "action=serve", f"gallery={gallery}", "serve.port=0",
+                   f"paths.data_dir={data_dir}", *TINY, *extra], cwd=REPO_ROOT, env=env,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.start_reading()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line and proc.poll() is not None:
-            raise AssertionError(f"the server exited: {proc.stderr.read()[-3000:]}")
+            proc.wait()
+            time.sleep(0.5)  # the reader thread takes what the process wrote last
+            raise AssertionError(f"the server exited: {''.join(proc.log)[-3000:]}")
         if match := URL_LINE.search(line):
             return proc, match.group(1)
     proc.kill()
     raise AssertionError("the server did not say where it listens")
 
 
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
+def stop(proc: Server) -> tuple[int, str]:
+    """Ctrl-C; (exit status, what the server printed on stdout). Its stderr is its reader thread's."""
+    proc.send_signal(signal.SIGINT)
     try:
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
-    return proc.returncode, out
+    return proc.returncode, proc.stdout.read()
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +291,75 @@ def test_a_gallery_naming_files_that_are_not_videos_gets_none_of_them_served(for
         assert status == 200 and links[1] is None and links[4] == "/video/4"  # no video suffix: no player
     finally:
         stop(proc)
+
+
+def test_unknown_routes_wrong_methods_and_huge_queries_answer_json(server):
+    status, _, body = get(server + "no/such/page")
+    assert status == 404 and "no such page: /no/such/page" in json.loads(body)["error"]
+    request = urllib.request.Request(server + "api/health", data=b"x", method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=60)
+        raise AssertionError("POST /api/health was answered")
+    except urllib.error.HTTPError as err:
+        assert err.code == 405 and "POST is not allowed on /api/health" in json.loads(err.read())["error"]
+    status, _, body = get(server + "api/search?q=" + "a" * (1 << 20))  # 1 MB: not uvicorn's plain-text 400
+    assert status == 400 and "q is 1048576 characters long" in json.loads(body)["error"]
+
+
+def test_every_request_is_one_log_line(gallery):
+    proc, url = start_server(*gallery)
+    try:
+        for path in ["api/health", "video/2", "no/such/page", "api/search?q=" + "b" * 5000]:
+            get(url + path)
+    finally:
+        stop(proc)
+    time.sleep(0.5)  # the reader thread takes the last lines
+    # One line each, in the order their answers ended (a file's may end after the next request's).
+    logged = dict(re.search(r"GET (\S+) .*?(\d{3}) [\d.]+ ms$", line.strip()).groups() for line in proc.log
+                  if " GET /" in line)
+    long = "/api/search?q=" + "b" * 186 + "..."  # a long query is not logged whole
+    assert logged == {"/api/health": "200", "/video/2": "200", "/no/such/page": "404", long: "400"}
+    assert sum(" GET /" in line for line in proc.log) == 4
+    assert "(5014 characters) 400" in next(line for line in proc.log if long in line)
+
+
+@pytest.fixture(scope="module")
+def avi_gallery(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A folder gallery of an AVI holding MPEG-4 Part 2 (what Chromium cannot play) and an mp4."""
+    from tests.own_collection import spec
+    from vop.data.synthetic import render, write_mp4
+    import av
+
+    tmp = tmp_path_factory.mktemp("avi")
+    folder = tmp / "clips"
+    folder.mkdir()
+    with av.open(str(folder / "old camera.avi"), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for image in render(spec(1), 16, 64, 48):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    write_mp4(folder / "phone.mp4", render(spec(2), 12, 64, 48), fps=8)
+    gallery = tmp / "clips.safetensors"
+    proc = cli("retrieve.py", "action=build", f"videos={folder}", f"gallery={gallery}", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return gallery, tmp / "data", folder / "old camera.avi"
+
+
+def test_an_avi_is_served_as_an_h264_mp4_made_once(avi_gallery):
+    import av
+
+    gallery, data, avi = avi_gallery
+    row = Gallery.load(gallery).video_paths.index(str(avi))
+    proc, url = start_server(gallery, data)
+    try:
+        status, headers, body = get(url + f"video/{row}")
+        again = get(url + f"video/{row}", {"Range": "bytes=0-99"})
+    finally:
+        stop(proc)
+    assert status == 200 and headers["content-type"] == "video/mp4" and again[0] == 206 and again[2] == body[:100]
+    copies = list(Path(f"{gallery}.browser").glob("*.mp4"))
+    assert len(copies) == 1 and copies[0].read_bytes() == body  # beside the gallery, made once
+    with av.open(str(copies[0])) as copy, av.open(str(avi)) as source:
+        assert copy.streams.video[0].codec_context.name == "h264" and source.streams.video[0].codec_context.name == "mpeg4"
+        assert sum(1 for _ in copy.decode(video=0)) == sum(1 for _ in source.decode(video=0)) == 16

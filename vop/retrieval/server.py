@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+import av
 import torch
 import uvicorn
 from PIL import Image
@@ -39,25 +40,31 @@ from starlette.staticfiles import StaticFiles
 from vop.data.decoders.base import VideoDecodeError
 from vop.data.video_files import VIDEO_SUFFIXES, is_video_file
 from vop.errors import ConfigError, UserError
+from vop.retrieval.browser_video import BrowserCopies
 from vop.retrieval.host_check import HostCheck, is_loopback, server_names
 from vop.retrieval.html import thumbnails
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
+from vop.retrieval.request_log import RequestLog
 from vop.retrieval.served_videos import NotServed, ServedVideos
 
 log = logging.getLogger(__name__)
 
 WEB = Path(__file__).parent / "web"
 MAX_K = 100
+MAX_QUERY_CHARS = 2000  # CLIP reads 77 tokens of a caption; a longer text is a mistake, not a query
+MAX_REQUEST_LINE = 4 << 20  # uvicorn (h11) answers a longer request line itself, in plain text
 
 
 class SearchService:
     """The pipeline behind a lock, and the JSON a search answers."""
 
-    def __init__(self, pipeline: RetrievalPipeline, thumb_frames: int = 4):
+    def __init__(self, pipeline: RetrievalPipeline, thumb_frames: int = 4, browser_cache: Path | None = None):
         self.pipeline, self.gallery, self.thumb_frames = pipeline, pipeline.gallery, thumb_frames
         self.lock = threading.Lock()
         self.thumb = lru_cache(maxsize=1024)(self._thumb)
         self.videos = ServedVideos()  # a row's file is sent only if it is a video (a gallery is someone's data)
+        # AVI, MPEG-4 Part 2 ...: transcoded once into H.264 for the page's player
+        self.copies = BrowserCopies(browser_cache or Path(tempfile.gettempdir()) / "vop-browser-videos")
         # A gallery caption given as the query marks its videos as the ground truth: looked up, not scanned.
         self.videos_of_caption: dict[str, set[int]] = {}
         for text, video in zip(self.gallery.captions, self.gallery.caption_video):
@@ -167,6 +174,9 @@ def make_app(service: SearchService, names: frozenset[str] = frozenset(), max_up
             k = topk(request, service.pipeline.topk)
             if not text.strip():
                 raise ValueError("q is empty: give a text, e.g. /api/search?q=a+red+circle+moves+left")
+            if len(text) > MAX_QUERY_CHARS:
+                raise ValueError(f"q is {len(text)} characters long; a query may have at most {MAX_QUERY_CHARS} "
+                                 "(CLIP reads the first 77 tokens)")
             return JSONResponse(await run_in_threadpool(service.search, text, k))
         except (ValueError, UserError) as err:
             return error(400, str(err))
@@ -232,9 +242,14 @@ def make_app(service: SearchService, names: frozenset[str] = frozenset(), max_up
             return error(404, "no such video in this gallery")
         try:
             served = await run_in_threadpool(service.videos.check, gallery.video_paths[row])
+            playable = await run_in_threadpool(service.copies.playable, served.path)
         except NotServed as err:
             return error(404, f"video {row}: {err}")
-        return FileResponse(served.path, media_type=served.media_type)
+        except (av.FFmpegError, OSError) as err:  # a file that opened but does not decode to the end
+            return error(404, f"video {row} could not be made playable in a browser ({type(err).__name__}: {err})")
+        if playable == served.path:
+            return FileResponse(served.path, media_type=served.media_type)
+        return FileResponse(playable, media_type="video/mp4")
 
     async def thumb(request: Request) -> Response:
         row = video_row(request)
@@ -253,13 +268,28 @@ def make_app(service: SearchService, names: frozenset[str] = frozenset(), max_up
               Route("/api/search", search_text, methods=["GET"]), Route("/api/search", search_video, methods=["POST"]),
               Route("/api/similar", similar), Route("/video/{row}", video), Route("/thumb/{row}.jpg", thumb),
               Mount("/static", StaticFiles(directory=WEB), name="static")]
-    return Starlette(routes=routes, middleware=[Middleware(HostCheck, names=names)])
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, f"no such page: {request.url.path[:100]} (the API: /api/health, /api/search, /api/similar)")
+
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        return error(405, f"{request.method} is not allowed on {request.url.path[:100]}")
+
+    return Starlette(routes=routes, middleware=[Middleware(RequestLog), Middleware(HostCheck, names=names)],
+                     exception_handlers={404: not_found, 405: wrong_method})
 
 
 def check_host(host: str, allow_remote: bool) -> None:
     if not is_loopback(host) and not allow_remote:
         raise ConfigError(f"serve.host={host} would let other machines search your videos and stream them: "
                           "add serve.allow_remote=true to mean it (default: 127.0.0.1, this machine only)")
+
+
+def browser_cache(gallery: str) -> Path:
+    """Where browser copies of a gallery's videos go: `<gallery>.browser/` beside the gallery file, or
+    a folder under the system's temporary folder where that cannot be written."""
+    if gallery and os.access(Path(gallery).parent, os.W_OK):
+        return Path(f"{gallery}.browser")  # made when a first video needs a copy
+    return Path(tempfile.gettempdir()) / "vop-browser-videos"
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -285,7 +315,8 @@ def serve(pipeline: RetrievalPipeline, host: str = "127.0.0.1", port: int = 8000
     check_host(host, allow_remote)
     torch.set_grad_enabled(False)
     names = server_names(host, allowed_hosts)
-    app = make_app(SearchService(pipeline, thumb_frames), names, max_upload_mb << 20, upload_timeout_s)
+    service = SearchService(pipeline, thumb_frames, browser_cache(pipeline.gallery.source))
+    app = make_app(service, names, max_upload_mb << 20, upload_timeout_s)
     sock = bound_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
@@ -295,7 +326,8 @@ def serve(pipeline: RetrievalPipeline, host: str = "127.0.0.1", port: int = 8000
     g = pipeline.gallery
     print(f"serving {g.source or 'the gallery'} ({len(g.video_ids)} videos, {len(g.captions)} captions) at {url}"
           " - open it in a browser; Ctrl-C stops", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="h11",
+                            h11_max_incomplete_event_size=MAX_REQUEST_LINE)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down gracefully, then hands Ctrl-C back: done, not a failure
