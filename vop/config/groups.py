@@ -30,6 +30,7 @@ class Model:
 class Method:
     name: str = key(pattern=r"[a-z][a-z0-9_]*", example="vop_f")
     tuner: Target = key()         # the TuningMethod class and its keyword arguments
+    lr_xpool: float = key(low=0.0)  # X-Pool's new-parameter rate: lr_new where a dataset sets no data.lr_new
     lr: float = key(low=0.0)      # pretrained tensors the method trains
     lr_new: float = key(low=0.0)  # parameters the method adds
     max_text_len: int = key(low=3, optional=True)  # VoP: fewer caption tokens, to leave room for text prompts

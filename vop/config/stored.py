@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import vop
 from vop.config.choices import CHOSEN_GROUPS
-from vop.config.files import load_with_defaults
+from vop.config.files import load_with_defaults, option_files
 from vop.config.groups import GROUPS
 from vop.config.schema import HYDRA_KEYS, check_group
 from vop.errors import ConfigError
@@ -41,8 +41,7 @@ class StoredConfigError(ConfigError):
 @lru_cache(maxsize=None)
 def options(group: str) -> dict[str, DictConfig]:
     """Every option of a config group, as its YAML file composes (defaults applied), by file stem."""
-    return {p.stem: load_with_defaults(p) for p in sorted((CONFIG_DIR / group).glob("*.yaml"))
-            if not p.stem.startswith("_")}
+    return {p.stem: load_with_defaults(p) for p in option_files(CONFIG_DIR / group)}
 
 
 def directives(node: Any, prefix: str = "") -> dict[str, Any]:

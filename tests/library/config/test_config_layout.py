@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers import REPO_ROOT, compose_cfg
 from vop.config.check import check_config
+from vop.config.files import option_files
 from vop.config.stored import stored_config
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.tools import config_snapshot
@@ -27,9 +28,10 @@ VARIANTS = ("vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
 # Keys a newer layout adds, allowed only where the snapshot lacks them (a snapshot regenerated from
 # this layout has them): the dataset's new-parameter rate, which replaced configs/method_data/ (any
 # value), and the keys data/_base.yaml gave every dataset, which must hold the value the code used
-# when a dataset file did not set them (`cfg.data.get("hflip", 0.5)`, `data.get("shuffle_group", 1)`).
+# when a dataset file did not set them (`cfg.data.get("hflip", 0.5)`, `data.get("shuffle_group", 1)`),
+# and X-Pool's rate, which method/_base.yaml names once (the 3e-5 every method file wrote).
 ANY = object()
-NEW_KEYS = {"data.lr_new": ANY, "data.hflip": 0.5, "data.shuffle_group": 1}
+NEW_KEYS = {"data.lr_new": ANY, "data.hflip": 0.5, "data.shuffle_group": 1, "method.lr_xpool": 3.0e-5}
 # Keys a newer layout removes, allowed only where they repeated another key: VoP's tuner took its
 # name from `method.name` (the method is now named once).
 RETIRED_KEYS = {"method.tuner.name": "method.name"}
@@ -97,6 +99,31 @@ def test_every_dataset_extends_the_data_base_and_names_only_what_differs(have) -
         assert {f"data.{k}" for k in base if k != "splits"} <= set(flat), pair  # splits: flattened to splits.*
 
 
+def leaves(node) -> list:
+    """Every value of a YAML tree (dicts and lists walked)."""
+    if isinstance(node, dict):
+        return [v for child in node.values() for v in leaves(child)]
+    if isinstance(node, list):
+        return [v for child in node for v in leaves(child)]
+    return [node]
+
+
+def test_every_method_extends_the_method_base_and_names_only_what_differs(have) -> None:
+    """method/_base.yaml holds every shared key once (X-Pool's rate among them); a method file sets a
+    shared key only to change it, and the rate's number is written nowhere else."""
+    base = yaml.safe_load((REPO_ROOT / "configs" / "method" / "_base.yaml").read_text())
+    for path in option_files(REPO_ROOT / "configs" / "method"):
+        cfg = yaml.safe_load(path.read_text())
+        assert cfg["defaults"][-1] == "_self_" and cfg["defaults"][0] in ("_base", "vop"), path.name
+        for key, value in cfg.items():
+            if key in base and key not in ("name", "tuner"):
+                assert value != base[key], f"{path.name} repeats {key}={value} from _base.yaml"
+        assert not [v for v in leaves(cfg) if v == 3.0e-5 or "3.0e-5" in str(v) or "3e-5" in str(v)], path.name
+    for pair, flat in have.items():
+        assert {f"method.{k}" for k in base if k != "tuner"} <= set(flat), pair  # tuner: flattened to tuner.*
+        assert flat["method.lr_xpool"] == 3.0e-5, pair
+
+
 def test_vop_variants_name_only_what_differs() -> None:
     base = yaml.safe_load((REPO_ROOT / "configs" / "method" / "vop.yaml").read_text())
     for name in VARIANTS:
@@ -116,7 +143,7 @@ def test_no_method_data_folder() -> None:
 
 def test_a_method_is_named_once_by_its_file() -> None:
     # `name:` of configs/method/<stem>.yaml is <stem>; no tuner class or tuner key repeats it.
-    for path in sorted((REPO_ROOT / "configs" / "method").glob("*.yaml")):
+    for path in option_files(REPO_ROOT / "configs" / "method"):
         text = yaml.safe_load(path.read_text())
         assert text["name"] == path.stem, path
         assert "name" not in (text.get("tuner") or {}), path

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, assert_one_block, cli, compose_cfg
 from vop.config.check import check_config
+from vop.config.files import option_names
 from vop.config.schema import Target, key, validate
 from vop.errors import ConfigError
 
@@ -20,7 +21,7 @@ CONFIGS = Path(CONFIG_DIR)
 
 
 def names(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml") if not p.stem.startswith("_"))
+    return option_names(CONFIGS / group)
 
 
 def test_every_command_method_dataset_model_and_decoder_composition_passes(tmp_path):
