@@ -86,7 +86,7 @@ def check_frame_memory(cfg: DictConfig) -> None:
     if data is None or "num_frames" not in data:
         return
     size = _image_size(cfg)
-    batch = max(data.get("batch_size", 1), data.get("eval_batch_size", 1))
+    batch = max(data.batch_size, data.eval_batch_size)
     need = batch * data.num_frames * 3 * size * size * 4  # bytes of [B, T, 3, S, S] float32
     have, where = _memory(cfg)
     if have and need > FRAME_BATCH_SHARE * have:
