@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vop.config.device import PRECISIONS
 from vop.config.schema import Target, key
 from vop.data.dataset import CROPS
 from vop.data.frame_sampling import SAMPLING_MODES
 
 METRIC = r"(t2v|v2t)_(R@\d+|MdR|MnR)"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Checkpointing:
 @dataclass
 class Trainer:
     epochs: int = key(low=1)
-    device: str = key()           # auto | cpu | cuda | cuda:N: vop.config.check.check_device
+    device: str = key()           # auto | cpu | cuda | cuda:N: vop/config/device.py
     precision: str = key(choices=PRECISIONS)
     eval_every_epoch: bool = key()
     evals_per_epoch: int = key(low=1)
