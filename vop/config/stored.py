@@ -32,6 +32,9 @@ STORED_GROUPS = ("model", "method", "data", "decoder", "trainer")
 # Keys older layouts stored that today's name elsewhere: dropped on reading (VoP's tuner once
 # repeated `method.name`; the method is now named once, by its config).
 RETIRED_KEYS = ("method.tuner.name",)
+# Keys older layouts stored under another name: renamed in place on reading, {old key: new leaf}.
+# VoP^F's first inter-frame layer was `split`, a word that everywhere else means a data split.
+RENAMED_KEYS = {"method.tuner.split": "inter_from"}
 
 
 class StoredConfigError(ConfigError):
@@ -163,14 +166,33 @@ def interpolations(node: Any, prefix: str = "") -> dict[str, str]:
     return found
 
 
+def parent_of(raw: dict, key: str) -> tuple[dict | None, str]:
+    """(the dict that holds dotted `key` in `raw`, or None where a level is missing; the key's leaf)."""
+    *parents, leaf = key.split(".")
+    node = raw
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), leaf
+
+
 def drop_retired(raw: dict) -> dict:
     for key in RETIRED_KEYS:
-        *parents, leaf = key.split(".")
-        node = raw
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, leaf = parent_of(raw, key)
+        if node is not None:
             node.pop(leaf, None)
+    return raw
+
+
+def rename_old_keys(raw: dict, source: str) -> dict:
+    """Keys an older layout stored under another name, moved to today's (RENAMED_KEYS)."""
+    for key, new in RENAMED_KEYS.items():
+        node, leaf = parent_of(raw, key)
+        if node is None or leaf not in node:
+            continue
+        if new in node:
+            raise StoredConfigError(f"{source}: {key} is the older name of {key.rsplit('.', 1)[0]}.{new}; "
+                                    "the stored config holds both")
+        node[new] = node.pop(leaf)
     return raw
 
 
@@ -180,6 +202,7 @@ def stored_config(raw: Any, source: str, groups: tuple[str, ...] = STORED_GROUPS
     if not isinstance(raw, Mapping):
         raise StoredConfigError(f"{source}: the stored config must be a JSON object, got {type(raw).__name__}")
     raw = drop_retired(OmegaConf.to_container(raw) if isinstance(raw, DictConfig) else copy.deepcopy(dict(raw)))
+    raw = rename_old_keys(raw, source)
     missing = [g for g in groups if g not in raw]
     if missing:
         raise StoredConfigError(f"{source}: the stored config has no {', '.join(missing)} group")

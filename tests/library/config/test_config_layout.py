@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from tests.helpers import REPO_ROOT, compose_cfg
 from vop.config.check import check_config
 from vop.config.files import option_files
-from vop.config.stored import stored_config
+from vop.config.stored import RENAMED_KEYS, stored_config
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.tools import config_snapshot
 
@@ -35,18 +35,26 @@ NEW_KEYS = {"data.lr_new": ANY, "data.hflip": 0.5, "data.shuffle_group": 1, "met
 # Keys a newer layout removes, allowed only where they repeated another key: VoP's tuner took its
 # name from `method.name` (the method is now named once).
 RETIRED_KEYS = {"method.tuner.name": "method.name"}
+# Keys renamed since the snapshot, by the table that reads older checkpoints and galleries
+# (vop/config/stored.py): the snapshot's values are compared under today's names.
+RENAMED = {old: f"{old.rsplit('.', 1)[0]}.{new}" for old, new in RENAMED_KEYS.items()}
+
+
+def today(pair: dict) -> dict:
+    """A snapshot pair's flattened config under today's key names."""
+    return {RENAMED.get(key, key): value for key, value in pair.items()}
 
 
 def differences(want: dict[str, dict], have: dict[str, dict]) -> list[str]:
     out = []
     for pair in sorted(want):
-        for key in sorted(set(want[pair]) | set(have.get(pair, {}))):
-            if key in NEW_KEYS and key not in want[pair] and NEW_KEYS[key] in (ANY, have.get(pair, {}).get(key)):
+        old = today(want[pair])
+        for key in sorted(set(old) | set(have.get(pair, {}))):
+            if key in NEW_KEYS and key not in old and NEW_KEYS[key] in (ANY, have.get(pair, {}).get(key)):
                 continue
-            if key in RETIRED_KEYS and key not in have.get(pair, {}) and \
-                    want[pair][key] == want[pair].get(RETIRED_KEYS[key]):
+            if key in RETIRED_KEYS and key not in have.get(pair, {}) and old[key] == old.get(RETIRED_KEYS[key]):
                 continue
-            a, b = want[pair].get(key, "<absent>"), have.get(pair, {}).get(key, "<absent>")
+            a, b = old.get(key, "<absent>"), have.get(pair, {}).get(key, "<absent>")
             if a != b:
                 out.append(f"{pair}: {key}: snapshot {a}, now {b}")
     return out
@@ -70,9 +78,19 @@ def test_every_method_and_dataset_composes_as_in_the_snapshot(have) -> None:
 
 def test_a_changed_value_is_a_difference() -> None:
     want = config_snapshot.expand(json.loads(SNAPSHOT.read_text()))
-    have = {pair: dict(cfg) for pair, cfg in want.items()}
+    have = {pair: today(cfg) for pair, cfg in want.items()}  # the snapshot as today names it
     have["vop lsmdc"]["method.lr_new"] = 3.0e-5  # what vop on LSMDC would get without its dataset's rate
     assert differences(want, have) == ["vop lsmdc: method.lr_new: snapshot 1e-05, now 3e-05"]
+
+
+def test_a_renamed_key_is_compared_under_its_new_name() -> None:
+    want = config_snapshot.expand(json.loads(SNAPSHOT.read_text()))
+    pair = "vop_f msrvtt9k"
+    assert want[pair]["method.tuner.split"] == 0.5  # the snapshot's name
+    have = {pair: today(want[pair])}
+    assert differences({pair: want[pair]}, have) == []
+    have[pair]["method.tuner.inter_from"] = 0.25
+    assert differences({pair: want[pair]}, have) == [f"{pair}: method.tuner.inter_from: snapshot 0.5, now 0.25"]
 
 
 def test_a_new_key_with_another_value_than_the_code_default_is_a_difference() -> None:

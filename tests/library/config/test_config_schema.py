@@ -106,6 +106,6 @@ def test_a_misspelt_key_on_the_command_line_is_one_block_and_exit_2(tmp_path):
 
 def test_a_method_key_the_tuner_refuses_is_one_block_and_exit_2(tmp_path):
     # Checks only the built model can make (20 is past the tiny tower's depth) raise ConfigError too.
-    proc = cli("train.py", "method=vop_f", "method.tuner.split=20", "model=clip_tiny", "data=synthetic",
+    proc = cli("train.py", "method=vop_f", "method.tuner.inter_from=20", "model=clip_tiny", "data=synthetic",
                *SMALL_SYNTHETIC, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_block(proc, "method.tuner.split=20 must be a layer index in [1, 1]")
+    assert_one_block(proc, "method.tuner.inter_from=20 must be a layer index in [1, 1]")
