@@ -7,7 +7,8 @@ group names its option (`method.name: vop` -> configs/method/vop.yaml), or, wher
 schema, exactly like command-line values. Refused, naming the file and the key: a `_target_` (or
 another Hydra directive) the option does not have at that key, an interpolation (`${...}` would run
 a resolver), a name that is no option, a key the schema does not know. Nothing the file names is
-imported: a refused `_target_` is compared as a string.
+imported: a refused `_target_` is compared as a string. A file written before a rename is read
+under today's names (RETIRED_KEYS, RENAMED_KEYS, RENAMED_TARGETS).
 """
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ RETIRED_KEYS = ("method.tuner.name",)
 # Keys older layouts stored under another name: renamed in place on reading, {old key: new leaf}.
 # VoP^F's first inter-frame layer was `split`, a word that everywhere else means a data split.
 RENAMED_KEYS = {"method.tuner.split": "inter_from"}
+# `_target_`s older layouts stored under a class's former name: every method class is now named
+# <What>Tuning. Compared and replaced as strings, never imported.
+RENAMED_TARGETS = {"vop.methods.vop.VoP": "vop.methods.vop.VoPTuning",
+                   "vop.methods.zeroshot.ZeroShot": "vop.methods.zeroshot.ZeroShotTuning"}
 
 
 class StoredConfigError(ConfigError):
@@ -183,6 +188,16 @@ def drop_retired(raw: dict) -> dict:
     return raw
 
 
+def rename_old_targets(node: Any) -> Any:
+    """`node` with every `_target_` an older layout named by a class's former name renamed (RENAMED_TARGETS)."""
+    if isinstance(node, dict):
+        return {k: RENAMED_TARGETS.get(v, v) if k == "_target_" and isinstance(v, str) else rename_old_targets(v)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [rename_old_targets(v) for v in node]
+    return node
+
+
 def rename_old_keys(raw: dict, source: str) -> dict:
     """Keys an older layout stored under another name, moved to today's (RENAMED_KEYS)."""
     for key, new in RENAMED_KEYS.items():
@@ -202,7 +217,7 @@ def stored_config(raw: Any, source: str, groups: tuple[str, ...] = STORED_GROUPS
     if not isinstance(raw, Mapping):
         raise StoredConfigError(f"{source}: the stored config must be a JSON object, got {type(raw).__name__}")
     raw = drop_retired(OmegaConf.to_container(raw) if isinstance(raw, DictConfig) else copy.deepcopy(dict(raw)))
-    raw = rename_old_keys(raw, source)
+    raw = rename_old_targets(rename_old_keys(raw, source))
     missing = [g for g in groups if g not in raw]
     if missing:
         raise StoredConfigError(f"{source}: the stored config has no {', '.join(missing)} group")

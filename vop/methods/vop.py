@@ -81,7 +81,7 @@ class PromptSpec:
 
 @dataclass(frozen=True)
 class PromptLayout:
-    """Which layers hold what, resolved against the model's depth (VoP.make_hooks)."""
+    """Which layers hold what, resolved against the model's depth (VoPTuning.make_hooks)."""
     video_layers: tuple[int, ...]  # vision layers that insert prompts
     text_layers: tuple[int, ...]   # text layers that insert prompts (0 first, when any)
     position: frozenset[int]       # VoP^P: layers with a prompt set per frame position
@@ -238,7 +238,7 @@ def resolve_layers(layers: list[int] | None, depth: int, key: str) -> list[int]:
     return layers
 
 
-class VoP(TuningMethod):
+class VoPTuning(TuningMethod):
     """VoP and its variants; every knob is a key of `method.tuner` (configs/method/vop*.yaml)."""
 
     def __init__(self, num_prompts: int = 8, text_prefix: int = 4, text_suffix: int = 4,

@@ -8,6 +8,7 @@ it (`python scripts/config_snapshot.py --out tests/data/composed_configs.json`) 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -15,8 +16,8 @@ from omegaconf import OmegaConf
 
 from tests.helpers import REPO_ROOT, compose_cfg
 from vop.config.check import check_config
-from vop.config.files import option_files
-from vop.config.stored import RENAMED_KEYS, stored_config
+from vop.config.files import load_with_defaults, option_files
+from vop.config.stored import RENAMED_KEYS, RENAMED_TARGETS, stored_config
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.tools import config_snapshot
 
@@ -35,14 +36,15 @@ NEW_KEYS = {"data.lr_new": ANY, "data.hflip": 0.5, "data.shuffle_group": 1, "met
 # Keys a newer layout removes, allowed only where they repeated another key: VoP's tuner took its
 # name from `method.name` (the method is now named once).
 RETIRED_KEYS = {"method.tuner.name": "method.name"}
-# Keys renamed since the snapshot, by the table that reads older checkpoints and galleries
-# (vop/config/stored.py): the snapshot's values are compared under today's names.
+# Keys and `_target_`s renamed since the snapshot, by the tables that read older checkpoints and
+# galleries (vop/config/stored.py): the snapshot's values are compared under today's names.
 RENAMED = {old: f"{old.rsplit('.', 1)[0]}.{new}" for old, new in RENAMED_KEYS.items()}
 
 
 def today(pair: dict) -> dict:
-    """A snapshot pair's flattened config under today's key names."""
-    return {RENAMED.get(key, key): value for key, value in pair.items()}
+    """A snapshot pair's flattened config under today's key and class names."""
+    return {RENAMED.get(key, key): RENAMED_TARGETS.get(value, value) if key.endswith("_target_") else value
+            for key, value in pair.items()}
 
 
 def differences(want: dict[str, dict], have: dict[str, dict]) -> list[str]:
@@ -91,6 +93,10 @@ def test_a_renamed_key_is_compared_under_its_new_name() -> None:
     assert differences({pair: want[pair]}, have) == []
     have[pair]["method.tuner.inter_from"] = 0.25
     assert differences({pair: want[pair]}, have) == [f"{pair}: method.tuner.inter_from: snapshot 0.5, now 0.25"]
+    assert want[pair]["method.tuner._target_"] == "vop.methods.vop.VoP"  # a renamed class likewise
+    have[pair]["method.tuner._target_"] = "vop.methods.vop.VoP"
+    assert differences({pair: want[pair]}, have)[0] == \
+        f"{pair}: method.tuner._target_: snapshot vop.methods.vop.VoPTuning, now vop.methods.vop.VoP"
 
 
 def test_a_new_key_with_another_value_than_the_code_default_is_a_difference() -> None:
@@ -167,6 +173,13 @@ def test_a_method_is_named_once_by_its_file() -> None:
         assert "name" not in (text.get("tuner") or {}), path
     for path in sorted((REPO_ROOT / "vop" / "methods").glob("*.py")):
         assert "self.name" not in path.read_text() and "\n    name = " not in path.read_text(), path
+
+
+def test_every_method_class_is_named_what_it_tunes() -> None:
+    # One pattern, <What>Tuning (BiasTuning, VoPTuning, ZeroShotTuning, ...), for every method class.
+    for path in option_files(REPO_ROOT / "configs" / "method"):
+        target = load_with_defaults(path).tuner._target_
+        assert re.fullmatch(r"vop\.methods\.\w+\.[A-Z]\w*Tuning", target), f"{path.name}: {target}"
 
 
 def test_a_stored_config_from_an_older_layout_drops_its_retired_keys(tmp_path) -> None:

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from tests.helpers import REPO_ROOT, assert_one_block, cli, compose_cfg
 from vop.config.check import check_config
-from vop.config.stored import RENAMED_KEYS, StoredConfigError, stored_config
+from vop.config.stored import RENAMED_KEYS, RENAMED_TARGETS, StoredConfigError, stored_config
 from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.engine.checkpoint import FORMAT, CheckpointError, read_checkpoint
 from vop.errors import InputError
@@ -126,17 +126,22 @@ def older_layout(config: dict) -> dict:
     for old, new in RENAMED_KEYS.items():
         if new in tuner:
             tuner[old.rsplit(".", 1)[-1]] = tuner.pop(new)
+    former = {new: old for old, new in RENAMED_TARGETS.items()}
+    tuner["_target_"] = former.get(tuner["_target_"], tuner["_target_"])
     return config
 
 
-def test_a_checkpoint_from_an_older_layout_loads_under_todays_names(tmp_path):
-    cfg = compose_cfg("eval", ["method=vop_f", "model=clip_tiny", "data=synthetic"], tmp_path)
+@pytest.mark.parametrize("method, target", [("vop_f", "vop.methods.vop.VoP"),
+                                            ("zeroshot", "vop.methods.zeroshot.ZeroShot")])
+def test_a_checkpoint_from_an_older_layout_loads_under_todays_names(tmp_path, method, target):
+    cfg = compose_cfg("eval", [f"method={method}", "model=clip_tiny", "data=synthetic"], tmp_path)
     old = older_layout(OmegaConf.to_container(cfg, resolve=True))
-    assert old["method"]["tuner"]["split"] == 0.5 and "inter_from" not in old["method"]["tuner"]
+    assert old["method"]["tuner"]["_target_"] == target and "inter_from" not in old["method"]["tuner"]
     write_checkpoint(tmp_path / "old.safetensors", old)
     _, saved = read_checkpoint(tmp_path / "old.safetensors")
-    assert saved.method.tuner.inter_from == 0.5 and "split" not in saved.method.tuner
-    assert instantiate(saved.method.tuner).inter_from == 0.5
+    assert saved.method.tuner == cfg.method.tuner  # today's names, the same values
+    if method == "vop_f":
+        assert old["method"]["tuner"]["split"] == 0.5 and instantiate(saved.method.tuner).inter_from == 0.5
     check_config(merge_checkpoint_config(cfg, saved, [], tmp_path / "old.safetensors"))
 
 
