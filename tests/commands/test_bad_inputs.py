@@ -312,14 +312,14 @@ def test_entry_points_report_user_errors_even_when_wrapped(capsys, monkeypatch):
 
     def wrapped():
         try:
-            raise ConfigError("method.tuner.split=20 is out of range")
+            raise ConfigError("method.tuner.inter_from=20 is out of range")
         except ConfigError as err:
             raise InstantiationException("Error in call to target ...: ConfigError('...')") from err
 
     with pytest.raises(SystemExit) as stop:
         exit_on_user_error(wrapped)()
     assert stop.value.code == 2
-    assert capsys.readouterr().err == "Error: method.tuner.split=20 is out of range\n(a traceback: HYDRA_FULL_ERROR=1)\n"
+    assert capsys.readouterr().err == "Error: method.tuner.inter_from=20 is out of range\n(a traceback: HYDRA_FULL_ERROR=1)\n"
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         exit_on_user_error(lambda: 1 / 0)()
 

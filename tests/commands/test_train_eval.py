@@ -10,9 +10,10 @@ import torch
 from tests.helpers import CONFIG_DIR, REPO_ROOT, SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
+from vop.config.files import option_names
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
 
-METHODS = sorted(p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml"))
+METHODS = option_names(Path(CONFIG_DIR, "method"))
 METRIC_KEYS = [f"test/{d}_{m}" for d in ("t2v", "v2t") for m in ("R@1", "R@5", "R@10", "MdR", "MnR")]
 
 

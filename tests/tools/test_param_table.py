@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, REPO_ROOT
-from vop.config.files import method_configs
+from vop.config.files import method_configs, option_names
 from vop.models.clip import CLIPVideoModel
 from vop.tools.param_table import table, to_markdown
 
@@ -38,7 +38,7 @@ def test_b32_counts(b32_rows):
 
 
 def test_every_method_config_has_a_row(b32_rows):
-    assert {p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml")} <= set(b32_rows)
+    assert set(option_names(Path(CONFIG_DIR, "method"))) <= set(b32_rows)
     assert "| vop | 122,880 | 98,304 |" in to_markdown(list(b32_rows.values()), "clip_b32")
 
 
@@ -65,6 +65,6 @@ def test_readme_table_matches_the_counts(b32_rows):
     readme = (REPO_ROOT / "README.md").read_text()
     rows = {m.group(1): (m.group(2), m.group(3)) for m in
             re.finditer(r"^\| `(\w+)` \| ([\d,]+) \| ([\d,]+) \|", readme, flags=re.M)}
-    assert set(rows) == {p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml")}
+    assert set(rows) == set(option_names(Path(CONFIG_DIR, "method")))
     for name, (trainable, effective) in rows.items():
         assert (trainable, effective) == (f"{b32_rows[name].trainable:,}", f"{b32_rows[name].effective:,}"), name

@@ -3,7 +3,7 @@
 Every key is checked against its group's schema (vop/config/groups.py); a broken key raises
 ConfigError naming the key, the value given and what is allowed, and an unknown key names the
 nearest valid one. `trainer.precision=fp16` on a CPU is refused, not silently
-accepted: CPUs have no fast fp16 math, so fp32 (`auto`) or bf16 is what such a run wants.
+accepted (the device and precision rules: vop/config/device.py).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from vop.config.choices import CHOSEN_GROUPS, override_key
+from vop.config.device import check_device_name, check_precision_on
 from vop.config.groups import COMMANDS, GROUPS
 from vop.config.schema import check_group, validate
 from vop.config.stored import interpolations, references
@@ -65,19 +66,13 @@ def check_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
 
 
 def check_device(cfg: DictConfig) -> None:
-    """`trainer.device` is auto, cpu, cuda or cuda:N; fp16 needs a GPU."""
-    import torch
-
-    device = OmegaConf.select(cfg, "trainer.device", default=None)
-    if device is None:
+    """`trainer.device` is auto, cpu, cuda or cuda:N; fp16 needs a GPU (vop/config/device.py). The
+    schema has checked `trainer.precision`'s name; a script's config may have no trainer group."""
+    if "trainer" not in cfg:
         return
-    name = str(device)
-    if name not in ("auto", "cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
-        raise ConfigError(f"trainer.device={name} is not allowed: expected one of auto, cpu, cuda, cuda:N")
-    on_cpu = name == "cpu" or (name == "auto" and not torch.cuda.is_available())
-    if on_cpu and OmegaConf.select(cfg, "trainer.precision", default=None) == "fp16":
-        raise ConfigError("trainer.precision=fp16 is not allowed on the CPU (trainer.device="
-                          f"{name}): use trainer.precision=fp32 (or auto), or bf16")
+    device = str(cfg.trainer.device)
+    check_device_name(device)
+    check_precision_on(cfg.trainer.precision, device)
 
 
 def check_frame_memory(cfg: DictConfig) -> None:
@@ -86,7 +81,7 @@ def check_frame_memory(cfg: DictConfig) -> None:
     if data is None or "num_frames" not in data:
         return
     size = _image_size(cfg)
-    batch = max(data.get("batch_size", 1), data.get("eval_batch_size", 1))
+    batch = max(data.batch_size, data.eval_batch_size)
     need = batch * data.num_frames * 3 * size * size * 4  # bytes of [B, T, 3, S, S] float32
     have, where = _memory(cfg)
     if have and need > FRAME_BATCH_SHARE * have:

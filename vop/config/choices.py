@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import vop
+from vop.config.files import option_names
 from vop.errors import ConfigError
 
 CONFIG_DIR = Path(vop.ROOT) / "configs"
@@ -31,7 +32,7 @@ def check_choices(argv: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
         key, sep, value = arg.lstrip("+").partition("=")
         if not sep or arg.startswith(("~", "hydra")) or "." in key or not (config_dir / key).is_dir():
             continue
-        options = sorted(p.stem for p in (config_dir / key).glob("*.yaml") if not p.stem.startswith("_"))
+        options = option_names(config_dir / key)
         for option in value.split(","):
             if option and option != "null" and option not in options:
                 near = difflib.get_close_matches(option, options, n=1, cutoff=0.6)

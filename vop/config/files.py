@@ -1,4 +1,4 @@
-"""Config files read outside a Hydra run: a group's YAML with its defaults list applied."""
+"""Config files read outside a Hydra run: a group's option files, and a YAML with its defaults list applied."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,20 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 
+def option_files(folder: Path) -> list[Path]:
+    """A config group's options (configs/<group>/*.yaml), sorted; `_base.yaml` and other files whose
+    name starts with `_` hold keys the options share and are no option themselves."""
+    return sorted(p for p in Path(folder).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def option_names(folder: Path) -> list[str]:
+    """The names of a config group's options: `method=<name>`."""
+    return [p.stem for p in option_files(folder)]
+
+
 def method_configs(folder: Path) -> dict[str, object]:
-    """Every configs/method/*.yaml, loaded on its own (so `frames` takes its default of 12)."""
-    return {p.stem: load_with_defaults(p) for p in sorted(Path(folder).glob("*.yaml"))}
+    """Every method option of configs/method/, loaded on its own (so `frames` takes its default of 12)."""
+    return {p.stem: load_with_defaults(p) for p in option_files(folder)}
 
 
 def load_with_defaults(path: Path):

@@ -1,6 +1,7 @@
 """The schema of every config group (configs/<group>/*.yaml) and of each command's own keys.
 
-One dataclass per group: its fields are the group's keys with their types, ranges and allowed
+One dataclass per group (`<Name>Group`; `<Name>Command` for a command's whole config, the nested
+nodes by what they hold): its fields are the group's keys with their types, ranges and allowed
 values. The values live in the YAML files; these classes only say what a value may be. A `_target_`
 node (`Target`) is checked against its callable's signature, so a method's `tuner` keys are the
 keyword arguments of its class (vop/methods/<name>.py), declared once, where they are read.
@@ -10,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vop.config.device import PRECISIONS
 from vop.config.schema import Target, key
 from vop.data.dataset import CROPS
 from vop.data.frame_sampling import SAMPLING_MODES
 
 METRIC = r"(t2v|v2t)_(R@\d+|MdR|MnR)"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 @dataclass
-class Model:
+class ModelGroup:
     name: str
     net: Target                  # CLIPVideoModel.from_pretrained / from_config and their arguments
     tokenizer: Target
@@ -27,16 +28,17 @@ class Model:
 
 
 @dataclass
-class Method:
+class MethodGroup:
     name: str = key(pattern=r"[a-z][a-z0-9_]*", example="vop_f")
     tuner: Target = key()         # the TuningMethod class and its keyword arguments
+    lr_xpool: float = key(low=0.0)  # X-Pool's new-parameter rate: lr_new where a dataset sets no data.lr_new
     lr: float = key(low=0.0)      # pretrained tensors the method trains
     lr_new: float = key(low=0.0)  # parameters the method adds
     max_text_len: int = key(low=3, optional=True)  # VoP: fewer caption tokens, to leave room for text prompts
 
 
 @dataclass
-class Data:
+class DataGroup:
     name: str
     # data=custom (docs/own_videos.md); before `root`, which repeats data.videos, so an unset one is named
     videos: str = key(optional=True, interpolated=True)    # the folder of videos
@@ -76,9 +78,9 @@ class Checkpointing:
 
 
 @dataclass
-class Trainer:
+class TrainerGroup:
     epochs: int = key(low=1)
-    device: str = key()           # auto | cpu | cuda | cuda:N: vop.config.check.check_device
+    device: str = key()           # auto | cpu | cuda | cuda:N: vop/config/device.py
     precision: str = key(choices=PRECISIONS)
     eval_every_epoch: bool = key()
     evals_per_epoch: int = key(low=1)
@@ -98,7 +100,7 @@ class Trainer:
 
 
 @dataclass
-class Optim:
+class OptimGroup:
     optimizer: Target
     weight_decay: float = key(low=0.0)
     decay_all: bool = key()
@@ -106,7 +108,7 @@ class Optim:
 
 
 @dataclass
-class Scheduler:
+class SchedulerGroup:
     schedule: Target
     warmup_ratio: float = key(low=0.0, high=1.0)
 
@@ -120,12 +122,12 @@ class Wandb:
 
 
 @dataclass
-class Logger:
+class LoggerGroup:
     wandb: Wandb | None
 
 
 @dataclass
-class Paths:
+class PathsGroup:
     root_dir: str
     data_dir: str
     checkpoint_dir: str
@@ -134,28 +136,28 @@ class Paths:
 
 
 @dataclass
-class Common:
+class Command:
     """Groups and keys every run command has."""
-    model: Model
-    method: Method
-    data: Data
+    model: ModelGroup
+    method: MethodGroup
+    data: DataGroup
     decoder: Target
-    trainer: Trainer
-    logger: Logger
-    paths: Paths
+    trainer: TrainerGroup
+    logger: LoggerGroup
+    paths: PathsGroup
     task: str
     seed: int
 
 
 @dataclass
-class Train(Common):
-    optim: Optim
-    scheduler: Scheduler
+class TrainCommand(Command):
+    optim: OptimGroup
+    scheduler: SchedulerGroup
     resume: str | None
 
 
 @dataclass
-class Eval(Common):
+class EvalCommand(Command):
     modelscope: str | None
     ckpt: str | None
     examples: int = key(low=0)
@@ -173,7 +175,7 @@ class Serve:
 
 
 @dataclass
-class Retrieve(Common):
+class RetrieveCommand(Command):
     index: Target
     serve: Serve
     action: str | None = key(choices=("build", "query", "serve"))
@@ -194,6 +196,6 @@ class Retrieve(Common):
 
 # The command configs (configs/<task>.yaml's `task:`) checked whole; any other config (the scripts')
 # has its groups checked and its own keys left to the script.
-COMMANDS = {"train": Train, "eval": Eval, "retrieve": Retrieve}
-GROUPS = {"model": Model, "method": Method, "data": Data, "decoder": Target, "trainer": Trainer, "optim": Optim,
-          "scheduler": Scheduler, "logger": Logger, "paths": Paths, "index": Target}
+COMMANDS = {"train": TrainCommand, "eval": EvalCommand, "retrieve": RetrieveCommand}
+GROUPS = {"model": ModelGroup, "method": MethodGroup, "data": DataGroup, "decoder": Target, "trainer": TrainerGroup,
+          "optim": OptimGroup, "scheduler": SchedulerGroup, "logger": LoggerGroup, "paths": PathsGroup, "index": Target}

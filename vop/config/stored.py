@@ -7,7 +7,8 @@ group names its option (`method.name: vop` -> configs/method/vop.yaml), or, wher
 schema, exactly like command-line values. Refused, naming the file and the key: a `_target_` (or
 another Hydra directive) the option does not have at that key, an interpolation (`${...}` would run
 a resolver), a name that is no option, a key the schema does not know. Nothing the file names is
-imported: a refused `_target_` is compared as a string.
+imported: a refused `_target_` is compared as a string. A file written before a rename is read
+under today's names (RETIRED_KEYS, RENAMED_KEYS, RENAMED_TARGETS).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import vop
 from vop.config.choices import CHOSEN_GROUPS
-from vop.config.files import load_with_defaults
+from vop.config.files import load_with_defaults, option_files
 from vop.config.groups import GROUPS
 from vop.config.schema import HYDRA_KEYS, check_group
 from vop.errors import ConfigError
@@ -32,6 +33,13 @@ STORED_GROUPS = ("model", "method", "data", "decoder", "trainer")
 # Keys older layouts stored that today's name elsewhere: dropped on reading (VoP's tuner once
 # repeated `method.name`; the method is now named once, by its config).
 RETIRED_KEYS = ("method.tuner.name",)
+# Keys older layouts stored under another name: renamed in place on reading, {old key: new leaf}.
+# VoP^F's first inter-frame layer was `split`, a word that everywhere else means a data split.
+RENAMED_KEYS = {"method.tuner.split": "inter_from"}
+# `_target_`s older layouts stored under a class's former name: every method class is now named
+# <What>Tuning. Compared and replaced as strings, never imported.
+RENAMED_TARGETS = {"vop.methods.vop.VoP": "vop.methods.vop.VoPTuning",
+                   "vop.methods.zeroshot.ZeroShot": "vop.methods.zeroshot.ZeroShotTuning"}
 
 
 class StoredConfigError(ConfigError):
@@ -41,8 +49,7 @@ class StoredConfigError(ConfigError):
 @lru_cache(maxsize=None)
 def options(group: str) -> dict[str, DictConfig]:
     """Every option of a config group, as its YAML file composes (defaults applied), by file stem."""
-    return {p.stem: load_with_defaults(p) for p in sorted((CONFIG_DIR / group).glob("*.yaml"))
-            if not p.stem.startswith("_")}
+    return {p.stem: load_with_defaults(p) for p in option_files(CONFIG_DIR / group)}
 
 
 def directives(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -164,14 +171,43 @@ def interpolations(node: Any, prefix: str = "") -> dict[str, str]:
     return found
 
 
+def parent_of(raw: dict, key: str) -> tuple[dict | None, str]:
+    """(the dict that holds dotted `key` in `raw`, or None where a level is missing; the key's leaf)."""
+    *parents, leaf = key.split(".")
+    node = raw
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), leaf
+
+
 def drop_retired(raw: dict) -> dict:
     for key in RETIRED_KEYS:
-        *parents, leaf = key.split(".")
-        node = raw
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, leaf = parent_of(raw, key)
+        if node is not None:
             node.pop(leaf, None)
+    return raw
+
+
+def rename_old_targets(node: Any) -> Any:
+    """`node` with every `_target_` an older layout named by a class's former name renamed (RENAMED_TARGETS)."""
+    if isinstance(node, dict):
+        return {k: RENAMED_TARGETS.get(v, v) if k == "_target_" and isinstance(v, str) else rename_old_targets(v)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [rename_old_targets(v) for v in node]
+    return node
+
+
+def rename_old_keys(raw: dict, source: str) -> dict:
+    """Keys an older layout stored under another name, moved to today's (RENAMED_KEYS)."""
+    for key, new in RENAMED_KEYS.items():
+        node, leaf = parent_of(raw, key)
+        if node is None or leaf not in node:
+            continue
+        if new in node:
+            raise StoredConfigError(f"{source}: {key} is the older name of {key.rsplit('.', 1)[0]}.{new}; "
+                                    "the stored config holds both")
+        node[new] = node.pop(leaf)
     return raw
 
 
@@ -181,6 +217,7 @@ def stored_config(raw: Any, source: str, groups: tuple[str, ...] = STORED_GROUPS
     if not isinstance(raw, Mapping):
         raise StoredConfigError(f"{source}: the stored config must be a JSON object, got {type(raw).__name__}")
     raw = drop_retired(OmegaConf.to_container(raw) if isinstance(raw, DictConfig) else copy.deepcopy(dict(raw)))
+    raw = rename_old_targets(rename_old_keys(raw, source))
     missing = [g for g in groups if g not in raw]
     if missing:
         raise StoredConfigError(f"{source}: the stored config has no {', '.join(missing)} group")

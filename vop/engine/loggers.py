@@ -42,7 +42,7 @@ class RunLogger:
         self.wandb = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.wandb = self._init_wandb(cfg, Path(run_dir)) if cfg.logger.get("wandb") else None
+            self.wandb = self._init_wandb(cfg, Path(run_dir)) if cfg.logger.wandb else None
 
     @staticmethod
     def _init_wandb(cfg: DictConfig, run_dir: Path):

@@ -40,8 +40,8 @@ LR_KEYS = {"pretrained": "method.lr", "new": "method.lr_new"}
 
 def is_random_init(model_cfg: DictConfig) -> bool:
     """Whether the configured CLIP starts from random weights (built from a config, no weights file)."""
-    net = model_cfg.net
-    return str(net.get("_target_", "")).endswith(".from_config") and not net.get("weights")
+    net = model_cfg.net  # `weights`: an optional key, only from_config models have it
+    return net._target_.endswith(".from_config") and not net.get("weights")
 
 
 def warn_if_too_slow(model_cfg: DictConfig, groups: list[dict]) -> None:

@@ -1,32 +1,30 @@
-"""Device and numeric precision: what `trainer.device` and `trainer.precision` resolve to."""
+"""Device and numeric precision: what `trainer.device` and `trainer.precision` resolve to (what they
+may name: vop/config/device.py)."""
 from __future__ import annotations
 
 from contextlib import nullcontext
 
 import torch
 
-from vop.errors import ConfigError
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from vop.config.device import DTYPES, check_cuda_present, check_device_name, check_precision_name
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device of `trainer.device` (the names vop/config/device.py allows)."""
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu or auto")
-    return device
+    check_cuda_present(name)
+    return torch.device(name)
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """`auto`: bf16 where the GPU supports it, fp16 on older GPUs (T4), fp32 on the CPU."""
+    check_precision_name(name)
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    if name not in DTYPES:
-        raise ConfigError(f"trainer.precision={name!r}: expected one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
 
 

@@ -12,9 +12,9 @@ log = logging.getLogger(__name__)
 
 
 def apply_speed_options(model: CLIPVideoModel, trainer: DictConfig) -> None:
-    set_tf32(bool(trainer.get("tf32", True)))
-    model.grad_checkpointing = bool(trainer.get("grad_checkpointing", False))
-    if trainer.get("compile", False):
+    set_tf32(trainer.tf32)
+    model.grad_checkpointing = trainer.grad_checkpointing
+    if trainer.compile:
         compile_blocks(model)
 
 

@@ -23,7 +23,7 @@ Variants (choices where the paper is silent, see docs/methods.md):
   CLS tokens of the video's frames at that layer's input: a small transformer over the T CLS
   tokens (frames see each other) and a linear layer W -> n*W. Layer 0 is never a context layer:
   its CLS input is still the class embedding and carries no frame content.
-- F (`split`): layers below K_s run each frame alone (intra-frame); from K_s on, each frame's
+- F (`inter_from`: K_s): layers below K_s run each frame alone (intra-frame); from K_s on, each frame's
   block also attends to the CLS tokens (layer input) of all frames of its video, appended as
   extra tokens and dropped after the block like prompts. No new parameters.
 `position` / `context` take `none`, `all` or `inter` (only the inter-frame layers, for F+P, F+C).
@@ -48,15 +48,16 @@ SCOPES = ("none", "all", "inter")
 READOUTS = ("eot", "released")
 
 
-def resolve_split(split: int | float | None, depth: int) -> int | None:
-    """K_s from `method.tuner.split`: a layer index in [1, depth-1], or a fraction of the depth."""
-    if split is None:
+def resolve_inter_from(inter_from: int | float | None, depth: int) -> int | None:
+    """K_s, the first inter-frame layer, from `method.tuner.inter_from`: a layer index in [1, depth-1],
+    or a fraction of the depth."""
+    if inter_from is None:
         return None
-    if isinstance(split, float) and 0.0 < split < 1.0:
-        return min(max(round(split * depth), 1), depth - 1)
-    if isinstance(split, int) and not isinstance(split, bool) and 1 <= split < depth:
-        return split
-    raise ConfigError(f"VoP^F: method.tuner.split={split!r} must be a layer index in [1, {depth - 1}] "
+    if isinstance(inter_from, float) and 0.0 < inter_from < 1.0:
+        return min(max(round(inter_from * depth), 1), depth - 1)
+    if isinstance(inter_from, int) and not isinstance(inter_from, bool) and 1 <= inter_from < depth:
+        return inter_from
+    raise ConfigError(f"VoP^F: method.tuner.inter_from={inter_from!r} must be a layer index in [1, {depth - 1}] "
                       f"for this {depth}-layer vision tower, or a fraction in (0, 1)")
 
 
@@ -64,7 +65,7 @@ def scope_layers(scope: str, depth: int, inter: set[int], key: str) -> set[int]:
     if scope not in SCOPES:
         raise ConfigError(f"VoP: method.tuner.{key}={scope!r}, expected one of {SCOPES}")
     if scope == "inter" and not inter:
-        raise ConfigError(f"VoP: method.tuner.{key}=inter needs method.tuner.split (VoP^F's inter-frame layers)")
+        raise ConfigError(f"VoP: method.tuner.{key}=inter needs method.tuner.inter_from (VoP^F's inter-frame layers)")
     return {"none": set(), "all": set(range(depth)), "inter": inter}[scope]
 
 
@@ -80,7 +81,7 @@ class PromptSpec:
 
 @dataclass(frozen=True)
 class PromptLayout:
-    """Which layers hold what, resolved against the model's depth (VoP.make_hooks)."""
+    """Which layers hold what, resolved against the model's depth (VoPTuning.make_hooks)."""
     video_layers: tuple[int, ...]  # vision layers that insert prompts
     text_layers: tuple[int, ...]   # text layers that insert prompts (0 first, when any)
     position: frozenset[int]       # VoP^P: layers with a prompt set per frame position
@@ -237,11 +238,12 @@ def resolve_layers(layers: list[int] | None, depth: int, key: str) -> list[int]:
     return layers
 
 
-class VoP(TuningMethod):
+class VoPTuning(TuningMethod):
     """VoP and its variants; every knob is a key of `method.tuner` (configs/method/vop*.yaml)."""
 
     def __init__(self, num_prompts: int = 8, text_prefix: int = 4, text_suffix: int = 4,
-                 frames: int = 12, split: int | float | None = None, position: str = "none", context: str = "none",
+                 frames: int = 12, inter_from: int | float | None = None, position: str = "none",
+                 context: str = "none",
                  readout: str = "eot", init_std: float = 0.02, prompt_decay: bool = False,
                  generator_layers: int = 2, generator_heads: int = 8, generator_mlp_ratio: float = 4.0,
                  video_layers: list[int] | None = None, text_layers: list[int] | None = None,
@@ -250,7 +252,7 @@ class VoP(TuningMethod):
             raise ConfigError(f"VoP: method.tuner.readout={readout!r}, expected one of {READOUTS}")
         self.spec = PromptSpec(num_prompts, text_prefix, text_suffix, frames, init_std)
         self.generator = GeneratorSpec(generator_layers, generator_heads, generator_mlp_ratio)
-        self.split, self.position_scope, self.context_scope = split, position, context
+        self.inter_from, self.position_scope, self.context_scope = inter_from, position, context
         self.video_layers, self.text_layers = video_layers, text_layers
         self.readout, self.prompt_decay, self.temporal = readout, prompt_decay, temporal
 
@@ -261,7 +263,7 @@ class VoP(TuningMethod):
         if text_layers and text_layers[0] != 0:
             raise ConfigError(f"VoP: method.tuner.text_layers={text_layers} must include layer 0 (the released code "
                               "requires it: positional embeddings are added to the prompted sequence there)")
-        k_s = resolve_split(self.split, depth)
+        k_s = resolve_inter_from(self.inter_from, depth)
         inter = set(range(k_s, depth)) if k_s is not None else set()
         position = scope_layers(self.position_scope, depth, inter, "position") & set(video_layers)
         context = (scope_layers(self.context_scope, depth, inter, "context") - {0}) & set(video_layers)
@@ -269,7 +271,7 @@ class VoP(TuningMethod):
             raise ConfigError("VoP^C: no context layer left (layer 0 cannot be one, and only layers of "
                               "method.tuner.video_layers have prompts); the model needs >= 2 layers")
         if self.temporal and not (context or inter):
-            raise ConfigError("VoP: method.tuner.temporal=true needs VoP^C (context) or VoP^F (split): "
+            raise ConfigError("VoP: method.tuner.temporal=true needs VoP^C (context) or VoP^F (inter_from): "
                               "frames exchange no information here, so there is nothing to give a position")
         layout = PromptLayout(tuple(video_layers), tuple(text_layers), frozenset(position), frozenset(context),
                               frozenset(inter))

@@ -2,5 +2,5 @@
 from vop.methods.base import TuningMethod
 
 
-class ZeroShot(TuningMethod):
+class ZeroShotTuning(TuningMethod):
     """No pattern and no hooks: `apply()` freezes every tensor."""

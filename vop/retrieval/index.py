@@ -23,7 +23,7 @@ def _check(emb: torch.Tensor) -> torch.Tensor:
     return emb.float().contiguous()
 
 
-PRECISIONS = ("fp32", "fp16", "auto")
+INDEX_PRECISIONS = ("fp32", "fp16", "auto")  # index.precision (trainer.precision: vop/config/device.py)
 AUTO_FP16_ROWS = 50_000  # precision=auto: below this many rows fp32 is fast enough
 PROBE_QUERIES = 64       # precision=auto: gallery rows whose top-k fp16 must keep
 
@@ -39,8 +39,9 @@ class TorchIndex:
     def __init__(self, emb: torch.Tensor, chunk_size: int = 65536, precision: str = "fp32"):
         if chunk_size < 1:
             raise ConfigError(f"index.chunk_size must be >= 1, got {chunk_size}")
-        if precision not in PRECISIONS:
-            raise ConfigError(f"index.precision={precision} is not allowed: expected one of {', '.join(PRECISIONS)}")
+        if precision not in INDEX_PRECISIONS:
+            raise ConfigError(f"index.precision={precision} is not allowed: expected one of "
+                              f"{', '.join(INDEX_PRECISIONS)}")
         self.emb, self.chunk_size = _check(emb), chunk_size  # [N, D]
         if precision == "auto":
             precision = "fp16" if len(self) >= AUTO_FP16_ROWS and self.fp16_keeps_top_k() else "fp32"

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vop import ROOT  # importing vop registers the config resolvers
+from vop.config.files import option_names
 from vop.errors import ArgumentParser
 
 CONFIGS = ROOT / "configs"
@@ -28,7 +29,7 @@ FIXED_CPUS = 16  # data.num_workers follows the machine's cores (vop/data/worker
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml") if not p.stem.startswith("_"))  # _base: shared keys
+    return option_names(CONFIGS / group)
 
 
 def composed(method: str, data: str) -> dict:

@@ -14,7 +14,7 @@ def load_selected_splits(cfg: DictConfig) -> dict[str, Split]:
     """The parser's splits, restricted to `cfg.splits` when given (an unknown name is an error)."""
     # A partial called here: a missing-data error reaches the user as written, not wrapped by Hydra.
     splits: dict[str, Split] = instantiate(cfg.data.splits, _partial_=True)()
-    if cfg.get("splits"):
+    if cfg.splits:
         unknown = [s for s in cfg.splits if s not in splits]
         if unknown:
             raise ConfigError(f"data={cfg.data.name} has no split(s) {unknown}; it has {sorted(splits)}")

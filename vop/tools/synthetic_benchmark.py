@@ -32,6 +32,7 @@ import torch
 
 from vop import ROOT  # importing vop registers the config resolvers
 from vop.commands.train import train
+from vop.config.files import option_names
 from vop.engine import distributed
 from vop.engine.checkpoint import FILENAME
 from vop.engine.rundir import save_metrics
@@ -142,7 +143,7 @@ def seeds_for(method: str, seeds: int) -> range:
 
 
 def parse_args() -> argparse.Namespace:
-    methods = sorted(p.stem for p in (ROOT / "configs" / "method").glob("*.yaml"))
+    methods = option_names(ROOT / "configs" / "method")
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "outputs" / "synthetic_benchmark"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))

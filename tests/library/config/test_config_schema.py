@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, assert_one_block, cli, compose_cfg
 from vop.config.check import check_config
+from vop.config.files import option_names
 from vop.config.schema import Target, key, validate
 from vop.errors import ConfigError
 
@@ -20,7 +21,7 @@ CONFIGS = Path(CONFIG_DIR)
 
 
 def names(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml") if not p.stem.startswith("_"))
+    return option_names(CONFIGS / group)
 
 
 def test_every_command_method_dataset_model_and_decoder_composition_passes(tmp_path):
@@ -105,6 +106,6 @@ def test_a_misspelt_key_on_the_command_line_is_one_block_and_exit_2(tmp_path):
 
 def test_a_method_key_the_tuner_refuses_is_one_block_and_exit_2(tmp_path):
     # Checks only the built model can make (20 is past the tiny tower's depth) raise ConfigError too.
-    proc = cli("train.py", "method=vop_f", "method.tuner.split=20", "model=clip_tiny", "data=synthetic",
+    proc = cli("train.py", "method=vop_f", "method.tuner.inter_from=20", "model=clip_tiny", "data=synthetic",
                *SMALL_SYNTHETIC, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_block(proc, "method.tuner.split=20 must be a layer index in [1, 1]")
+    assert_one_block(proc, "method.tuner.inter_from=20 must be a layer index in [1, 1]")

@@ -6,13 +6,14 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
 from tests.helpers import CONFIG_DIR, compose_cfg
+from vop.config.files import option_names
 from vop.methods.base import TuningMethod
 
 GROUPS = ["model", "method", "data", "decoder", "optim", "scheduler", "trainer", "logger", "paths", "experiment", "recipe"]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in Path(CONFIG_DIR, group).glob("*.yaml") if not p.stem.startswith("_"))  # _base: shared keys
+    return option_names(Path(CONFIG_DIR, group))
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])

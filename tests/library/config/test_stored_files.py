@@ -10,11 +10,14 @@ import sys
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 from tests.helpers import REPO_ROOT, assert_one_block, cli, compose_cfg
-from vop.config.stored import StoredConfigError, stored_config
+from vop.config.check import check_config
+from vop.config.stored import RENAMED_KEYS, RENAMED_TARGETS, StoredConfigError, stored_config
+from vop.engine.checkpoint_config import merge_checkpoint_config
 from vop.engine.checkpoint import FORMAT, CheckpointError, read_checkpoint
 from vop.errors import InputError
 from vop.retrieval.gallery import FORMAT as GALLERY_FORMAT
@@ -115,6 +118,38 @@ def test_a_run_named_by_the_user_keeps_its_label_and_the_projects_code(stored):
     cfg = stored_config(stored, "checkpoint x.safetensors")
     assert cfg.method.name == "my_bias" and cfg.method.tuner._target_ == "vop.methods.bias.BiasTuning"
     assert cfg.method.tuner.layernorm is False
+
+
+def older_layout(config: dict) -> dict:
+    """`config` as checkpoints and galleries written before the renames of vop/config/stored.py hold it."""
+    tuner = config["method"]["tuner"]
+    for old, new in RENAMED_KEYS.items():
+        if new in tuner:
+            tuner[old.rsplit(".", 1)[-1]] = tuner.pop(new)
+    former = {new: old for old, new in RENAMED_TARGETS.items()}
+    tuner["_target_"] = former.get(tuner["_target_"], tuner["_target_"])
+    return config
+
+
+@pytest.mark.parametrize("method, target", [("vop_f", "vop.methods.vop.VoP"),
+                                            ("zeroshot", "vop.methods.zeroshot.ZeroShot")])
+def test_a_checkpoint_from_an_older_layout_loads_under_todays_names(tmp_path, method, target):
+    cfg = compose_cfg("eval", [f"method={method}", "model=clip_tiny", "data=synthetic"], tmp_path)
+    old = older_layout(OmegaConf.to_container(cfg, resolve=True))
+    assert old["method"]["tuner"]["_target_"] == target and "inter_from" not in old["method"]["tuner"]
+    write_checkpoint(tmp_path / "old.safetensors", old)
+    _, saved = read_checkpoint(tmp_path / "old.safetensors")
+    assert saved.method.tuner == cfg.method.tuner  # today's names, the same values
+    if method == "vop_f":
+        assert old["method"]["tuner"]["split"] == 0.5 and instantiate(saved.method.tuner).inter_from == 0.5
+    check_config(merge_checkpoint_config(cfg, saved, [], tmp_path / "old.safetensors"))
+
+
+def test_a_stored_config_with_a_key_under_its_old_and_new_name_is_refused(tmp_path):
+    cfg = OmegaConf.to_container(compose_cfg("eval", ["method=vop_f", "model=clip_tiny"], tmp_path), resolve=True)
+    cfg["method"]["tuner"]["split"] = 0.25
+    with pytest.raises(StoredConfigError, match="method.tuner.split is the older name of method.tuner.inter_from"):
+        stored_config(cfg, "checkpoint x.safetensors")
 
 
 def test_a_checkpoint_without_config_or_with_int_tensors_is_refused(stored, tmp_path):

@@ -7,11 +7,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, method_config
+from vop.config.files import option_names
 from vop.engine.optim import param_groups
 from vop.losses import info_nce
 from vop.methods.base import count_parameters
 
-METHODS = sorted(p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml"))
+METHODS = option_names(Path(CONFIG_DIR, "method"))
 
 
 def tiny_model():

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, method_config
+from vop.config.files import option_names
 
 # method -> True if its video embedding depends on the order of the frames (by construction).
 SEES_ORDER = {
@@ -67,7 +68,7 @@ def order_change(model: torch.nn.Module, order: list[int]) -> float:
 
 
 def test_every_method_config_states_its_order_property():
-    assert sorted(SEES_ORDER) == sorted(p.stem for p in Path(CONFIG_DIR, "method").glob("*.yaml"))
+    assert sorted(SEES_ORDER) == option_names(Path(CONFIG_DIR, "method"))
 
 
 @pytest.mark.parametrize("name", sorted(SEES_ORDER))

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers import CONFIG_DIR, method_config, tiny_synthetic
 from vop.engine.assembly import build_model
-from vop.methods.vop import resolve_split
+from vop.methods.vop import resolve_inter_from
 
 SOT, EOT = 49406, 49407
 NUM_PATCHES = (224 // 32) ** 2 + 1  # tiny model: 7x7 patches + CLS
@@ -163,16 +163,16 @@ def test_vop_c_prompts_carry_the_other_frames_context():
         assert 0 not in model.hooks.context
 
 
-@pytest.mark.parametrize("split,depth,expected", [(0.5, 12, 6), (0.5, 2, 1), (0.1, 2, 1), (0.99, 2, 1), (3, 12, 3),
-                                                  (None, 12, None)])
-def test_split_layer(split, depth, expected):
-    assert resolve_split(split, depth) == expected
+@pytest.mark.parametrize("inter_from,depth,expected", [(0.5, 12, 6), (0.5, 2, 1), (0.1, 2, 1), (0.99, 2, 1),
+                                                       (3, 12, 3), (None, 12, None)])
+def test_first_inter_frame_layer(inter_from, depth, expected):
+    assert resolve_inter_from(inter_from, depth) == expected
 
 
-@pytest.mark.parametrize("split", [0, 2, 1.0, -1, True])
-def test_split_out_of_range_names_the_key(split):
-    with pytest.raises(ValueError, match="method.tuner.split"):
-        resolve_split(split, 2)
+@pytest.mark.parametrize("inter_from", [0, 2, 1.0, -1, True])
+def test_inter_from_out_of_range_names_the_key(inter_from):
+    with pytest.raises(ValueError, match="method.tuner.inter_from"):
+        resolve_inter_from(inter_from, 2)
 
 
 def test_prompts_skip_weight_decay_unless_asked():
