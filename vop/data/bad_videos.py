@@ -23,6 +23,7 @@ import logging
 import os
 from typing import Callable
 
+import av
 import torch
 from torch.utils.data import Dataset
 
@@ -39,8 +40,10 @@ class BadVideosError(UserError, RuntimeError):
     """Too many training videos are bad, or test videos are missing and that is not allowed."""
 
 
-def unusable_videos(split: Split, manifest: dict[str, dict]) -> dict[int, str]:
-    """{video index: reason} for videos whose file is missing or that the manifest marks as broken."""
+def unusable_videos(split: Split, manifest: dict[str, dict], probe: bool = False) -> dict[int, str]:
+    """{video index: reason} for videos whose file is missing or that the manifest marks as broken;
+    `probe`: also those the manifest does not list whose header does not open as a video (a cheap
+    check, no decoding: a zero-byte, garbage or audio-only file, an mp4 cut before its index)."""
     bad = {}
     for index, path in enumerate(split.video_paths):
         record = manifest.get(str(path))
@@ -48,7 +51,20 @@ def unusable_videos(split: Split, manifest: dict[str, dict]) -> dict[int, str]:
             bad[index] = f"{record.get('status')}: {record.get('error')} (manifest)"
         elif not os.path.isfile(path):
             bad[index] = "file not found"
+        elif probe and record is None and (problem := header_problem(path)):
+            bad[index] = problem
     return bad
+
+
+def header_problem(path) -> str | None:
+    """Why the file at `path` does not open as a video (its container header, no frame decoded); None if it does."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "it has no video stream"
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
+        return f"it does not open as a video ({type(err).__name__}: {str(err)[:120]})"
+    return None
 
 
 def _describe(split: Split, bad: dict[int, str]) -> str:
@@ -68,8 +84,10 @@ def usable_train_split(split: Split, max_bad_fraction: float, manifest_path: str
 
 
 def usable_test_split(split: Split, allow_missing: bool, manifest_path: str | None) -> tuple[Split, dict]:
-    """The test split, and the report for metrics.json: excluded videos and whether comparable."""
-    bad = unusable_videos(split, read_manifest(manifest_path))
+    """The test split, and the report for metrics.json: excluded videos and whether comparable. Every
+    test video's header is opened first (the manifest's verdict where it has one), so a broken one
+    stops a run before it trains, not in its first evaluation."""
+    bad = unusable_videos(split, read_manifest(manifest_path), probe=True)
     report = {f"{split.name}/excluded_videos": len(bad), "comparable": not bad}
     if not bad:
         return split, report

@@ -171,3 +171,15 @@ def test_skips_reach_the_main_process_from_worker_processes(split: Split) -> Non
     assert counter.report() == {"train/bad_videos": 1, "train/skipped_draws": 1}
     assert counter.bad == {str(split.video_paths[2]): "file is empty (0 bytes) (split 'train', item 2, video 'v2')"}
     assert len(served) == 6 and 2 not in served
+
+
+def test_a_broken_test_video_stops_a_run_before_it_trains(tmp_path):
+    """No manifest: every test video's header is opened before training (it used to train a whole
+    epoch, then die in evaluation with a traceback per worker)."""
+    cfg = tiny_synthetic("bias", tmp_path, ["trainer.epochs=3"])
+    video = instantiate(cfg.data.splits, _partial_=True)()["test"].video_paths[3]  # writes the videos
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42 cut off in the copy")
+    with pytest.raises(BadVideosError, match=f"1 of 16 test videos are missing or broken: {video} \\(it does not "
+                                             "open as a video"):
+        train(cfg)
+    assert not (tmp_path / "run" / "log.jsonl").exists()  # refused while the run was being assembled
