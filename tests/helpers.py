@@ -9,10 +9,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import vop  # noqa: F401  (registers the resolvers)
+from vop.config.resolvers import register_resolvers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # tests/ sits at the repository root
 CONFIG_DIR = str(REPO_ROOT / "configs")
+register_resolvers()  # the composed configs' ${vop.*} values (vop.run_name: only Hydra's run folder reads it)
 
 # A synthetic dataset small enough for many one-epoch runs on 2 CPU cores, trained on the CPU even
 # where CUDA exists (tests compare bit-exact CPU results; GPU tests are marked `gpu` and pick CUDA).

@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from vop import ROOT
+from vop.config.resolvers import register_resolvers
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.synthetic import DIRECTIONS, _twin_plan, render
 from vop.errors import ArgumentParser
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=320)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    register_resolvers()  # the composed config's ${vop.*} values
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["model=clip_tiny", f"model.net.vision.image_size={SIZE}",
                                           "model.net.vision.patch_size=16", f"model.net.weights={args.checkpoint}"])
