@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from vop import ROOT
 from vop.config.resolvers import register_resolvers
 from vop.data.gpu_transforms import VideoTransform
-from vop.data.synthetic import DIRECTIONS, _twin_plan, render
+from vop.data.synthetic import DIRECTIONS, render, twin_plan
 from vop.errors import ArgumentParser
 
 FRAMES, WIDTH, HEIGHT, SIZE = 20, 128, 112, 112  # the benchmark's videos and model input
@@ -59,7 +59,7 @@ def main() -> None:
         cfg = compose("train", overrides=["model=clip_tiny", f"model.net.vision.image_size={SIZE}",
                                           "model.net.vision.patch_size=16", f"model.net.weights={args.checkpoint}"])
     model = instantiate(cfg.model.net).eval()
-    specs = [spec for spec, _ in _twin_plan("probe", args.videos, 0, FRAMES, WIDTH, HEIGHT)[::2]]
+    specs = [spec for spec, _ in twin_plan("probe", args.videos, 0, FRAMES, WIDTH, HEIGHT)[::2]]
     embs, centres = frame_embeddings(model, specs)  # [2N, D], [2N, 2]
     n = len(specs)
     firsts, lasts = embs[:n], embs[n:]
