@@ -16,6 +16,7 @@ from unittest import mock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from vop.config.command_line import over_checkpoint, quoted_free_text
 from vop.config.resolvers import register_resolvers
 from vop.errors import exit_on_user_error
 
@@ -94,6 +95,22 @@ def in_process(command: Callable[[], object]) -> subprocess.CompletedProcess:
     of a fresh interpreter's imports. cli() is for what needs the process: Hydra's own main (its run
     folder, logging, multirun), a real exit status, signals."""
     return captured(exit_on_user_error(command), getattr(command, "__name__", "command"))
+
+
+def command_in_process(command: Callable[..., object], config_name: str, tmp: Path, *args: str
+                       ) -> subprocess.CompletedProcess:
+    """What `python <config_name>.py *args` runs once Hydra has composed, in this interpreter: the
+    command (`vop.commands` train / evaluate_run / retrieve) on the config composed from `args` as
+    that entry point hands them to Hydra (eval.py and retrieve.py: a key of the trained run's group
+    over it with `ckpt=`; retrieve.py: query text quoted), wrapped by in_process. The run's outputs go
+    to `tmp/run` (there is no Hydra run folder: naming it, and `latest`, are cli()'s)."""
+    overrides = list(args)
+    if config_name in ("eval", "retrieve"):
+        overrides = over_checkpoint(overrides)
+    if config_name == "retrieve":
+        overrides = quoted_free_text(overrides)
+    cfg = compose_cfg(config_name, overrides, tmp)
+    return in_process(lambda: command(cfg, overrides))
 
 
 def main_in_process(script: str, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:

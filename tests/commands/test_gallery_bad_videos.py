@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_one_block, cli, compose_cfg, in_process
+from tests.helpers import assert_one_block, cli, command_in_process
 from tests.library.data.test_custom_data import write_clip
 from vop.commands.retrieve import retrieve
-from vop.config.command_line import quoted_free_text
 
 TINY = ["model=clip_tiny", "method=zeroshot", "trainer.device=cpu", "trainer.progress=false", "data.num_frames=4",
         "data.eval_batch_size=4", "data.num_workers=0"]
@@ -30,11 +29,9 @@ def folder(tmp_path_factory) -> Path:
 
 
 def retrieve_here(tmp: Path, *args: str):
-    """retrieve.py's command on `args` in this interpreter, a query quoted as retrieve.py quotes it
-    (the build in `gallery` is the real process; this file's other runs check messages and output)."""
-    overrides = quoted_free_text(list(args))
-    cfg = compose_cfg("retrieve", overrides, tmp)
-    return in_process(lambda: retrieve(cfg, overrides))
+    """retrieve.py's command on `args` in this interpreter (the build in `gallery` is the real
+    process; this file's other runs check messages and printed output)."""
+    return command_in_process(retrieve, "retrieve", tmp, *args)
 
 
 @pytest.fixture(scope="module")
