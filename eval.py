@@ -5,10 +5,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.eval import evaluate_run
 from vop.config.command_line import check_command_line, over_checkpoint
-from vop.engine.rundir import no_folder_if_refused
+from vop.engine.rundir import no_folder_if_refused, register_run_name_resolver
 from vop.errors import exit_on_user_error
 
 
@@ -21,6 +20,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_run_name_resolver()  # ${vop.run_name:...} in configs/hydra names the run folder
     sys.argv[1:] = over_checkpoint(sys.argv[1:])  # with ckpt=: data.<key>= goes over the trained run's data
     exit_on_user_error(check_command_line)("eval", sys.argv[1:])  # Hydra's errors: one block, exit 2 (not 1)
     main()

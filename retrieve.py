@@ -6,9 +6,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.retrieve import retrieve
 from vop.config.command_line import check_command_line, over_checkpoint, quoted_free_text
+from vop.engine.rundir import register_run_name_resolver
 from vop.errors import exit_on_user_error
 
 
@@ -19,6 +19,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_run_name_resolver()  # ${vop.run_name:...} in configs/hydra names the run folder
     sys.argv[1:] = over_checkpoint(sys.argv[1:])  # with ckpt=: data.<key>= goes over the trained run's data
     sys.argv[1:] = quoted_free_text(sys.argv[1:])  # query="<any text>", unicode and commas included
     exit_on_user_error(check_command_line)("retrieve", sys.argv[1:])  # Hydra's errors: one block, exit 2 (not 1)

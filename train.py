@@ -5,10 +5,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import vop  # noqa: F401  (registers the config resolvers)
 from vop.commands.train import train
 from vop.config.command_line import check_command_line
-from vop.engine.rundir import no_folder_if_refused
+from vop.engine.rundir import no_folder_if_refused, register_run_name_resolver
 from vop.errors import exit_on_user_error
 
 
@@ -21,5 +20,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_run_name_resolver()  # ${vop.run_name:...} in configs/hydra names the run folder
     exit_on_user_error(check_command_line)("train", sys.argv[1:])  # Hydra's errors: one block, exit 2 (not 1)
     main()

@@ -9,8 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import vop  # noqa: E402,F401  (registers the config resolvers)
 from vop.config.command_line import check_command_line  # noqa: E402
+from vop.engine.rundir import register_run_name_resolver  # noqa: E402
 from vop.errors import exit_on_user_error  # noqa: E402
 from vop.tools.build_frame_cache import run_build  # noqa: E402
 
@@ -22,5 +22,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_run_name_resolver()  # ${vop.run_name:...} in configs/hydra names the run folder
     exit_on_user_error(check_command_line)("build_frame_cache", sys.argv[1:])  # Hydra's errors: one block, exit 2
     main()

@@ -12,8 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
-import vop  # noqa: E402,F401  (registers the config resolvers)
-from vop.config.command_line import check_command_line  # noqa: E402
+from vop.config.command_line import check_command_line  # noqa: E402  (vop.config registers ${vop.*})
 from vop.errors import exit_on_user_error  # noqa: E402
 from vop.tools.check_videos import check_dataset  # noqa: E402
 

@@ -12,8 +12,7 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-import vop  # noqa: E402,F401
-from vop.config.command_line import check_command_line  # noqa: E402
+from vop.config.command_line import check_command_line  # noqa: E402  (vop.config registers ${vop.*})
 from vop.errors import exit_on_user_error  # noqa: E402
 from vop.data.tokenizer import openai_bpe_tokenizer  # noqa: E402
 from vop.engine.assembly import build_clip  # noqa: E402

@@ -2,7 +2,9 @@
 
 Every `import` counts, also one inside a function (an import deferred to call time still ties the
 two modules together). Edges into a package's own `__init__` are not counted: Python imports the
-parent package first whatever the code says.
+parent package first whatever the code says. For the same reason the package root (vop/__init__.py)
+is in the bottom layer: it runs before every module, so what it imports sits under all of them.
+No file of the repository imports another module's private (`_name`) names.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ LAYERS = (
     ("tools",),                                  # one module per script in scripts/
 )
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
+PACKAGE_ROOT = "vop"  # vop/__init__.py
 
 
 def module_name(path: Path) -> str:
@@ -61,8 +64,14 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def layer(module: str) -> int | None:
+    if module == PACKAGE_ROOT:
+        return 0
     parts = module.split(".")
     return RANK.get(parts[1]) if len(parts) > 1 else None
+
+
+def label(module: str) -> str:
+    return "the package root" if module == PACKAGE_ROOT else LAYERS[layer(module)][0]
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -89,7 +98,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{m} ({LAYERS[layer(m)][0]}) imports {d} ({LAYERS[layer(d)][0]})"
+    return sorted(f"{m} ({label(m)}) imports {d} ({label(d)})"
                   for m, deps in graph.items() if layer(m) is not None
                   for d in deps if layer(d) is not None and layer(d) > layer(m))
 
@@ -108,14 +117,52 @@ def test_no_upward_import():
     assert upward_imports(import_graph()) == []
 
 
+def test_the_package_root_imports_only_the_bottom_layer():
+    """`import vop.<anything>` runs vop/__init__.py first: an import there from a higher layer would
+    tie every module, the bottom layer's too, to that layer (the old root's config resolvers did)."""
+    graph = import_graph()
+    assert PACKAGE_ROOT in graph
+    assert sorted(d for d in graph[PACKAGE_ROOT] if layer(d) != 0) == []
+
+
+def private_imports(source: str, own: str) -> list[tuple[int, str, str]]:
+    """(line, module, name) of each `from <project module> import _name` in `source`, the text of
+    module `own`, from a module other than `own` (a module's underscore names are its own: another
+    module that needs one needs it made public)."""
+    return [(node.lineno, node.module, alias.name) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != own
+            and (node.module or "").split(".")[0] in ("vop", "tests")
+            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
+def repository_sources() -> list[Path]:
+    """The repository's own Python files: the package, tests, scripts and the entry points."""
+    return sorted([*REPO_ROOT.glob("*.py"), *(p for d in ("vop", "tests", "scripts") for p in (REPO_ROOT / d).rglob("*.py"))])
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = [f"{path.relative_to(REPO_ROOT)}:{line} imports {name} from {module}" for path in repository_sources()
+             for line, module, name in private_imports(path.read_text(), module_name(path))]
+    assert found == []
+
+
+def test_the_private_name_check_would_fail():
+    source = "from vop.data.synthetic import VideoSpec, _plan\nfrom vop.data.tokenizer import __doc__\n" \
+             "import vop.data.synthetic\nfrom numpy import _globals\nfrom vop.data.synthetic_stills import _own\n"
+    assert private_imports(source, "vop.data.synthetic_stills") == [(1, "vop.data.synthetic", "_plan")]
+
+
 def test_checks_would_fail_on_a_cycle_and_an_upward_import():
-    """The checks themselves: the old main's two defects, restated as a graph, are both found."""
+    """The checks themselves: the old main's two defects and the old package root's resolvers,
+    restated as a graph, are all found."""
     graph = {"vop.engine.evaluate": {"vop.engine.rundir", "vop.retrieval.html"},
              "vop.engine.rundir": {"vop.engine.evaluate"}, "vop.retrieval.html": set(),
-             "vop.data.bad_videos": {"vop.tools.selected_splits"}, "vop.tools.selected_splits": set()}
+             "vop.data.bad_videos": {"vop.tools.selected_splits"}, "vop.tools.selected_splits": set(),
+             "vop": {"vop.errors", "vop.engine.rundir"}, "vop.errors": set()}
     assert find_cycle(graph) in (["vop.engine.evaluate", "vop.engine.rundir", "vop.engine.evaluate"],
                                  ["vop.engine.rundir", "vop.engine.evaluate", "vop.engine.rundir"])
     assert upward_imports(graph) == [
+        "vop (the package root) imports vop.engine.rundir (engine)",
         "vop.data.bad_videos (data) imports vop.tools.selected_splits (tools)",
         "vop.engine.evaluate (engine) imports vop.retrieval.html (retrieval)"]
 

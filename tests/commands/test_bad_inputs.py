@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.helpers import assert_one_block, cli, compose_cfg, tiny_synthetic
+from tests.helpers import assert_one_block, cli, compose_cfg, in_process, main_in_process, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.config.check import check_config
@@ -23,7 +23,7 @@ from vop.data.checks import checked_train_split
 from vop.engine import trainer as trainer_module
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
 from vop.engine.finite_embeddings import NonFiniteError, require_finite
-from vop.engine.rundir import run_name
+from vop.engine.rundir import HYDRA_FILES, no_folder_if_refused, run_name
 from vop.engine.assembly import usable_splits
 from vop.engine.training_faults import NonFiniteLossError
 from vop.errors import ConfigError, InputError
@@ -187,12 +187,12 @@ def test_video_ids_with_spaces_are_refused_naming_the_row(tmp_path):
         load_msrvtt(root)
 
 
-def test_cli_missing_dataset_is_one_block(tmp_path):
-    proc = cli("eval.py", "model=clip_tiny", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_block(proc, f"MSR-VTT data root {tmp_path / 'msrvtt'} does not exist")
+def test_missing_dataset_is_one_block(tmp_path):
+    cfg = compose_cfg("eval", ["model=clip_tiny", f"paths.data_dir={tmp_path}"], tmp_path)
+    assert_one_block(in_process(lambda: evaluate_run(cfg)), f"MSR-VTT data root {tmp_path / 'msrvtt'} does not exist")
 
 
-def test_cli_prepare_data_error_is_one_block(tmp_path):
+def test_cli_prepare_data_error_is_one_block(tmp_path):  # prepare_data.py's real process (exit status, Hydra)
     proc = cli("scripts/prepare_data.py", "data=msrvtt9k", f"data.root={tmp_path / 'msrvtt'}", cwd=tmp_path)
     assert_one_block(proc, f"missing {tmp_path / 'msrvtt' / 'annotations' / 'MSRVTT_train.9k.csv'}",
                      "Expected layout:\n")
@@ -326,7 +326,8 @@ def test_entry_points_report_user_errors_even_when_wrapped(capsys, monkeypatch):
 
 @pytest.mark.parametrize("script", ["train.py", "eval.py", "retrieve.py"])
 def test_an_unknown_group_option_is_one_block_and_exit_2(script, tmp_path):
-    proc = cli(script, "method=bais", f"hydra.run.dir={tmp_path / 'run'}")
+    # Each entry point's own check before Hydra starts, in this interpreter (a real process below).
+    proc = main_in_process(script, "method=bais", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_block(proc, "method=bais is not an option of the method group", "did you mean method=bias?")
     assert not (tmp_path / "run").exists()
 
@@ -354,19 +355,30 @@ def test_hydras_command_line_errors_are_user_errors(config, override, needle):
 @pytest.mark.parametrize("script,error", zip(["train.py", "eval.py", "retrieve.py"], HYDRA_ERRORS[:3]))
 def test_hydras_command_line_errors_are_one_block_and_exit_2(script, error, tmp_path):
     override, needle = error
-    proc = cli(script, override, f"hydra.run.dir={tmp_path / 'run'}")
+    run = cli if script == "train.py" else main_in_process  # one real process: its exit status is 2, not Hydra's 1
+    proc = run(script, override, f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_block(proc, "the command line cannot be composed", needle)
     assert not (tmp_path / "run").exists()
 
 
 SCRIPTS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "scripts").glob("*.py"))
+# Scripts another test of the default suite runs in a real process: their bad argument is checked
+# in this interpreter (the script's own __main__ up to Hydra's main). The others start one here.
+RUN_ELSEWHERE = {
+    "check_videos.py": "tests/test_docs.py, README 'Your own videos'",
+    "dataset_stats.py": "tests/tools/test_data_tools.py",
+    "export_hf.py": "tests/library/models/test_hf_export.py",
+    "make_table.py": "tests/tools/test_tables.py",
+    "prepare_data.py": "test_cli_prepare_data_error_is_one_block above",
+}
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_script_reports_a_bad_argument_as_one_block(script, tmp_path):
     source = (Path(__file__).resolve().parents[2] / "scripts" / script).read_text()
     bad = "no_such_key=1" if "hydra.main" in source else "--no-such-flag"
-    proc = cli(f"scripts/{script}", bad, cwd=tmp_path)
+    run = main_in_process if script in RUN_ELSEWHERE else cli
+    proc = run(f"scripts/{script}", bad, cwd=tmp_path)
     assert_one_block(proc, "no_such_key" if "hydra.main" in source else "(usage: ")  # argparse: its usage line
     assert not list(tmp_path.iterdir())  # nothing written where it ran
 
@@ -379,16 +391,30 @@ def test_a_multirun_sweep_is_composed_with_its_first_values():
 
 
 @pytest.mark.parametrize("script", ["train.py", "eval.py"])
-def test_a_refused_run_leaves_no_run_folder_but_keeps_a_used_one(script, tmp_path):
+def test_a_refused_run_leaves_no_run_folder(script, tmp_path):
     proc = cli(script, "data.batch_size=abc", f"paths.log_dir={tmp_path / 'logs'}")
     assert_one_block(proc, "data.batch_size=abc is not allowed")
     assert not list((tmp_path / "logs").rglob("*.yaml"))  # Hydra's folder for it is gone
+
+
+def test_a_refused_run_keeps_a_used_folder(tmp_path):
+    """`hydra.run.dir=<a folder of the user's>`: what Hydra wrote at start is there beside the user's
+    file (as in the process above), and the refusal leaves the folder as it is."""
     used = tmp_path / "used"
-    used.mkdir()
+    (used / ".hydra").mkdir(parents=True)
+    for name in HYDRA_FILES:
+        (used / ".hydra" / name).write_text("{}")
+    (used / "train.log").write_text("")
     (used / "notes.txt").write_text("mine")
-    proc = cli(script, "data.batch_size=abc", f"hydra.run.dir={used}")
-    assert_one_block(proc, "data.batch_size=abc is not allowed")
+    cfg = compose_cfg("train", ["data.batch_size=abc"], tmp_path)
+
+    def refused_run() -> None:
+        with no_folder_if_refused(used, "train.log"):  # as train.py's main runs the command
+            train(cfg)
+
+    assert_one_block(in_process(refused_run), "data.batch_size=abc is not allowed")
     assert (used / "notes.txt").read_text() == "mine"  # a folder with anything else in it stays
+    assert sorted(p.name for p in (used / ".hydra").iterdir()) == sorted(HYDRA_FILES)
 
 
 @pytest.mark.parametrize("text", ["un café, s'il vous plaît", "猫がソファに飛び乗る", 'a "quoted" word', "back\\slash\\",

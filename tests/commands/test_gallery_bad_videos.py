@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_one_block, cli
+from tests.helpers import assert_one_block, cli, command_in_process
 from tests.library.data.test_custom_data import write_clip
+from vop.commands.retrieve import retrieve
 
 TINY = ["model=clip_tiny", "method=zeroshot", "trainer.device=cpu", "trainer.progress=false", "data.num_frames=4",
         "data.eval_batch_size=4", "data.num_workers=0"]
@@ -27,6 +28,12 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
+def retrieve_here(tmp: Path, *args: str):
+    """retrieve.py's command on `args` in this interpreter (the build in `gallery` is the real
+    process; this file's other runs check messages and printed output)."""
+    return command_in_process(retrieve, "retrieve", tmp, *args)
+
+
 @pytest.fixture(scope="module")
 def gallery(folder) -> tuple[Path, str]:
     path = folder.parent / "g.safetensors"
@@ -36,12 +43,12 @@ def gallery(folder) -> tuple[Path, str]:
     return path, proc.stderr
 
 
-def test_the_build_skips_names_and_counts_an_unreadable_video(gallery, folder):
+def test_the_build_skips_names_and_counts_an_unreadable_video(gallery, folder, tmp_path):
     path, log = gallery
     assert f"skipped unreadable video {folder / 'park' / 'broken.mp4'}" in log
     assert "skipped 1 of 5 videos that cannot be read, and their 1 captions" in log
-    proc = cli("retrieve.py", f"gallery={path}", "query=a tram", "topk=5", f"html={folder.parent / 'page.html'}",
-               *TINY)
+    proc = retrieve_here(tmp_path, f"gallery={path}", "query=a tram", "topk=5", f"html={folder.parent / 'page.html'}",
+                         *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     hits = [line for line in proc.stdout.splitlines() if line[:4].strip().rstrip(".").isdigit()]
     assert len(hits) == 4 and "park/broken" not in proc.stdout  # four readable videos, the broken one left out
@@ -56,8 +63,8 @@ def test_the_build_skips_names_and_counts_an_unreadable_video(gallery, folder):
 @pytest.mark.parametrize("option, needle", [("strict=true", "strict=true stops at any"),
                                             ("max_bad_fraction=0.1", "more than max_bad_fraction=0.1")])
 def test_strict_or_too_many_unreadable_videos_stop_the_build(folder, tmp_path, option, needle):
-    proc = cli("retrieve.py", "action=build", f"videos={folder}", f"gallery={tmp_path / 'g.safetensors'}", option,
-               *TINY)
+    proc = retrieve_here(tmp_path, "action=build", f"videos={folder}", f"gallery={tmp_path / 'g.safetensors'}", option,
+                         *TINY)
     assert_one_block(proc, needle, "park/broken.mp4")
     assert not (tmp_path / "g.safetensors").exists()
 
@@ -71,14 +78,14 @@ def test_a_bad_query_is_one_error_block(gallery, folder, tmp_path):
     cases = [(folder / "park" / "broken.mp4", "cannot be decoded"), (empty, "cannot be decoded"),
              (folder / "city.mp4", "no such file"), (folder, "names a folder"), (notes, "no video suffix")]
     for query, needle in cases:
-        proc = cli("retrieve.py", f"gallery={path}", f"query={query}", *TINY)
+        proc = retrieve_here(tmp_path, f"gallery={path}", f"query={query}", *TINY)
         assert_one_block(proc, needle, str(query))
     (tmp_path / "dir.mp4").mkdir()
-    assert_one_block(cli("retrieve.py", f"gallery={path}", f"query={tmp_path / 'dir.mp4'}", *TINY), "is a folder")
+    assert_one_block(retrieve_here(tmp_path, f"gallery={path}", f"query={tmp_path / 'dir.mp4'}", *TINY), "is a folder")
 
 
-def test_a_long_query_is_shortened_where_printed(gallery):
+def test_a_long_query_is_shortened_where_printed(gallery, tmp_path):
     path, _ = gallery
-    proc = cli("retrieve.py", f"gallery={path}", "query=" + ("a tram " * 3000).strip(), "topk=1", *TINY)
+    proc = retrieve_here(tmp_path, f"gallery={path}", "query=" + ("a tram " * 3000).strip(), "topk=1", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "... (20999 characters)" in proc.stdout and len(proc.stdout.splitlines()[0]) < 260

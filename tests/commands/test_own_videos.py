@@ -1,9 +1,13 @@
 """Your own videos, end to end, the way a user runs them (README "Your own videos"): a collection of
 real mp4 / mkv / avi files in subfolders with one corrupt file and captions as .csv, .jsonl and
 .json; the videos are checked, `method=full` (from random weights) and `method=bias` (on a small
-pretrained CLIP) are trained through train.py and rank their own test split above the untrained
-model, a folder gallery skips and counts the corrupt file, and the full run exports to a Hugging
-Face folder that plain transformers code loads."""
+pretrained CLIP) are trained and rank their own test split above the untrained model, a folder
+gallery skips and counts the corrupt file, and the full run exports to a Hugging Face folder that
+plain transformers code loads.
+
+The full run is a real train.py process (its run folder is named after the videos folder), and so
+are eval.py and retrieve.py where a trained run's data keys go over its config; the other steps run
+the same commands on the same arguments in this interpreter (tests/helpers.py command_in_process)."""
 from __future__ import annotations
 
 import json
@@ -14,9 +18,16 @@ import torch
 from safetensors import safe_open
 from transformers import CLIPModel, CLIPTokenizer
 
-from tests.helpers import SMALL_SYNTHETIC, assert_one_block, cli
+from hydra import compose, initialize_config_dir
+
+from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, assert_one_block, cli, command_in_process, in_process
 from tests.own_collection import BROKEN, write_collection
+from vop.commands.eval import evaluate_run
+from vop.commands.retrieve import retrieve
+from vop.commands.train import train as train_command
 from vop.retrieval.query_encoder import Encoder
+from vop.tools.check_videos import check_dataset
+from vop.tools.export_hf import export_run
 
 # The README's settings, with 4 frames and no per-epoch evaluation (the same runs in half the time).
 TINY = ["model=clip_tiny", "trainer.device=cpu", "trainer.progress=false", "data.num_frames=4",
@@ -39,14 +50,20 @@ def metrics_of(proc, logs: Path, command: str) -> dict:
     return json.loads((logs / command / "latest" / "metrics.json").read_text())
 
 
-def train(collection, fmt: str, logs: Path, *extra: str) -> dict:
-    return metrics_of(cli("train.py", *data(collection, fmt), *TINY, *FAST, *extra, f"paths.log_dir={logs}"),
-                      logs, "train")
+def run_metrics(proc, tmp: Path) -> dict:
+    """metrics.json of a command_in_process run under `tmp`."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((tmp / "run" / "metrics.json").read_text())
 
 
-def untrained(collection, fmt: str, logs: Path, *extra: str) -> dict:
-    return metrics_of(cli("eval.py", *data(collection, fmt), "method=zeroshot", *TINY, *extra,
-                          f"paths.log_dir={logs}"), logs, "eval")
+def train(collection, fmt: str, tmp: Path, *extra: str) -> dict:
+    return run_metrics(command_in_process(train_command, "train", tmp, *data(collection, fmt), *TINY, *FAST, *extra),
+                       tmp)
+
+
+def untrained(collection, fmt: str, tmp: Path, *extra: str) -> dict:
+    return run_metrics(command_in_process(evaluate_run, "eval", tmp, *data(collection, fmt), "method=zeroshot", *TINY,
+                                          *extra), tmp)
 
 
 def mean_ranks(metrics: dict) -> float:
@@ -55,14 +72,18 @@ def mean_ranks(metrics: dict) -> float:
 
 @pytest.fixture(scope="module")
 def full_run(collection, tmp_path_factory) -> tuple[Path, dict]:
+    """train.py itself, as the README runs it (in 4 frames, no per-epoch evaluation)."""
     logs = tmp_path_factory.mktemp("full")
-    metrics = train(collection, "csv", logs, "method=full", "method.lr=1e-3", "trainer.epochs=8")
+    metrics = metrics_of(cli("train.py", *data(collection, "csv"), *TINY, *FAST, "method=full", "method.lr=1e-3",
+                             "trainer.epochs=8", f"paths.log_dir={logs}"), logs, "train")
     return (logs / "train" / "latest").resolve(), metrics
 
 
 def test_check_videos_names_the_corrupt_file(collection, tmp_path):
     manifest = tmp_path / "manifest.jsonl"  # not the default <videos>/manifest.jsonl: the other runs skip at run time
-    proc = cli("scripts/check_videos.py", *data(collection, "csv"), f"data.manifest={manifest}")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):  # as scripts/check_videos.py composes
+        cfg = compose(config_name="tools", overrides=[*data(collection, "csv"), f"data.manifest={manifest}"])
+    proc = in_process(lambda: check_dataset(cfg))  # the script's real process: tests/test_docs.py (README)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [json.loads(line)["status"] for line in manifest.read_text().splitlines()].count("ok") == 40
     assert f"unreadable: {collection['videos'] / BROKEN}" in proc.stderr
@@ -83,11 +104,11 @@ def test_bias_on_a_pretrained_tiny_clip_ranks_its_test_split_above_it(collection
     """From random weights BitFit cannot move (docs/own_videos.md): tuned here, as on real CLIP, from
     a pretrained model, a tiny CLIP fully trained for one epoch on other videos (the synthetic set)."""
     pre = tmp_path / "pretrain"
-    proc = cli("train.py", "data=synthetic", "method=full", "method.lr=1e-3", "trainer.epochs=1", *TINY, *FAST,
-               *[o for o in SMALL_SYNTHETIC if o.startswith("data.splits")], "data.splits.num_train=96",
-               f"paths.data_dir={pre / 'data'}", f"paths.log_dir={pre}")
+    proc = command_in_process(train_command, "train", pre, "data=synthetic", "method=full", "method.lr=1e-3",
+                              "trainer.epochs=1", *TINY, *FAST, *[o for o in SMALL_SYNTHETIC if o.startswith("data.splits")],
+                              "data.splits.num_train=96")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    weights = f"model.net.weights={pre / 'train' / 'latest' / 'checkpoint.safetensors'}"
+    weights = f"model.net.weights={pre / 'run' / 'checkpoint.safetensors'}"
     before = untrained(collection, "jsonl", tmp_path / "before", weights)
     tuned = train(collection, "jsonl", tmp_path / "bias", "method=bias", "method.lr=1e-2", "method.lr_new=1e-2",
                   "trainer.epochs=8", weights)
@@ -98,20 +119,20 @@ def test_bias_on_a_pretrained_tiny_clip_ranks_its_test_split_above_it(collection
 def test_a_folder_gallery_skips_and_counts_the_corrupt_file_and_text_finds_captions(collection, full_run, tmp_path):
     run, _ = full_run
     gallery = tmp_path / "my_clips.safetensors"
-    proc = cli("retrieve.py", "action=build", f"ckpt={run}", f"videos={collection['videos']}",
-               f"captions={collection['json']}", f"gallery={gallery}", "trainer.progress=false")
+    proc = command_in_process(retrieve, "retrieve", tmp_path, "action=build", f"ckpt={run}",
+                              f"videos={collection['videos']}", f"captions={collection['json']}", f"gallery={gallery}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"skipped unreadable video {collection['videos'] / BROKEN}" in proc.stderr
     assert "skipped 1 of 41 videos that cannot be read, and their 1 captions" in proc.stderr
     query = "a red circle moves left on a black background"  # clip 00's first caption
-    proc = cli("retrieve.py", f"gallery={gallery}", f"query={query}", "topk=3")
+    proc = command_in_process(retrieve, "retrieve", tmp_path, f"gallery={gallery}", f"query={query}", "topk=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "beach/clip 00.mp4" in proc.stdout and json.dumps(query) in proc.stdout
 
 
 def test_the_full_run_exports_to_a_folder_plain_transformers_loads(full_run, tmp_path):
     run, _ = full_run
-    proc = cli("scripts/export_hf.py", f"ckpt={run}", f"out={tmp_path / 'hf'}")
+    proc = in_process(lambda: export_run(run, tmp_path / "hf"))  # the script's process: tests/library/models/test_hf_export.py
     assert proc.returncode == 0, proc.stderr[-3000:]
     model, tokenizer = CLIPModel.from_pretrained(tmp_path / "hf").eval(), CLIPTokenizer.from_pretrained(tmp_path / "hf")
     captions = ["a blue cross moves up on a gray background", "waves"]
@@ -124,13 +145,13 @@ def test_the_full_run_exports_to_a_folder_plain_transformers_loads(full_run, tmp
 @pytest.fixture(scope="module")
 def held_out_run(collection, tmp_path_factory) -> Path:
     """A short run on the .json captions (no split column: a fifth held out with split_seed 0)."""
-    logs = tmp_path_factory.mktemp("held_out")
+    tmp = tmp_path_factory.mktemp("held_out")
     captions = json.loads(collection["json"].read_text())
     del captions[BROKEN]  # the draw would put it in the test split, which has to be readable
-    (logs / "captions.json").write_text(json.dumps(captions))
-    train({**collection, "json": logs / "captions.json"}, "json", logs, "method=full", "trainer.epochs=1",
+    (tmp / "captions.json").write_text(json.dumps(captions))
+    train({**collection, "json": tmp / "captions.json"}, "json", tmp, "method=full", "trainer.epochs=1",
           "trainer.max_steps_per_epoch=1")
-    return (logs / "train" / "latest").resolve()
+    return tmp / "run"
 
 
 def test_eval_and_build_take_the_held_out_draw_from_the_command_line(held_out_run, collection, tmp_path):
@@ -138,26 +159,27 @@ def test_eval_and_build_take_the_held_out_draw_from_the_command_line(held_out_ru
     they were refused by Hydra, and with `+` the run's stored 0.2 silently stayed."""
     counts = {}
     for extra in ([], ["data.test_fraction=0.3"], ["+data.test_fraction=0.3", "+data.split_seed=1"]):
-        logs = tmp_path / str(len(counts))
-        proc = cli("eval.py", f"ckpt={held_out_run}", *extra, "trainer.progress=false", f"paths.log_dir={logs}")
-        counts[tuple(extra)] = metrics_of(proc, logs, "eval")["test/num_videos"]
+        tmp = tmp_path / str(len(counts))
+        proc = command_in_process(evaluate_run, "eval", tmp, f"ckpt={held_out_run}", *extra)
+        counts[tuple(extra)] = run_metrics(proc, tmp)["test/num_videos"]
         seed = 1 if extra[1:] else 0
         assert f"data.split_seed={seed})" in proc.stdout + proc.stderr, proc.stdout[-2000:]
     assert list(counts.values()) == [8, 12, 12]  # a fifth, then 0.3 of the 40 captioned videos
 
-    def gallery_ids(*extra: str) -> list[str]:
+    def gallery_ids(*extra: str, real_process: bool = False) -> list[str]:
         path = tmp_path / f"gallery{len(extra)}.safetensors"
-        proc = cli("retrieve.py", "action=build", f"ckpt={held_out_run}", "split=test", f"gallery={path}", *extra,
-                   "trainer.progress=false")
+        args = ("action=build", f"ckpt={held_out_run}", "split=test", f"gallery={path}", *extra, "trainer.progress=false")
+        proc = cli("retrieve.py", *args) if real_process else command_in_process(retrieve, "retrieve", tmp_path, *args)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads(safe_open(str(path), "pt").metadata()["info"])["video_ids"]
 
-    assert gallery_ids() != gallery_ids("data.split_seed=3")  # another draw of the same size
+    # another draw of the same size; retrieve.py itself hands the data key over the run's config
+    assert gallery_ids() != gallery_ids("data.split_seed=3", real_process=True)
 
 
 def test_a_key_the_trained_run_lacks_is_one_block(full_run, tmp_path):
     proc = cli("eval.py", f"ckpt={full_run[0]}", "data.test_fractoin=0.3", f"paths.log_dir={tmp_path}")
     assert_one_block(proc, "data.test_fractoin: the trained run's data group (my_clips",
                      "did you mean data.test_fraction?")
-    proc = cli("eval.py", "method=zeroshot", "model=clip_tiny", "+data.split_seed=1", f"paths.log_dir={tmp_path}")
+    proc = command_in_process(evaluate_run, "eval", tmp_path, "method=zeroshot", "model=clip_tiny", "+data.split_seed=1")
     assert_one_block(proc, "data.split_seed: nothing in this run reads it (data msrvtt9k does not use it)")

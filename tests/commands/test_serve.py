@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, assert_one_block, cli
+from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, assert_one_block, cli, command_in_process
+from vop.commands.retrieve import retrieve
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.pipeline import RetrievalPipeline
 
@@ -129,7 +130,7 @@ def announce_upload(url: str, size: int) -> tuple[int, dict]:
     return status, body
 
 
-def test_health_and_text_search_equal_the_pipeline_and_the_cli(server, gallery):
+def test_health_and_text_search_equal_the_pipeline_and_the_cli(server, gallery, tmp_path):
     path, data = gallery
     status, _, body = get(server + "api/health")
     health = json.loads(body)
@@ -144,7 +145,9 @@ def test_health_and_text_search_equal_the_pipeline_and_the_cli(server, gallery):
     assert [h["score"] for h in answer["hits"]] == pytest.approx(expected.scores, abs=1e-6)
     owner = pipeline.gallery.video_ids[pipeline.gallery.caption_video[3]]
     assert [h["truth"] for h in answer["hits"]] == [h["id"] == owner for h in answer["hits"]]
-    printed = cli("retrieve.py", f"gallery={path}", f"query={query}", "topk=5", f"paths.data_dir={data}", *TINY)
+    # retrieve.py's query command in this interpreter (its real process: the README's blocks, tests/test_docs.py)
+    printed = command_in_process(retrieve, "retrieve", tmp_path, f"gallery={path}", f"query={query}", "topk=5",
+                                 f"paths.data_dir={data}", *TINY)
     ids = [line.split()[2] for line in printed.stdout.splitlines() if re.match(r"\s*\d+\. ", line)]
     assert ids == expected.ids
     first = answer["hits"][0]

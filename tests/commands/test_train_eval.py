@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import CONFIG_DIR, REPO_ROOT, SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
+from tests.helpers import CONFIG_DIR, REPO_ROOT, SMALL_SYNTHETIC, command_in_process, compose_cfg, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.config.files import option_names
@@ -72,8 +72,7 @@ def run_cli(*args, timeout=300):
 
 
 def test_headline_command_without_data_names_the_missing_path(tmp_path):
-    proc = run_cli("train.py", "method=bias", "data=msrvtt9k", f"paths.data_dir={tmp_path}",
-                   f"hydra.run.dir={tmp_path / 'run'}")
+    proc = command_in_process(train, "train", tmp_path, "method=bias", "data=msrvtt9k", f"paths.data_dir={tmp_path}")
     assert proc.returncode != 0
     assert str(tmp_path / "msrvtt") in proc.stderr and "docs/datasets.md" in proc.stderr
 

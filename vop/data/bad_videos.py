@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vop.data.annotations.common import few
-from vop.data.decoders.base import VideoDecodeError
+from vop.data.decode_error import VideoDecodeError
 from vop.data.manifest import read_manifest
 from vop.data.split import Split
 from vop.errors import ConfigError, UserError

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vop.data.decoders.base import Decoder, VideoDecodeError, read_frames
+from vop.data.decode_error import VideoDecodeError
+from vop.data.decoders.base import Decoder, read_frames
 from vop.data.deferred import stack_videos
 from vop.data.frames import fit_frames, fit_short_side, pad_videos
 from vop.data.split import Split

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from vop.data.decoders.base import VideoDecodeError
+from vop.data.decode_error import VideoDecodeError
 
 
 class DeferredFrames(ABC):

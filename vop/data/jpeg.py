@@ -23,7 +23,7 @@ try:  # optional, faster CPU decode (requirements.txt); PIL is the fallback
 except ImportError:  # pragma: no cover - depends on the environment
     simplejpeg = None
 
-from vop.data.decoders.base import VideoDecodeError
+from vop.data.decode_error import VideoDecodeError
 from vop.data.deferred import DeferredBatch, DeferredFrames
 from vop.data.frames import fit_frames
 

@@ -17,7 +17,8 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
-from vop.data.decoders.base import Decoder, VideoDecodeError
+from vop.data.decode_error import VideoDecodeError
+from vop.data.decoders.base import Decoder
 
 log = logging.getLogger(__name__)
 

@@ -106,9 +106,10 @@ def _combinations(count: int, rng: np.random.Generator) -> list[tuple[str, str, 
     return [combos[i] for i in order]
 
 
-def _spec(video_id: str, combo: tuple[str, str, str, str], frames: int, width: int, height: int,
-          rng: np.random.Generator) -> VideoSpec:
-    """Jitter size, start and speed so that the shape stays fully inside the frame throughout."""
+def random_spec(video_id: str, combo: tuple[str, str, str, str], frames: int, width: int, height: int,
+                rng: np.random.Generator) -> VideoSpec:
+    """The video of `combo` (shape, colour, background, direction) with size, start and speed drawn
+    from `rng` so that the shape stays fully inside the frame throughout."""
     shape, colour, background, direction = combo
     dx, dy = DIRECTIONS[direction]
     radius = min(width, height) * rng.uniform(0.11, 0.17)
@@ -182,15 +183,15 @@ def _check_args(num_train: int, num_test: int, frames: int, width: int, height: 
         raise ValueError(f"load_synthetic: fps must be >= 1, got {fps}")
 
 
-def _plan(num_train: int, num_test: int, seed: int, frames: int, width: int, height: int
-          ) -> dict[str, list[tuple[VideoSpec, list[str]]]]:
+def split_plan(num_train: int, num_test: int, seed: int, frames: int, width: int, height: int
+               ) -> dict[str, list[tuple[VideoSpec, list[str]]]]:
     """Specs and captions of both splits, from one seeded RNG (same arguments, same dataset)."""
     rng = np.random.default_rng(seed)
     plan: dict[str, list[tuple[VideoSpec, list[str]]]] = {}
     for name, count, captions_per_video in (("train", num_train, 2), ("test", num_test, 1)):
         videos = []
         for i, combo in enumerate(_combinations(count, rng)):
-            spec = _spec(f"{name}{i:04d}", combo, frames, width, height, rng)
+            spec = random_spec(f"{name}{i:04d}", combo, frames, width, height, rng)
             templates = rng.choice(len(TEMPLATES), size=captions_per_video, replace=False)
             videos.append((spec, [caption(spec, int(k)) for k in templates]))
         plan[name] = videos
@@ -208,8 +209,8 @@ def twin(spec: VideoSpec, video_id: str, frames: int) -> VideoSpec:
 TWIN_SPLITS = {"probe": 1, "twins": 2}  # split -> its RNG stream (train and test use stream 0)
 
 
-def _twin_plan(name: str, num_pairs: int, seed: int, frames: int, width: int, height: int
-               ) -> list[tuple[VideoSpec, list[str]]]:
+def twin_plan(name: str, num_pairs: int, seed: int, frames: int, width: int, height: int
+              ) -> list[tuple[VideoSpec, list[str]]]:
     """`num_pairs` (video, twin) pairs, adjacent: videos 2i and 2i+1 are each other's twin.
 
     Its own RNG stream, so asking for it leaves the other splits unchanged; the first 320 pairs
@@ -221,7 +222,7 @@ def _twin_plan(name: str, num_pairs: int, seed: int, frames: int, width: int, he
     for i, k in enumerate(order[:num_pairs]):
         shape, colour, background, direction = combos[k]
         direction = direction if rng.random() < 0.5 else OPPOSITE[direction]  # which twin comes first
-        spec = _spec(f"{name}{2 * i:04d}", (shape, colour, background, direction), frames, width, height, rng)
+        spec = random_spec(f"{name}{2 * i:04d}", (shape, colour, background, direction), frames, width, height, rng)
         template = int(rng.integers(len(TEMPLATES)))  # one template per pair: captions differ in direction only
         for member in (spec, twin(spec, f"{name}{2 * i + 1:04d}", frames)):
             videos.append((member, [caption(member, template)]))
@@ -328,11 +329,11 @@ def load_synthetic(
     shutil.rmtree(temp, ignore_errors=True)
     params = dict(num_train=num_train, num_test=num_test, seed=seed, frames=frames, width=width,
                   height=height, fps=fps, version=GENERATOR_VERSION)
-    plan = _plan(num_train, num_test, seed, frames, width, height)
+    plan = split_plan(num_train, num_test, seed, frames, width, height)
     for name, pairs in (("probe", num_probe), ("twins", num_twins)):
         if pairs:
             params[f"num_{name}"] = pairs
-            plan[name] = _twin_plan(name, pairs, seed, frames, width, height)
+            plan[name] = twin_plan(name, pairs, seed, frames, width, height)
     started = time.perf_counter()
     try:
         _generate(temp, plan, params)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vop.data.split import Split
-from vop.data.synthetic import DIRECTIONS, TWIN_SPLITS, VideoSpec, _plan, _twin_plan, load_synthetic
+from vop.data.synthetic import DIRECTIONS, TWIN_SPLITS, VideoSpec, load_synthetic, split_plan, twin_plan
 
 STILL_TEMPLATES = (
     "a {colour} {shape} on a {background} background",
@@ -47,8 +47,8 @@ def still_captions(split: Split, positions: bool = False) -> Split:
     if positions:  # the specs are redrawn from the split's parameters (the same seeded RNG, no rendering)
         p = split.info["params"]
         size = (p["seed"], p["frames"], p["width"], p["height"])
-        plan = (_twin_plan(split.name, p[f"num_{split.name}"], *size) if split.name in TWIN_SPLITS
-                else _plan(p["num_train"], p["num_test"], *size)[split.name])
+        plan = (twin_plan(split.name, p[f"num_{split.name}"], *size) if split.name in TWIN_SPLITS
+                else split_plan(p["num_train"], p["num_test"], *size)[split.name])
         specs = [spec for spec, _ in plan]
         middle = p["frames"] // 2  # uniform sampling of one frame: floor(0.5 * frames)
         captions = [f"{c}, {where(specs[v], middle, p['width'], p['height'])}"

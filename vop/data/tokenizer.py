@@ -49,7 +49,7 @@ def _byte_symbols() -> list[str]:
     return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
 
 
-def _find_bpe_file() -> Path:
+def find_bpe_file() -> Path:
     """Locate OpenAI's BPE file inside the installed open_clip package without importing it
     (importing `open_clip` pulls in torchvision, which we do not require)."""
     spec = importlib.util.find_spec("open_clip")
@@ -69,7 +69,7 @@ def _find_bpe_file() -> Path:
 def openai_bpe_tokenizer(bpe_file: str | None = None) -> CLIPTokenizer:
     """HF `CLIPTokenizer` built offline from OpenAI's BPE file (the one in the open_clip wheel, or
     `bpe_file`, e.g. a ModelScope model folder's); cached per process and file."""
-    lines = gzip.open(bpe_file or _find_bpe_file()).read().decode("utf-8").split("\n")
+    lines = gzip.open(bpe_file or find_bpe_file()).read().decode("utf-8").split("\n")
     merge_lines = lines[1 : NUM_MERGES + 1]  # line 0 is a version header
     merges = [tuple(line.split()) for line in merge_lines]
     symbols = _byte_symbols()

@@ -38,6 +38,14 @@ def run_name(ckpt: str | None, method: str, data: str, overrides: list[str] | No
     return f"{method}_{data}"
 
 
+def register_run_name_resolver() -> None:
+    """`${vop.run_name:<ckpt>,<method>,<data>,<overrides>}` names the run folder in configs/hydra (eval.py
+    ckpt=: after the checkpoint's run). The Hydra mains register it before Hydra resolves their run
+    folder; it lives here, not with vop/config/resolvers.py, because it reads a checkpoint."""
+    if not OmegaConf.has_resolver("vop.run_name"):
+        OmegaConf.register_new_resolver("vop.run_name", run_name)
+
+
 HYDRA_FILES = {"config.yaml", "hydra.yaml", "overrides.yaml"}  # what Hydra writes into <run dir>/.hydra/
 
 

@@ -17,8 +17,9 @@ from unittest import mock
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vop import ROOT  # importing vop registers the config resolvers
+from vop import ROOT
 from vop.config.files import option_names
+from vop.config.resolvers import register_resolvers
 from vop.errors import ArgumentParser
 
 CONFIGS = ROOT / "configs"
@@ -40,6 +41,7 @@ def composed(method: str, data: str) -> dict:
 
 def compose_all() -> dict[tuple[str, str], dict]:
     """{(method, data): flattened resolved config} for every pair (one Hydra initialisation)."""
+    register_resolvers()  # the pairs are resolved: ${vop.workers:...}, data=custom's ${vop.basename:...}
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"), \
             mock.patch("vop.data.workers.usable_cpus", return_value=FIXED_CPUS), \
             mock.patch.dict("os.environ", {"LOCAL_WORLD_SIZE": "1"}):

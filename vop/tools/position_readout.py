@@ -16,8 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from vop import ROOT
+from vop.config.resolvers import register_resolvers
 from vop.data.gpu_transforms import VideoTransform
-from vop.data.synthetic import DIRECTIONS, _twin_plan, render
+from vop.data.synthetic import DIRECTIONS, render, twin_plan
 from vop.errors import ArgumentParser
 
 FRAMES, WIDTH, HEIGHT, SIZE = 20, 128, 112, 112  # the benchmark's videos and model input
@@ -53,11 +54,12 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=320)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    register_resolvers()  # the composed config's ${vop.*} values
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["model=clip_tiny", f"model.net.vision.image_size={SIZE}",
                                           "model.net.vision.patch_size=16", f"model.net.weights={args.checkpoint}"])
     model = instantiate(cfg.model.net).eval()
-    specs = [spec for spec, _ in _twin_plan("probe", args.videos, 0, FRAMES, WIDTH, HEIGHT)[::2]]
+    specs = [spec for spec, _ in twin_plan("probe", args.videos, 0, FRAMES, WIDTH, HEIGHT)[::2]]
     embs, centres = frame_embeddings(model, specs)  # [2N, D], [2N, 2]
     n = len(specs)
     firsts, lasts = embs[:n], embs[n:]

@@ -30,9 +30,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 import torch
 
-from vop import ROOT  # importing vop registers the config resolvers
+from vop import ROOT
 from vop.commands.train import train
 from vop.config.files import option_names
+from vop.config.resolvers import register_resolvers
 from vop.engine import distributed
 from vop.engine.checkpoint import FILENAME
 from vop.engine.rundir import save_metrics
@@ -52,6 +53,7 @@ FULL = {"seeds": 5, "stage1_videos": 3000, "stage1_epochs": 8, "stage2_videos": 
 
 
 def compose_train(overrides: list[str], out: Path, data_dir: str) -> "OmegaConf":
+    register_resolvers()  # the run reads ${vop.workers:...} and ${vop.root:}
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose(config_name="train", overrides=[*COMMON, f"paths.output_dir={out}",
                                                        f"paths.data_dir={data_dir}", *overrides])

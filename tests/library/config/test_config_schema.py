@@ -11,7 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, assert_one_block, cli, compose_cfg
+from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, assert_one_block, command_in_process, compose_cfg
+from vop.commands.train import train
 from vop.config.check import check_config
 from vop.config.files import option_names
 from vop.config.schema import Target, key, validate
@@ -98,14 +99,16 @@ def test_validate_on_a_schema_of_its_own():
         assert needle in str(err.value), (needle, str(err.value))
 
 
+# train.py's command in this interpreter: a user error inside Hydra's main in a real process is
+# tests/commands/test_bad_inputs.py::test_cli_config_error_is_one_block_and_exit_2.
 def test_a_misspelt_key_on_the_command_line_is_one_block_and_exit_2(tmp_path):
-    proc = cli("train.py", "+trainer.epocs=3", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = command_in_process(train, "train", tmp_path, "+trainer.epocs=3")
     assert_one_block(proc, "trainer.epocs is not a key of the trainer group; did you mean trainer.epochs?")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_method_key_the_tuner_refuses_is_one_block_and_exit_2(tmp_path):
     # Checks only the built model can make (20 is past the tiny tower's depth) raise ConfigError too.
-    proc = cli("train.py", "method=vop_f", "method.tuner.inter_from=20", "model=clip_tiny", "data=synthetic",
-               *SMALL_SYNTHETIC, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = command_in_process(train, "train", tmp_path, "method=vop_f", "method.tuner.inter_from=20",
+                              "model=clip_tiny", "data=synthetic", *SMALL_SYNTHETIC)
     assert_one_block(proc, "method.tuner.inter_from=20 must be a layer index in [1, 1]")

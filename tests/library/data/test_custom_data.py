@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_one_block, cli, compose_cfg
+from tests.helpers import assert_one_block, cli, command_in_process, compose_cfg
 from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import build
+from vop.commands.train import train
 from vop.config.check import check_config
 from vop.data.annotations.common import AnnotationError, DataNotFoundError
 from vop.data.annotations.custom import load_custom
@@ -246,7 +247,7 @@ def test_the_config_names_the_data_set_after_its_folder(videos, tmp_path):
 
 
 def test_train_without_data_videos_is_one_error_block(tmp_path):
-    proc = cli("train.py", "data=custom", "model=clip_tiny", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = command_in_process(train, "train", tmp_path, "data=custom", "model=clip_tiny")
     assert_one_block(proc, "data.videos is not set", "data.videos=<the folder of your videos>")
 
 

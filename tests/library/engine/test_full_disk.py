@@ -13,7 +13,7 @@ import pytest
 import vop.engine.checkpoint as checkpoint_module
 import vop.engine.resume as resume_module
 import vop.engine.rundir as rundir_module
-from tests.helpers import assert_one_block, cli, tiny_synthetic
+from tests.helpers import assert_one_block, main_in_process, tiny_synthetic
 from vop.commands.train import train
 from vop.config.command_line import check_command_line
 from vop.engine.rundir import OutputWriteError
@@ -66,10 +66,10 @@ def test_a_full_disk_at_the_resume_state_loses_nothing_of_the_result(tmp_path, m
 
 
 def test_an_output_folder_under_a_file_is_one_block_before_hydra(tmp_path):
-    (tmp_path / "file").write_text("x")
-    proc = cli("train.py", f"paths.log_dir={tmp_path / 'file' / 'logs'}")
+    (tmp_path / "file").write_text("x")  # the entry points' own checks, up to Hydra's main (not reached)
+    proc = main_in_process("train.py", f"paths.log_dir={tmp_path / 'file' / 'logs'}")
     assert_one_block(proc, f"paths.log_dir={tmp_path / 'file' / 'logs'}: {tmp_path / 'file'} is a file")
-    proc = cli("eval.py", f"hydra.run.dir={tmp_path / 'file' / 'run'}")
+    proc = main_in_process("eval.py", f"hydra.run.dir={tmp_path / 'file' / 'run'}")
     assert_one_block(proc, f"hydra.run.dir={tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file")
 
 

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, assert_one_block, cli
+from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, assert_one_block, cli, command_in_process, main_in_process
+from vop.commands.train import train as train_command
 from vop.run_lock import LOCK_FILE, RunFolderBusyError, RunLock, require_not_in_use
 
 HOLD = """
@@ -68,10 +69,10 @@ def test_train_into_a_live_runs_folder_or_resuming_it_is_one_block(holder):
     (run / "log.jsonl").write_text('{"step": 1}\n')
     before = sorted(p.name for p in run.iterdir())
     train = ["model=clip_tiny", "data=synthetic", *SMALL_SYNTHETIC]
-    refused = cli("train.py", *train, f"hydra.run.dir={run}")
+    refused = main_in_process("train.py", *train, f"hydra.run.dir={run}")  # refused before Hydra's main
     assert_one_block(refused, f"hydra.run.dir {run} is in use by a run that is still going (pid {proc.pid}")
     assert sorted(p.name for p in run.iterdir()) == before  # Hydra wrote nothing into it
-    resumed = cli("train.py", *train, f"resume={run}", f"hydra.run.dir={run.parent / 'other'}")
+    resumed = command_in_process(train_command, "train", run.parent / "other", *train, f"resume={run}")
     assert_one_block(resumed, f"resume= {run} is in use by a run that is still going (pid {proc.pid}",
                      "resume it once it has stopped")
     assert (run / "log.jsonl").read_text() == '{"step": 1}\n'

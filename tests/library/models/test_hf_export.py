@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from transformers import CLIPModel, CLIPProcessor
 
-from tests.helpers import assert_one_block, cli, tiny_synthetic
+from tests.helpers import assert_one_block, cli, in_process, tiny_synthetic
 from vop.commands.train import train
 from vop.engine.assembly import load_splits
 from vop.models.hf_export import INFO_FILE, NotExportableError
 from vop.retrieval.query_encoder import Encoder
+from vop.tools import export_hf
 from vop.tools.export_hf import export_run
 
 # A few real steps at a rate that moves every trained tensor, so a folder without them would differ.
@@ -104,8 +106,12 @@ def test_the_script_exports_and_refuses_a_used_folder(run, tmp_path):
     assert "CLIPModel.from_pretrained" in proc.stdout
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "preprocessor_config.json",
             INFO_FILE} <= {p.name for p in (tmp_path / "clip").iterdir()}
-    again = cli("scripts/export_hf.py", f"ckpt={cfg.paths.output_dir}", f"out={tmp_path / 'clip'}")
-    assert_one_block(again, f"out={tmp_path / 'clip'} exists and is not an empty folder")
-    missing = cli("scripts/export_hf.py", f"ckpt={tmp_path / 'nothing'}", f"out={tmp_path / 'other'}")
+
+    def export(ckpt, out):  # the refusals are the export's own messages: what the script's main calls, here
+        return in_process(lambda: export_hf.main(OmegaConf.create({"ckpt": str(ckpt), "out": str(out)})))
+
+    assert_one_block(export(cfg.paths.output_dir, tmp_path / "clip"),
+                     f"out={tmp_path / 'clip'} exists and is not an empty folder")
+    missing = export(tmp_path / "nothing", tmp_path / "other")
     assert_one_block(missing, str(tmp_path / "nothing"))
     assert not (tmp_path / "other").exists()

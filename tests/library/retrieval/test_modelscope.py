@@ -11,7 +11,7 @@ from tests.helpers import tiny_synthetic
 from tests.released_fakes import TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features, save_released
 from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import retrieve
-from vop.data.tokenizer import _find_bpe_file, openai_bpe_tokenizer, tokenize
+from vop.data.tokenizer import find_bpe_file, openai_bpe_tokenizer, tokenize
 from vop.engine import assembly
 from vop.engine.modelscope_folder import ModelScopeFolder, ModelScopeFolderError
 from vop.retrieval.pipeline import RetrievalPipeline
@@ -27,7 +27,7 @@ def make_folder(folder: Path, module, weights: str, hyper: dict = HYPER, gallery
     (folder / "configuration.json").write_text(json.dumps({"framework": "pytorch", "task": "vop-retrieval",
                                                            "hyperparam": hyper}))
     save_released(module, folder / weights)
-    shutil.copy(_find_bpe_file(), folder / "bpe_simple_vocab_16e6.txt.gz")
+    shutil.copy(find_bpe_file(), folder / "bpe_simple_vocab_16e6.txt.gz")
     if gallery is not None:
         torch.save(gallery, folder / f"{Path(weights).stem}_features.pkl")
     return folder

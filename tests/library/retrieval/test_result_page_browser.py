@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vop.data.synthetic import _spec, render
+from vop.data.synthetic import random_spec, render
 from vop.retrieval.html import Hit, QueryView, write_page
 
 
 def strip(combo, seed: int) -> list[Image.Image]:
-    spec = _spec("v", combo, 8, 96, 72, np.random.default_rng(seed))
+    spec = random_spec("v", combo, 8, 96, 72, np.random.default_rng(seed))
     return [Image.fromarray(f) for f in render(spec, 8, 96, 72)[::2]]  # 4 frames
 
 

@@ -2,8 +2,8 @@
 
 Every backend (decord on the CPU, NVDEC on the GPU, pre-extracted frame folders) implements
 `Decoder`, so datasets never know which one runs. Failures caused by the video file itself are
-`VideoDecodeError`, which names the file: with thousands of videos that is the one detail a
-user needs to find and replace the broken file.
+`VideoDecodeError` (vop/data/decode_error.py, exported here with `Decoder`), which names the file:
+with thousands of videos that is the one detail a user needs to find and replace the broken file.
 """
 from __future__ import annotations
 
@@ -13,19 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vop.data.decode_error import VideoDecodeError  # part of the contract: decoders raise it, callers catch it
 from vop.data.frame_sampling import frame_indices
-
-
-class VideoDecodeError(RuntimeError):
-    """A video could not be read; `.path` is the file and `.reason` says why."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"cannot decode video {str(path)!r}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-    def __reduce__(self):  # keep (path, reason) when the error crosses a DataLoader worker boundary
-        return (type(self), (self.path, self.reason))
 
 
 class Decoder(ABC):
