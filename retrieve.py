@@ -6,7 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from vop.commands.retrieve import retrieve
+# Only light modules here: the command line is checked before torch and transformers load (~9 s).
 from vop.config.command_line import check_command_line, over_checkpoint, quoted_free_text
 from vop.engine.rundir import register_run_name_resolver
 from vop.errors import exit_on_user_error
@@ -15,6 +15,8 @@ from vop.errors import exit_on_user_error
 @hydra.main(version_base="1.3", config_path="configs", config_name="retrieve")
 @exit_on_user_error  # a UserError: its message and exit status 2, no traceback
 def main(cfg: DictConfig) -> None:
+    from vop.commands.retrieve import retrieve  # torch, transformers: once the command line composes
+
     retrieve(cfg, overrides=HydraConfig.get().overrides.task)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.helpers import assert_one_block, cli, compose_cfg, in_process, main_in_process, tiny_synthetic
+from tests.helpers import REPO_ROOT, assert_one_block, cli, compose_cfg, in_process, main_in_process, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.train import train
 from vop.config.check import check_config
@@ -424,3 +426,19 @@ def test_any_query_text_reaches_the_config_exactly(text, tmp_path):
     cfg = compose_cfg("retrieve", [arg, "gallery=g"], tmp_path)
     assert cfg.query == text
     assert quoted_free_text(["query=[a,b]", "topk=3"]) == ["query=[a,b]", "topk=3"]  # a list stays a list
+
+
+@pytest.mark.parametrize("script, bad", [("train.py", "method=bais"), ("eval.py", "trainer.epocs=3"),
+                                         ("retrieve.py", "serve.prot=1")])
+def test_a_typo_is_answered_before_torch_or_transformers_load(script, bad):
+    """The entry points check the command line first: a typo costs Hydra's composition (~0.5 s), not
+    the ~9 s of importing torch and transformers."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = [{script!r}, {bad!r}]\n"
+            "try:\n"
+            f"    runpy.run_path({script!r}, run_name='__main__')\n"
+            "except SystemExit as stop:\n"
+            "    print('exit', stop.code, 'torch' in sys.modules, 'transformers' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["exit", "2", "False", "False"], proc.stderr[-2000:]
+    assert "Error: " in proc.stderr
