@@ -21,7 +21,7 @@ from vop.config.choices import check_choices
 from vop.config.command_line import check_command_line, quoted_free_text
 from vop.data.annotations.common import AnnotationError, DataNotFoundError
 from vop.data.annotations.msrvtt import load_msrvtt
-from vop.data.checks import checked_train_split
+from vop.data.split_checks import checked_train_split
 from vop.engine import trainer as trainer_module
 from vop.engine.checkpoint import CheckpointError, read_checkpoint
 from vop.engine.finite_embeddings import NonFiniteError, require_finite

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
 from vop.config.check import check_config
-from vop.data.checks import checked_test_split
+from vop.data.split_checks import checked_test_split
 from vop.engine import assembly
 from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import chosen_on_command_line, merge_checkpoint_config

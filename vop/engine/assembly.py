@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from vop.data.bad_videos import (BadVideoCounter, CollateReadable, ReadableVideos, usable_test_split,
                                  usable_train_split)
-from vop.data.checks import checked_test_split, checked_train_split
+from vop.data.split_checks import checked_test_split, checked_train_split
 from vop.data.dataset import Collate, VideoTextDataset, make_loader
 from vop.data.decoders.base import Decoder
 from vop.data.gpu_transforms import VideoTransform
