@@ -8,9 +8,17 @@ from pathlib import Path
 # Tests never reach a model hub or W&B's servers.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# One compute thread per process (the entry points and scripts the tests start inherit it), as the
+# demo config runs (configs/experiment/demo.yaml): the tests train tiny models, where a second
+# OpenMP thread gains little and, on 2 cores shared with data workers, servers and other jobs,
+# spins against them. Measured beside other work (load ~3.6): the 13 one-epoch runs of
+# tests/commands/test_train_eval.py took 41 s with PyTorch's default 2 threads, 14 s with 1.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # also if torch was imported before this file
 
 from tests.helpers import REPO_ROOT  # noqa: E402  (after the environment above)
 

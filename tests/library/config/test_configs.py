@@ -95,6 +95,7 @@ def test_num_threads_reaches_torch(tmp_path):
     assert cfg.trainer.num_threads == 1
     before = torch.get_num_threads()
     try:
+        torch.set_num_threads(2)  # not 1, the tests' own setting (tests/conftest.py): the call must change it
         set_threads(cfg.trainer.num_threads)
         assert torch.get_num_threads() == 1
         set_threads(None)  # null keeps the current setting
