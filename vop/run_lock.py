@@ -101,6 +101,15 @@ class RunLock:
             self.fd = None
 
 
+def launched_by_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def launch_rank() -> int:
+    """This process's rank as torchrun set it, before any process group exists (0 without torchrun)."""
+    return int(os.environ["RANK"]) if launched_by_torchrun() else 0
+
+
 def require_not_in_use(run_dir: str | Path, what: str, advice: str = ANOTHER_FOLDER) -> None:
     """Refuse, naming the holder, a folder whose lock a live run holds (the folder a command is told
     to write into, the run a resume= names)."""

@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 import vop
 from vop.config.choices import CHOSEN_GROUPS, check_choices
 from vop.errors import ConfigError
-from vop.run_lock import require_not_in_use
+from vop.run_lock import launch_rank, require_not_in_use
 
 CONFIG_DIR = Path(vop.ROOT) / "configs"
 MULTIRUN = ("-m", "--multirun")
@@ -97,8 +97,9 @@ def check_command_line(config_name: str, argv: Sequence[str], config_dir: Path =
         hint = "" if "hydra.cc" in message else f" {HINT}"
         raise ConfigError(f"the command line cannot be composed: {message}{hint}") from None
     literal = {key: value for key, _, value in (o.partition("=") for o in overrides) if value and "${" not in value}
-    # A folder a live run writes into is refused before Hydra writes its own files there.
-    if "hydra.run.dir" in literal:
+    # A folder a live run writes into is refused before Hydra writes its own files there. Only rank 0
+    # of a torchrun job checks: it takes the lock, and a rank starting later would see its own job's.
+    if "hydra.run.dir" in literal and launch_rank() == 0:
         require_not_in_use(Path(literal["hydra.run.dir"]).expanduser(), "hydra.run.dir")
     if cfg.hydra.get("output_subdir") is not None:  # Hydra makes a run folder: it must be able to
         check_writable(cfg, literal, "hydra.sweep.dir" if len(overrides) < len(argv) else "hydra.run.dir")

@@ -15,6 +15,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from vop.run_lock import launch_rank, launched_by_torchrun  # noqa: F401 (torchrun's rank, said once)
+
 log = logging.getLogger(__name__)
 
 
@@ -31,15 +33,6 @@ class DistEnv:
     @property
     def enabled(self) -> bool:
         return dist.is_available() and dist.is_initialized()
-
-
-def launched_by_torchrun() -> bool:
-    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
-
-
-def launch_rank() -> int:
-    """This process's rank as torchrun set it, before any process group exists (0 without torchrun)."""
-    return int(os.environ["RANK"]) if launched_by_torchrun() else 0
 
 
 def init_distributed(device: torch.device) -> DistEnv:
