@@ -23,7 +23,6 @@ import logging
 import os
 from typing import Callable
 
-import av
 import torch
 from torch.utils.data import Dataset
 
@@ -31,6 +30,7 @@ from vop.data.annotations.common import few
 from vop.data.decode_error import VideoDecodeError
 from vop.data.manifest import read_manifest
 from vop.data.split import Split
+from vop.data.video_header import UnreadableHeader, read_video_header
 from vop.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,10 @@ def unusable_videos(split: Split, manifest: dict[str, dict], probe: bool = False
 def header_problem(path) -> str | None:
     """Why the file at `path` does not open as a video (its container header, no frame decoded); None if it does."""
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return "it has no video stream"
-    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
-        return f"it does not open as a video ({type(err).__name__}: {str(err)[:120]})"
-    return None
+        header = read_video_header(path)
+    except UnreadableHeader as err:
+        return f"it does not open as a video ({err})"
+    return None if header.codecs else "it has no video stream"
 
 
 def _describe(split: Split, bad: dict[int, str]) -> str:

@@ -1,7 +1,7 @@
 """Videos the search page can play: a browser plays H.264, VP8, VP9 and AV1 in mp4, WebM or
 Matroska, not AVI, MPEG, FLV, WMV or MPEG-4 Part 2 (Chromium shows a dead grey player for them).
 
-Such a file is transcoded once, on its first request, into an H.264 mp4 (yuv420p, video only:
+Such a file (judged by its suffix and the codec the server's header probe read) is transcoded once, on its first request, into an H.264 mp4 (yuv420p, video only:
 the page previews what the model saw) in a cache folder, and that copy is served from then on;
 a copy is known by the source's path, size and modification time, so a changed file is
 transcoded again. The transcode decodes and encodes with PyAV (FFmpeg), which the project
@@ -23,13 +23,9 @@ DIRECT_SUFFIXES = (".mp4", ".m4v", ".webm", ".mkv")
 PLAYABLE_CODECS = ("h264", "vp8", "vp9", "av1")
 
 
-def plays_in_browser(path: Path) -> bool:
-    """Whether a browser plays `path` as it is (its container and its first video stream's codec)."""
-    if path.suffix.lower() not in DIRECT_SUFFIXES:
-        return False
-    with av.open(str(path)) as container:
-        streams = container.streams.video
-        return bool(streams) and streams[0].codec_context.name in PLAYABLE_CODECS
+def plays_in_browser(path: Path, codec: str) -> bool:
+    """Whether a browser plays `path` as it is: its container (by suffix) and its first video codec."""
+    return path.suffix.lower() in DIRECT_SUFFIXES and codec in PLAYABLE_CODECS
 
 
 def transcode(source: Path, target: Path) -> None:
@@ -50,7 +46,7 @@ def transcode(source: Path, target: Path) -> None:
 
 
 class BrowserCopies:
-    """`playable(path)`: `path` itself, or its cached H.264 copy, made on first use."""
+    """`playable(path, codec)`: `path` itself, or its cached H.264 copy, made on first use."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -62,8 +58,8 @@ class BrowserCopies:
         stamp = f"{path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}"
         return hashlib.sha256(stamp.encode()).hexdigest()[:24]
 
-    def playable(self, path: Path) -> Path:
-        if plays_in_browser(path):
+    def playable(self, path: Path, codec: str) -> Path:
+        if plays_in_browser(path, codec):
             return path
         key = self.key(path)
         target = self.folder / f"{key}.mp4"

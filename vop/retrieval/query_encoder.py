@@ -44,8 +44,7 @@ class Encoder:
         # Resolved now: the groups are stored in galleries, away from the paths they interpolate.
         self.cfg = OmegaConf.create({g: OmegaConf.to_container(cfg[g], resolve=True) for g in ENCODER_GROUPS})
         cfg = self.cfg
-        runtime = assembly.Runtime(*assembly.device_and_precision(cfg.trainer))
-        self.device, self.dtype = runtime.device, runtime.dtype
+        self.device, self.dtype = assembly.device_and_precision(cfg.trainer)
         released = bool(ckpt) and is_released(ckpt)  # a released .pth holds the whole CLIP: no download
         self.ckpt = str(Path(ckpt).resolve() if released else resolve_path(ckpt).resolve()) if ckpt else None
         parts = assembly.build_model_parts(cfg, ckpt)

@@ -18,9 +18,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-
 from vop.data.video_files import is_video_file
+from vop.data.video_header import UnreadableHeader, VideoHeader, read_video_header
 
 # FFmpeg demuxers of video containers (a format's name lists its aliases: "mov,mp4,m4a,3gp,3g2,mj2").
 VIDEO_CONTAINERS = frozenset({"mov", "mp4", "matroska", "webm", "avi", "mpeg", "mpegts", "flv", "asf", "3gp"})
@@ -30,9 +29,10 @@ MIME_TYPES = {".mkv": "video/x-matroska", ".webm": "video/webm", ".m4v": "video/
 
 @dataclass(frozen=True)
 class Served:
-    """A row's file as the server may send it: its path and content type."""
+    """A row's file as the server may send it: its path, content type and first video codec."""
     path: Path
     media_type: str
+    codec: str
 
 
 class NotServed(Exception):
@@ -43,27 +43,23 @@ def media_type(path: Path) -> str:
     return MIME_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "video/mp4"
 
 
-def container_problem(path: Path) -> str | None:
-    """Why the file at `path` is not a video container with a moving-picture stream; None if it is."""
+def video_container(path: Path) -> VideoHeader | str:
+    """The header of the file at `path` if it is a video container with a moving-picture stream,
+    else why not."""
     try:
-        with av.open(str(path)) as container:
-            name = container.format.name
-            moving = [s for s in container.streams.video
-                      if not s.disposition & av.stream.Disposition.attached_pic]
-    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
-        return f"it does not open as a video container ({type(err).__name__})"
-    if not set(name.split(",")) & VIDEO_CONTAINERS:
-        return f"it is {name} data, not a video container"
-    if not moving:
-        return "it has no video stream"
-    return None
+        header = read_video_header(path)
+    except UnreadableHeader as err:
+        return f"it does not open as a video container ({str(err).split(':')[0]})"
+    if not header.formats & VIDEO_CONTAINERS:
+        return f"it is {','.join(sorted(header.formats))} data, not a video container"
+    return header if header.codecs else "it has no video stream"
 
 
 class ServedVideos:
     """`check(path)`: the file to send for a gallery path, or NotServed saying why not."""
 
     def __init__(self) -> None:
-        self._verdicts: dict[tuple, str | None] = {}
+        self._verdicts: dict[tuple, VideoHeader | str] = {}
         self._lock = threading.Lock()
 
     def check(self, path: str) -> Served:
@@ -77,12 +73,11 @@ class ServedVideos:
             raise NotServed("the gallery's path for this row is not a regular file")
         stamp = (path, info.st_size, info.st_mtime_ns, info.st_ino)
         with self._lock:
-            known = stamp in self._verdicts
-            problem = self._verdicts.get(stamp)
-        if not known:
-            problem = container_problem(Path(path))
+            verdict = self._verdicts.get(stamp)
+        if verdict is None:
+            verdict = video_container(Path(path))
             with self._lock:
-                self._verdicts[stamp] = problem
-        if problem:
-            raise NotServed(f"not served: {problem}")
-        return Served(Path(path), media_type(Path(path)))
+                self._verdicts[stamp] = verdict
+        if isinstance(verdict, str):
+            raise NotServed(f"not served: {verdict}")
+        return Served(Path(path), media_type(Path(path)), verdict.codecs[0])

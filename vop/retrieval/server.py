@@ -30,8 +30,8 @@ import torch
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -58,13 +58,13 @@ MAX_REQUEST_LINE = 4 << 20  # uvicorn (h11) answers a longer request line itself
 class SearchService:
     """The pipeline behind a lock, and the JSON a search answers."""
 
-    def __init__(self, pipeline: RetrievalPipeline, thumb_frames: int = 4, browser_cache: Path | None = None):
+    def __init__(self, pipeline: RetrievalPipeline, thumb_frames: int = 4):
         self.pipeline, self.gallery, self.thumb_frames = pipeline, pipeline.gallery, thumb_frames
         self.lock = threading.Lock()
         self.thumb = lru_cache(maxsize=1024)(self._thumb)
         self.videos = ServedVideos()  # a row's file is sent only if it is a video (a gallery is someone's data)
         # AVI, MPEG-4 Part 2 ...: transcoded once into H.264 for the page's player
-        self.copies = BrowserCopies(browser_cache or Path(tempfile.gettempdir()) / "vop-browser-videos")
+        self.copies = BrowserCopies(browser_cache(self.gallery.source))
         # A gallery caption given as the query marks its videos as the ground truth: looked up, not scanned.
         self.videos_of_caption: dict[str, set[int]] = {}
         for text, video in zip(self.gallery.captions, self.gallery.caption_video):
@@ -242,7 +242,7 @@ def make_app(service: SearchService, names: frozenset[str] = frozenset(), max_up
             return error(404, "no such video in this gallery")
         try:
             served = await run_in_threadpool(service.videos.check, gallery.video_paths[row])
-            playable = await run_in_threadpool(service.copies.playable, served.path)
+            playable = await run_in_threadpool(service.copies.playable, served.path, served.codec)
         except NotServed as err:
             return error(404, f"video {row}: {err}")
         except (av.FFmpegError, OSError) as err:  # a file that opened but does not decode to the end
@@ -315,8 +315,7 @@ def serve(pipeline: RetrievalPipeline, host: str = "127.0.0.1", port: int = 8000
     check_host(host, allow_remote)
     torch.set_grad_enabled(False)
     names = server_names(host, allowed_hosts)
-    service = SearchService(pipeline, thumb_frames, browser_cache(pipeline.gallery.source))
-    app = make_app(service, names, max_upload_mb << 20, upload_timeout_s)
+    app = make_app(SearchService(pipeline, thumb_frames), names, max_upload_mb << 20, upload_timeout_s)
     sock = bound_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
