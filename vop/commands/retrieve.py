@@ -14,7 +14,7 @@ from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import chosen_on_command_line, merge_checkpoint_config
 from vop.errors import InputError
 from vop.retrieval.folder import folder_split
-from vop.retrieval.gallery import Gallery, build_gallery
+from vop.retrieval.gallery import Gallery, build_gallery, check_gallery_folder
 from vop.retrieval.html import write_page
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.query_encoder import Encoder
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     """Encode a dataset split (data=, split=) or a folder (videos=, captions=) into cfg.gallery."""
+    check_gallery_folder(cfg.gallery)
     if cfg.ckpt:
         path = resolve_path(cfg.ckpt)
         cfg = merge_checkpoint_config(cfg, read_checkpoint(path, tensors=False)[1], overrides, path)

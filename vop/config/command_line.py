@@ -11,7 +11,6 @@ into it.
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 import vop
 from vop.config.choices import CHOSEN_GROUPS, check_choices
 from vop.errors import ConfigError
+from vop.file_writes import write_problem
 from vop.run_lock import launch_rank, require_not_in_use
 
 CONFIG_DIR = Path(vop.ROOT) / "configs"
@@ -118,16 +118,7 @@ def check_writable(cfg, literal: dict[str, str], key: str) -> None:
             return
     if not value:
         return
-    folder = Path(str(value)).expanduser().absolute()
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{where}={value}: {existing} is a file, so no run folder can be made under it: give "
+    problem = write_problem(str(value))
+    if problem:
+        raise ConfigError(f"{where}={value}: {problem}, so no run folder can be made there: give "
                           f"{where}=<a folder you can write>")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ConfigError(f"{where}={value}: cannot write into {existing} ({err.strerror or err}): give "
-                          f"{where}=<a folder you can write>") from None

@@ -6,17 +6,16 @@ arbitrary objects. Writes go to a temporary file first, then an atomic rename.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from vop.config.stored import stored_config
 from vop.errors import UserError
+from vop.file_writes import save_tensors
 from vop.models.tensor_file import FLOATS, ITEM_SIZE, TensorFileError, read_header
 from vop.models.tensors import copy_strict
 
@@ -38,13 +37,7 @@ def save_checkpoint(path: Path, model: nn.Module, cfg: DictConfig, extra: dict |
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "config": json.dumps(OmegaConf.to_container(cfg, resolve=True)),
             "extra": json.dumps(extra or {})}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        save_file(trainable_state(model), str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) frees its space
-    return path
+    return save_tensors(trainable_state(model), path, meta)  # whole or not at all
 
 
 def resolve_path(ckpt: str | Path) -> Path:

@@ -9,7 +9,6 @@ loading reads tensors and JSON only and never unpickles an object.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -18,11 +17,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from vop.config.stored import values_only
 from vop.engine.checkpoint import CheckpointError
 from vop.errors import MissingFileError
+from vop.file_writes import save_tensors
 from vop.models.tensor_file import ITEM_SIZE, read_header
 
 FORMAT = "vop-resume-1"
@@ -92,15 +91,9 @@ def save_resume(run_dir: Path, step: int, model_tensors: dict[str, torch.Tensor]
     skeleton = pack(state, tensors, "state")
     path = Path(run_dir) / RESUME_DIR / f"step_{step:08d}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     meta = {"format": FORMAT, "config": json.dumps(OmegaConf.to_container(cfg, resolve=True)),
             "state": json.dumps(skeleton)}
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) frees its space
-    return path
+    return save_tensors(tensors, path, meta)
 
 
 def resume_files(run_dir: Path) -> list[Path]:

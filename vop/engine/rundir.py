@@ -1,7 +1,6 @@
 """What every run leaves in its directory: resolved config, metrics.json."""
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ from typing import Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from vop.errors import UserError
+from vop.file_writes import failure_reason, write_whole
 
 
 log = logging.getLogger(__name__)
@@ -89,25 +89,19 @@ METRICS = "metrics.json"
 
 def save_metrics(run_dir: Path, metrics: dict) -> Path:
     """metrics.json, atomically: a temporary file, then a rename (a failed write leaves no half file)."""
-    path = Path(run_dir) / METRICS
-    tmp = path.with_name(f".{METRICS}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    return write_whole(Path(run_dir) / METRICS, lambda tmp: tmp.write_text(text))
 
 
 class OutputWriteError(UserError):
     """A run's result could not be written (a full disk, a folder gone read-only)."""
 
     def __init__(self, run_dir: Path, what: str, err: OSError, saved: list[str], unsaved: list[str], metrics: dict):
-        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        reason = failure_reason(err)
         shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in metrics.items()
                  if k.split("/")[-1].startswith(("t2v_", "v2t_"))}
         super().__init__(
-            f"could not write {what} into {run_dir}: {reason} ({err}). Saved: {', '.join(saved) or 'nothing'}; "
+            f"could not write {what} into {run_dir}: {reason}. Saved: {', '.join(saved) or 'nothing'}; "
             f"not saved: {', '.join([what, *unsaved])}. The run's metrics: {json.dumps(shown, sort_keys=True)}")
 
 

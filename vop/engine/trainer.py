@@ -28,6 +28,7 @@ from vop.engine.rundir import (METRICS, OutputWriteError, link_latest, prefixed,
                                split_sizes, write_outputs)
 from vop.engine.train_state import Progress
 from vop.engine.training_faults import DataLoadError, NonFiniteLossError, StopRequest
+from vop.file_writes import failure_reason
 from vop.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -295,8 +296,8 @@ class Trainer:
                     if required:
                         raise OutputWriteError(run_dir, f"the resume state of step {self.step}", err, [], [],
                                                {}) from None
-                    log.warning("could not write the resume state of step %d into %s (%s): the run goes on "
-                                "without it", self.step, run_dir, err)
+                    log.warning("could not write the resume state of step %d into %s: %s; the run goes on "
+                                "without it", self.step, run_dir, failure_reason(err))
                     return
                 prune(run_dir, self.settings.checkpoint.keep_last)
                 log.info("resume checkpoint: %s", path)

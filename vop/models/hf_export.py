@@ -17,7 +17,8 @@ from pathlib import Path
 import transformers
 
 from vop.data.gpu_transforms import CLIP_MEAN, CLIP_STD
-from vop.errors import ConfigError
+from vop.errors import ConfigError, UserError
+from vop.file_writes import as_os_error, failure_reason, normal_permissions, write_problem
 from vop.models.clip import CLIPVideoModel
 from vop.models.hooks import TowerHooks
 
@@ -52,20 +53,30 @@ def image_processor(image_size: int):
 
 
 def check_out_folder(out: Path) -> None:
+    """`out` must be new or an empty folder (a mount point included), somewhere this process can write."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"out={out} exists and is not an empty folder: export into a new folder (nothing was "
                           "written)")
+    problem = write_problem(out)
+    if problem:
+        raise ConfigError(f"out={out}: {problem}: give out=<a new or empty folder you can write> (nothing was "
+                          "written)")
+
+
+class ExportWriteError(UserError):
+    """The export's files could not be written (a full disk, a folder gone read-only)."""
 
 
 def write_hf_folder(model: CLIPVideoModel, tokenizer, out: str | Path, max_text_len: int, info: dict) -> Path:
     """Write model.clip, its tokenizer (truncating at `max_text_len` tokens, as the run did) and the
-    image preprocessing into `out` (a new or empty folder), all at once: the files are written
-    beside it and moved into place, so a failed export leaves no half folder."""
+    image preprocessing into `out` (a new or empty folder), all at once: the files are written into a
+    hidden folder inside `out` and then moved up, so a failed export leaves `out` as it was (empty,
+    or not there), and `out` may be a mount point (which cannot be replaced by a rename)."""
     out = Path(out).expanduser()
     check_out_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".vop-export-{os.getpid()}"
     try:
         model.clip.save_pretrained(tmp)
         tokenizer = copy.deepcopy(tokenizer)  # the shared (cached) tokenizer keeps its own length
@@ -73,9 +84,19 @@ def write_hf_folder(model: CLIPVideoModel, tokenizer, out: str | Path, max_text_
         tokenizer.save_pretrained(tmp)
         image_processor(model.image_size).save_pretrained(tmp)
         (tmp / INFO_FILE).write_text(json.dumps({"format": INFO_FORMAT, **info}, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
+        normal_permissions(tmp)  # safetensors makes its files 0600
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, out / path.name)
+    except Exception as err:  # noqa: BLE001 - re-raised below; `out` is emptied first (it was empty)
+        for path in out.iterdir():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if made:
+            out.rmdir()
+        err = as_os_error(err, out)
+        if isinstance(err, OSError):
+            raise ExportWriteError(f"out={out}: could not write the export: {failure_reason(err)}; nothing of it "
+                                   "was left there") from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

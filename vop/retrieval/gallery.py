@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -21,7 +20,7 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from vop.config.stored import stored_config
@@ -29,6 +28,7 @@ from vop.data.bad_videos import BadVideosError, check_unreadable, drop_unreadabl
 from vop.data.split import Split
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError, UserError
+from vop.file_writes import failure_reason, save_tensors, write_problem
 from vop.models.tensor_file import TensorFileError, read_header
 from vop.retrieval.query_encoder import ENCODER_GROUPS, Encoder
 
@@ -60,10 +60,7 @@ class Gallery:
                 "encoder": self.encoder, "config": self.config}
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
                    "caption_video": torch.tensor(self.caption_video, dtype=torch.long)}
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "info": json.dumps(info)})
-        os.replace(tmp, path)
-        return path
+        return save_tensors(tensors, path, {"format": FORMAT, "info": json.dumps(info)})
 
     @classmethod
     def load(cls, path: str | Path) -> "Gallery":
@@ -161,6 +158,24 @@ def _check_shapes(shapes: dict, info: dict, path: Path) -> None:
                          f"`python retrieve.py action=build gallery={path} ...`")
 
 
+class GalleryWriteError(UserError):
+    """A build could not write its chunks or its gallery file (a full disk, a folder gone read-only)."""
+
+    def __init__(self, path: Path, err: OSError):
+        parts = _parts_dir(path)
+        done = sorted(parts.glob("videos_*.safetensors")) if parts.is_dir() else []
+        kept = (f"{len(done)} finished chunks are kept in {parts}, and the same build run again reuses them"
+                if done else "nothing was saved")
+        super().__init__(f"gallery={path}: could not write {err.filename or path}: {failure_reason(err)}; {kept}")
+
+
+def check_gallery_folder(path: str | Path) -> None:
+    """Refuse a gallery path whose folder cannot be written, before any model or video is loaded."""
+    problem = write_problem(Path(path).expanduser().absolute().parent)
+    if problem:
+        raise InputError(f"gallery={path}: {problem}: give gallery=<a file in a folder you can write>")
+
+
 def _parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
 
@@ -193,9 +208,7 @@ def _encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, prog
             log.info("gallery: reusing %s", part.name)
         else:
             emb, bad = encoder.encode_readable_videos(split, rows)  # [n, D]
-            save_file({"emb": emb.contiguous()}, str(part) + ".tmp",
-                      metadata={"fingerprint": stamp, "unreadable": json.dumps(bad)})
-            os.replace(str(part) + ".tmp", part)
+            save_tensors({"emb": emb.contiguous()}, part, {"fingerprint": stamp, "unreadable": json.dumps(bad)})
         embs.append(emb)
         unreadable.update(bad)
         check(unreadable)
@@ -216,7 +229,10 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
         raise InputError(f"chunk_videos must be >= 1, got {chunk_videos}")
     what = f"gallery={path}"
     check = partial(check_unreadable, split, max_bad_fraction=max_bad_fraction, strict=strict, what=what)
-    video_emb, unreadable = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress, check)
+    try:
+        video_emb, unreadable = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress, check)
+    except OSError as err:
+        raise GalleryWriteError(path, err) from None
     split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
     if not split.num_videos:
         raise BadVideosError(f"{what}: no video could be read")
@@ -226,7 +242,10 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     gallery = Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
                       list(split.captions), list(split.caption_video), encoder.identity,
                       OmegaConf.to_container(encoder.cfg, resolve=True))
-    gallery.save(path)
+    try:
+        gallery.save(path)
+    except OSError as err:
+        raise GalleryWriteError(path, err) from None
     shutil.rmtree(_parts_dir(path), ignore_errors=True)
     skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
     log.info("gallery: %d videos, %d captions -> %s%s", split.num_videos, split.num_captions, path, skipped)

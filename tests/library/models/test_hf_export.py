@@ -12,9 +12,12 @@ from omegaconf import OmegaConf
 from transformers import CLIPModel, CLIPProcessor
 
 from tests.helpers import assert_one_block, cli, in_process, tiny_synthetic
+from tests.mounts import tmpfs
 from vop.commands.train import train
 from vop.engine.assembly import load_splits
-from vop.models.hf_export import INFO_FILE, NotExportableError
+from vop.errors import ConfigError
+from vop.file_writes import umask
+from vop.models.hf_export import INFO_FILE, ExportWriteError, NotExportableError
 from vop.retrieval.query_encoder import Encoder
 from vop.tools import export_hf
 from vop.tools.export_hf import export_run
@@ -115,3 +118,41 @@ def test_the_script_exports_and_refuses_a_used_folder(run, tmp_path):
     missing = export(tmp_path / "nothing", tmp_path / "other")
     assert_one_block(missing, str(tmp_path / "nothing"))
     assert not (tmp_path / "other").exists()
+
+
+def bias_run(run):
+    cfg, _ = run
+    if cfg.method.name != "bias":
+        pytest.skip("where the export goes does not depend on the method: run on the bias run")
+    return cfg
+
+
+def test_an_export_into_a_read_only_place_is_refused_before_the_model_loads(run, tmp_path):
+    cfg = bias_run(run)
+    with tmpfs(tmp_path / "ro", 64, read_only=True) as folder:
+        for out in (folder, folder / "clip"):
+            with pytest.raises(ConfigError, match=rf"out={out}: cannot write into {folder} \(Read-only file system\)"):
+                export_run(cfg.paths.output_dir, out)
+
+
+def test_an_export_into_an_empty_mount_point_writes_into_it(run, tmp_path):
+    """A mounted volume cannot be replaced by a rename: the files are written into it."""
+    cfg = bias_run(run)
+    with tmpfs(tmp_path / "volume", 64 * 1024) as folder:
+        export_run(cfg.paths.output_dir, folder)
+        assert {"config.json", "model.safetensors", INFO_FILE} <= {p.name for p in folder.iterdir()}
+        assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+        assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {oct(0o666 & ~umask())}  # 0644, as open()
+        CLIPModel.from_pretrained(folder)
+
+
+def test_a_full_disk_during_an_export_leaves_the_folder_as_it_was(run, tmp_path):
+    cfg = bias_run(run)
+    with tmpfs(tmp_path / "volume", 4 * 1024) as folder:  # the tiny CLIP's weights are 14 MB
+        with pytest.raises(ExportWriteError, match=rf"out={folder}: could not write the export: the disk is full "
+                                                   r"\(ENOSPC\); nothing of it was left there"):
+            export_run(cfg.paths.output_dir, folder)
+        assert not list(folder.iterdir())
+        with pytest.raises(ExportWriteError):
+            export_run(cfg.paths.output_dir, folder / "new")
+        assert not list(folder.iterdir())

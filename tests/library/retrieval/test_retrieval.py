@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from tests.helpers import SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
+from tests.mounts import grow, tmpfs
 from vop.commands.retrieve import retrieve
 from vop.data.annotations.common import AnnotationError
 from vop.commands.train import train
-from vop.retrieval.gallery import Gallery, GalleryMismatchError, build_gallery
+from vop.engine.assembly import load_splits
+from vop.errors import InputError
+from vop.file_writes import umask
+from vop.retrieval.gallery import Gallery, GalleryMismatchError, GalleryWriteError, build_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.pipeline import RetrievalPipeline
 from vop.retrieval.query_encoder import Encoder
@@ -97,7 +102,7 @@ def test_a_gallery_refuses_another_encoder(trained, built, tmp_path):
 def test_build_resumes_from_finished_chunks(trained, built, tmp_path, monkeypatch):
     cfg, _, _ = trained
     encoder = Encoder.from_run(cfg.paths.output_dir)
-    split = __import__("vop.engine.assembly", fromlist=["x"]).load_splits(encoder.cfg, "test")["test"]
+    split = load_splits(encoder.cfg, "test")["test"]
     calls = []
     real = Encoder.encode_readable_videos
 
@@ -168,3 +173,40 @@ def test_eval_examples_page(trained, tmp_path):
     text = (tmp_path / "run" / "examples.html").read_text()
     assert text.count('<section class="result">') == 3 and text.count('class="hit gt"') <= 3
     assert (tmp_path / "run" / "examples.png").is_file()
+
+
+def test_a_gallery_into_a_read_only_folder_is_refused_before_the_model_loads(trained, tmp_path, monkeypatch):
+    cfg, _, tmp = trained
+    monkeypatch.setattr(Encoder, "__init__", lambda *a, **k: pytest.fail("the model loaded"))
+    with tmpfs(tmp_path / "ro", 64, read_only=True) as folder:
+        overrides = ["action=build", f"gallery={folder / 'sub' / 'g.safetensors'}", f"ckpt={cfg.paths.output_dir}"]
+        with pytest.raises(InputError, match=rf"gallery={folder}/sub/g.safetensors: cannot write into {folder} "
+                                             r"\(Read-only file system\)"):
+            retrieve(retrieve_cfg(tmp_path, tmp / "data", overrides), overrides)
+
+
+def test_a_full_disk_during_a_build_says_what_was_kept_and_the_rebuild_reuses_it(trained, built, tmp_path,
+                                                                                  monkeypatch):
+    """A real 8 KiB file system (two 4 KiB pages): the first two 5-video chunks fit, the third does not;
+    with room made (the file system grown), the same build encodes only the chunks that were not kept."""
+    cfg, _, _ = trained
+    encoder = Encoder.from_run(cfg.paths.output_dir)
+    split = load_splits(encoder.cfg, "test")["test"]
+    with tmpfs(tmp_path / "small", 8) as folder:
+        path, parts = folder / "g.safetensors", folder / "g.safetensors.parts"
+        with pytest.raises(GalleryWriteError) as err:
+            build_gallery(encoder, split, path, chunk_videos=5, progress=False)
+        kept = sorted(parts.iterdir())
+        assert len(kept) == 2 and all(p.name.startswith("videos_") for p in kept)  # no temporary file left
+        assert re.fullmatch(rf"gallery={path}: could not write {folder}/\S+: the disk is full \(ENOSPC\); "
+                            rf"{len(kept)} finished chunks are kept in {parts}, and the same build run again reuses "
+                            "them", str(err.value)), str(err.value)
+        grow(folder, 1024)
+        calls = []
+        real = Encoder.encode_readable_videos
+        monkeypatch.setattr(Encoder, "encode_readable_videos", lambda self, s, rows=None, progress=False:
+                            calls.append(rows) or real(self, s, rows))
+        gallery = build_gallery(encoder, split, path, chunk_videos=5, progress=False)
+        assert calls == [range(10, 15), range(15, 16)]  # 16 videos in 4 chunks; the first two were kept
+        assert torch.allclose(gallery.video_emb, Gallery.load(built).video_emb, atol=1e-6)
+        assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~umask())
