@@ -18,6 +18,7 @@ CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(DRIVER).exists()),
                                 reason=f"no {CHROMIUM} and {DRIVER} (apt-get install chromium chromium-driver)")
 WAIT_S = 60
+TOPK = 7  # the server's topk: the page's k until the user changes it
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page(gallery):  # noqa: F811 (the gallery fixture of test_serve)
-    proc, url = start_server(*gallery)
+    proc, url = start_server(*gallery, f"topk={TOPK}")
     yield url
     stop(proc)
 
@@ -53,14 +54,16 @@ def test_type_a_query_watch_a_video_and_drop_in_a_clip(browser, page, gallery): 
     wait = WebDriverWait(browser, WAIT_S)
     browser.get(page)
     wait.until(lambda b: "videos" in b.find_element(By.ID, "gallery").text)  # /api/health answered
+    k = browser.find_element(By.ID, "k")
+    assert (k.get_attribute("value"), k.get_attribute("max")) == (str(TOPK), "100")  # the server's k and limit
     box = browser.find_element(By.ID, "q")
     box.clear()
     box.send_keys(query, Keys.ENTER)
-    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results .card")) == 8)
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results .card")) == TOPK)
     cards = browser.find_elements(By.CSS_SELECTOR, "#results .card")
-    expected = pipeline(query, topk=8).ids
+    expected = pipeline(query, topk=TOPK).ids
     assert [c.find_element(By.CLASS_NAME, "id").text.split(". ", 1)[1] for c in cards] == expected
-    assert browser.current_url.endswith("k=8") and "q=" in browser.current_url  # the search can be linked
+    assert browser.current_url.endswith(f"k={TOPK}") and "q=" in browser.current_url  # the search can be linked
     video = cards[0].find_element(By.TAG_NAME, "video")
     wait.until(lambda b: b.execute_script("return arguments[0].readyState", video) >= 2)  # a frame to show
     browser.execute_script("arguments[0].play()", video)
@@ -73,7 +76,7 @@ def test_type_a_query_watch_a_video_and_drop_in_a_clip(browser, page, gallery): 
     browser.find_element(By.ID, "upload").send_keys(str(clip))
     wait.until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#results h2"), f"captions for {clip.name}"))
     captions = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#results ol.captions li")]
-    assert len(captions) == 8 and captions[0].startswith(pipeline(clip, topk=8).ids[0])
+    assert len(captions) == TOPK and captions[0].startswith(pipeline(clip, topk=TOPK).ids[0])
 
 
 def test_the_page_shows_a_servers_error_as_text(browser, page):

@@ -50,6 +50,20 @@ def test_eval_reproduces_the_runs_test_metrics(trained_bias, tmp_path):
     metrics = evaluate_run(eval_cfg, overrides=[f"ckpt={cfg.paths.output_dir}"])
     for key in METRIC_KEYS:
         assert metrics[key] == pytest.approx(result[key], abs=1e-6), key
+    evaluated = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    trained = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    for key in ("trainable_params", "total_params", "test/num_videos", "test/num_captions", "test/num_queries",
+                "test/chance_R@1", "train/num_videos", "train/num_captions", "test/excluded_videos", "comparable"):
+        assert evaluated[key] == trained[key], key  # eval's metrics.json says what training's says
+    assert evaluated["total_params"] > evaluated["trainable_params"] > 0
+
+
+def test_eval_names_the_checkpoint_a_latest_link_pointed_at(trained_bias, tmp_path):
+    cfg, _ = trained_bias
+    (tmp_path / "latest").symlink_to(cfg.paths.output_dir, target_is_directory=True)
+    overrides = [f"ckpt={tmp_path / 'latest'}"]
+    evaluate_run(compose_cfg("eval", overrides, tmp_path), overrides=overrides)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["ckpt"] == str(Path(cfg.paths.output_dir).resolve())
 
 
 def test_eval_refuses_a_checkpoint_of_another_method(trained_bias, tmp_path):

@@ -147,6 +147,14 @@ def split_sizes(splits: dict) -> dict[str, int]:
             for what in ("num_videos", "num_captions")}
 
 
+def run_summary(count, splits: dict, test_name: str) -> dict:
+    """What train.py's and eval.py's metrics.json both hold beside the metrics: the parameter counts
+    (`count`: trainable, total), each split's size after skipped videos, the test queries and chance R@1."""
+    test = splits[test_name]
+    return {"trainable_params": count.trainable, "total_params": count.total, **split_sizes(splits),
+            f"{test_name}/num_queries": test.num_captions, f"{test_name}/chance_R@1": 100.0 / test.num_videos}
+
+
 def prefixed(metrics: dict[str, float], split: str) -> dict[str, float]:
     """`t2v_R@1` -> `test/t2v_R@1`."""
     return {f"{split}/{k}": v for k, v in metrics.items()}

@@ -24,8 +24,8 @@ from vop.engine.loggers import RunLogger
 from vop.engine.precision import autocast
 from vop.engine.resume import check_same_trajectory, load_resume, prune, save_resume
 from vop.engine.run_parts import ModelParts, RunData, RunFiles, Runtime, TrainingParts
-from vop.engine.rundir import (METRICS, OutputWriteError, link_latest, prefixed, save_config, save_metrics,
-                               split_sizes, write_outputs)
+from vop.engine.rundir import (METRICS, OutputWriteError, link_latest, prefixed, run_summary, save_config,
+                               save_metrics, write_outputs)
 from vop.engine.train_state import Progress
 from vop.engine.training_faults import DataLoadError, NonFiniteLossError, StopRequest
 from vop.file_writes import failure_reason
@@ -325,8 +325,7 @@ class Trainer:
         data, count, run_dir = self.data, self.parts.count, self.files.run_dir
         split = data.test_name
         result = {**metrics, **self.best_test, **data.report, **data.bad_videos.report(),
-                  "trainable_params": count.trainable, "total_params": count.total, **split_sizes(data.splits),
-                  f"{split}/num_queries": data.test.num_captions, f"{split}/chance_R@1": 100.0 / data.test.num_videos}
+                  **run_summary(count, data.splits, split)}
         if self.training is not None:
             result.update({"train/nonfinite_skipped": self.training.guard.total,
                            "train/overflow_skipped": self.overflow_steps, "train/steps": self.step})

@@ -8,18 +8,22 @@ from __future__ import annotations
 import base64
 import html
 import io
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from vop.data.decoders.base import Decoder
 
 THUMB_HEIGHT = 72
 GT_COLOUR = "#1a9641"
 SHEET_FRAMES = 2  # frames per hit in the PNG contact sheet (the HTML page shows them all)
+# The sheet's font: Pillow's own (Aileron) at 13 px, where a space is 5 px of white against 2 px
+# between letters; at Pillow's default 10 px a space is as narrow as the gap between two letters
+# and "moves down" reads "movesdown" (tests/library/retrieval/test_contact_sheet.py measures it).
+SHEET_FONT = ImageFont.load_default(size=13)
+LINE_H = 16
 
 
 @dataclass
@@ -99,32 +103,59 @@ def page_html(views: list[QueryView], title: str) -> str:
 
 def contact_sheet(views: list[QueryView], width: int = 1200) -> Image.Image:
     """The same results as one PNG: a row of hits per query, ground truth framed in green."""
-    row_h, pad = THUMB_HEIGHT + 44, 8
-    sheet = Image.new("RGB", (width, pad + len(views) * (row_h + 24)), "white")
+    pad = 8
+    row_h = THUMB_HEIGHT + LINE_H + 2 * pad
+    sheet = Image.new("RGB", (width, pad + len(views) * (row_h + LINE_H + 6)), "white")
     draw = ImageDraw.Draw(sheet)
+    draw.font = SHEET_FONT
     y = pad
     for view in views:
-        draw.text((pad, y), f"[{view.mode}] {view.query}"[:150], fill="black")
+        draw.text((pad, y), fitted(f"[{view.mode}] {view.query}", width - 2 * pad), fill="black")
         x = pad
         if view.frames:  # a video query: its own strip first
-            x = _draw_hit(sheet, draw, Hit("query", float("nan"), view.frames), 0, x, y + 18, width)
+            x = _draw_hit(sheet, draw, Hit("query", float("nan"), view.frames), 0, x, y + LINE_H + 4, width)
         for rank, hit in enumerate(view.hits, 1):
-            x = _draw_hit(sheet, draw, hit, rank, x, y + 18, width)
-        y += row_h + 24
+            x = _draw_hit(sheet, draw, hit, rank, x, y + LINE_H + 4, width)
+        y += row_h + LINE_H + 6
     return sheet
 
 
-def caption_lines(text: str, width: int = 30, lines: int = 4) -> list[str]:
-    """`text` wrapped at word boundaries into at most `lines` lines; a cut shows as "..."."""
-    wrapped = textwrap.wrap(text, width) or [""]
-    if len(wrapped) > lines:
-        wrapped = wrapped[:lines]
-        wrapped[-1] = textwrap.shorten(wrapped[-1] + " ...", width, placeholder="...")
-    return wrapped
+def text_width(text: str) -> float:
+    return SHEET_FONT.getlength(text)
+
+
+def fitted(text: str, width: float) -> str:
+    """`text`, cut at a word boundary and ended with "..." where it is wider than `width` pixels."""
+    if text_width(text) <= width:
+        return text
+    words = text.split(" ")
+    while len(words) > 1 and text_width(" ".join(words) + " ...") > width:
+        words.pop()
+    line = " ".join(words)
+    if len(words) > 1 or text_width(line + " ...") <= width:
+        return line + " ..."
+    while line and text_width(line + "...") > width:  # one word wider than the line: cut inside it
+        line = line[:-1]
+    return line + "..."
+
+
+def caption_lines(text: str, width: float = 180, lines: int = 4) -> list[str]:
+    """`text` wrapped between words into at most `lines` lines of at most `width` pixels in the
+    sheet's font; a cut shows as "..."."""
+    wrapped: list[str] = []
+    words = text.split()
+    while words and len(wrapped) < lines:
+        line = words.pop(0)
+        while words and text_width(f"{line} {words[0]}") <= width:
+            line = f"{line} {words.pop(0)}"
+        wrapped.append(fitted(line, width))
+    if words:  # more than fits: the last line says so
+        wrapped[-1] = fitted(f"{wrapped[-1]} {' '.join(words)}", width)
+    return wrapped or [""]
 
 
 def hit_caption(rank: int, score: float) -> str:
-    """"#1  0.910": two spaces, as the sheet's bitmap font draws one space narrower than a digit."""
+    """"#1  0.910": two spaces, as the sheet's font draws a space much narrower than a digit."""
     return f"#{rank}  {score:.3f}" if rank else "query video"
 
 
@@ -138,12 +169,12 @@ def _draw_hit(sheet: Image.Image, draw: ImageDraw.ImageDraw, hit: Hit, rank: int
         sheet.paste(frame, (fx, y))
         fx += frame.width
     if not hit.frames:  # a caption hit (v2t): its text, wrapped at word boundaries
-        for i, line in enumerate(caption_lines(hit.label)):
-            draw.text((x, y + 12 * i), line, fill="black")
+        for i, line in enumerate(caption_lines(hit.label, strip_w, lines=THUMB_HEIGHT // LINE_H)):
+            draw.text((x, y + LINE_H * i), line, fill="black")
     caption = hit_caption(rank, hit.score)
     draw.text((x, y + THUMB_HEIGHT + 4), caption, fill="black")
     if hit.is_gt:
-        draw.rectangle((x - 3, y - 3, x + strip_w + 2, y + THUMB_HEIGHT + 18), outline=GT_COLOUR, width=3)
+        draw.rectangle((x - 3, y - 3, x + strip_w + 2, y + THUMB_HEIGHT + LINE_H + 6), outline=GT_COLOUR, width=3)
     return x + strip_w + 14
 
 

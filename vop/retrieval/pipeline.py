@@ -15,6 +15,7 @@ from vop.errors import InputError, MissingFileError
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.index import TorchIndex
 from vop.retrieval.query_encoder import Encoder
+from vop.retrieval.result_count import topk_problem
 
 PRINTED_QUERY_CHARS = 200  # a longer query is shortened where it is printed (it is searched whole)
 
@@ -87,12 +88,20 @@ def _exists(text: str) -> bool:
         return False
 
 
+def check_topk(k: int) -> int:
+    problem = topk_problem(k)
+    if problem:
+        raise InputError(f"topk={k!r}: {problem}")
+    return k
+
+
 class RetrievalPipeline:
     """`RetrievalPipeline.from_gallery("g.safetensors")("a red circle moves left")` -> RetrievalResult."""
 
     def __init__(self, encoder: Encoder, gallery: Gallery, index: Callable[[torch.Tensor], object] = TorchIndex,
                  topk: int = 5, gallery_path: str | Path = ""):
         gallery.check(encoder, gallery_path)
+        check_topk(topk)
         self.encoder, self.gallery, self.topk = encoder, gallery, topk
         self.video_index = index(gallery.video_emb)
         # Captions are optional (a folder of videos without a caption file): no v2t then.
@@ -123,7 +132,7 @@ class RetrievalPipeline:
         return cls(Encoder.from_run(run), Gallery.load(gallery), gallery_path=gallery, **kwargs)
 
     def __call__(self, query: str | Path, topk: int | None = None) -> RetrievalResult:
-        k = topk or self.topk
+        k = self.topk if topk is None else check_topk(topk)
         if not str(query).strip():
             raise InputError(f"query={str(query)!r} is empty: give a text (query=\"a red circle moves left\") or a "
                              "video file")

@@ -45,12 +45,12 @@ from vop.retrieval.host_check import HostCheck, is_loopback, server_names
 from vop.retrieval.html import thumbnails
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.request_log import RequestLog
+from vop.retrieval.result_count import MAX_TOPK, topk_problem
 from vop.retrieval.served_videos import NotServed, ServedVideos
 
 log = logging.getLogger(__name__)
 
 WEB = Path(__file__).parent / "web"
-MAX_K = 100
 MAX_QUERY_CHARS = 2000  # CLIP reads 77 tokens of a caption; a longer text is a mistake, not a query
 MAX_REQUEST_LINE = 4 << 20  # uvicorn (h11) answers a longer request line itself, in plain text
 
@@ -73,7 +73,7 @@ class SearchService:
     def health(self) -> dict:
         g = self.gallery
         return {"status": "ok", "videos": len(g.video_ids), "captions": len(g.captions),
-                "encoder": self.pipeline.encoder.identity, "topk": self.pipeline.topk}
+                "encoder": self.pipeline.encoder.identity, "topk": self.pipeline.topk, "max_topk": MAX_TOPK}
 
     def video_hit(self, rank: int, row: int, score: float, truth: set[int]) -> dict:
         g = self.gallery
@@ -148,8 +148,9 @@ def error(status: int, message: str) -> JSONResponse:
 def topk(request: Request, default: int) -> int:
     raw = request.query_params.get("k", str(default))
     k = whole_number(raw)
-    if k is None or not 1 <= k <= MAX_K:
-        raise ValueError(f"k={raw[:20]!r} must be a whole number from 1 to {MAX_K}")
+    problem = topk_problem(k)
+    if problem:
+        raise ValueError(f"k={raw[:20]!r} {problem}")
     return k
 
 

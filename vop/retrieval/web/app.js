@@ -57,13 +57,14 @@ function showCaptions(target, title, hits) {
   target.append(list);
 }
 
-function k() { return $("k").value || "8"; }
+// Results per search: the server's topk until the user changes it (the server checks the limit too).
+function kParam() { return $("k").value ? `k=${encodeURIComponent($("k").value)}` : ""; }
 
 async function searchText(text) {
   status(`searching for "${text}"...`);
   $("similar").replaceChildren();
   try {
-    const answer = await call(`/api/search?q=${encodeURIComponent(text)}&k=${encodeURIComponent(k())}`);
+    const answer = await call(`/api/search?q=${encodeURIComponent(text)}&${kParam()}`);
     showVideos($("results"), `videos for "${answer.query}"`, answer.hits);
     status(`${answer.hits.length} videos`);
   } catch (err) { status(err.message, true); }
@@ -75,7 +76,7 @@ async function searchVideo(file) {
   const form = new FormData();
   form.append("video", file);
   try {
-    const answer = await call(`/api/search?k=${encodeURIComponent(k())}`, {method: "POST", body: form});
+    const answer = await call(`/api/search?${kParam()}`, {method: "POST", body: form});
     showCaptions($("results"), `captions for ${answer.query}`, answer.hits);
     status(`${answer.hits.length} captions`);
   } catch (err) { status(err.message, true); }
@@ -84,7 +85,7 @@ async function searchVideo(file) {
 async function similar(row) {
   status("finding similar...");
   try {
-    const answer = await call(`/api/similar?row=${row}&k=${encodeURIComponent(k())}`);
+    const answer = await call(`/api/similar?row=${row}&${kParam()}`);
     const target = $("similar");
     showCaptions(target, `captions for ${answer.query}`, answer.hits);
     const more = el("div");
@@ -99,7 +100,7 @@ $("search").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("q").value.trim();
   if (!text) return;
-  history.replaceState(null, "", `/?q=${encodeURIComponent(text)}&k=${encodeURIComponent(k())}`);
+  history.replaceState(null, "", `/?q=${encodeURIComponent(text)}&${kParam()}`);
   searchText(text);
 });
 $("upload").addEventListener("change", () => { if ($("upload").files.length) searchVideo($("upload").files[0]); });
@@ -117,6 +118,8 @@ drop.addEventListener("drop", (event) => {
     const health = await call("/api/health");
     $("gallery").textContent = `${health.videos} videos, ${health.captions} captions; ` +
       `model ${health.encoder.model}, method ${health.encoder.method}`;
+    $("k").max = health.max_topk;
+    if (!$("k").value) $("k").value = health.topk;
   } catch (err) { status(err.message, true); }
   const params = new URLSearchParams(location.search);
   if (params.get("k")) $("k").value = params.get("k");
