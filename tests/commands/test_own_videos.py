@@ -21,7 +21,7 @@ from transformers import CLIPModel, CLIPTokenizer
 from hydra import compose, initialize_config_dir
 
 from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, assert_one_block, cli, command_in_process, in_process
-from tests.own_collection import BROKEN, write_collection
+from vop.data.sample_collection import BROKEN, write_collection
 from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import retrieve
 from vop.commands.train import train as train_command
@@ -38,7 +38,7 @@ NUM_TEST = 10
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory) -> dict[str, Path]:
-    return write_collection(tmp_path_factory.mktemp("user") / "data", num_test=NUM_TEST)
+    return write_collection(tmp_path_factory.mktemp("user") / "data" / "my_clips", num_test=NUM_TEST)
 
 
 def data(collection, fmt: str) -> list[str]:

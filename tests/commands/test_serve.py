@@ -329,7 +329,7 @@ def test_every_request_is_one_log_line(gallery):
 @pytest.fixture(scope="module")
 def avi_gallery(tmp_path_factory) -> tuple[Path, Path, Path]:
     """A folder gallery of an AVI holding MPEG-4 Part 2 (what Chromium cannot play) and an mp4."""
-    from tests.own_collection import spec
+    from vop.data.sample_collection import spec
     from vop.data.synthetic import render, write_mp4
     import av
 

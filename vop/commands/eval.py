@@ -56,5 +56,6 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")
         print(f"{cfg.examples} example queries: {page} (and {page.with_suffix('.png').name})")
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
-    log.info("metrics in %s", run_dir / "metrics.json")
+    log.info("text->video R@1 %.2f (chance %.2f); metrics in %s", metrics.get(f"{split_name}/t2v_R@1", float("nan")),
+             result[f"{split_name}/chance_R@1"], run_dir / "metrics.json")
     return metrics

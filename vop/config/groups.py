@@ -15,7 +15,7 @@ from vop.config.device import PRECISIONS
 from vop.config.schema import Target, key
 from vop.data.dataset import CROPS
 from vop.data.frame_sampling import SAMPLING_MODES
-from vop.retrieval.result_count import MAX_TOPK
+from vop.result_count import MAX_TOPK
 
 METRIC = r"(t2v|v2t)_(R@\d+|MdR|MnR)"
 
@@ -191,7 +191,7 @@ class RetrieveCommand(Command):
     max_bad_fraction: float = key(low=0.0, high=1.0)  # build: unreadable videos skipped up to this share
     strict: bool = key()                               # build: stop at the first unreadable video
     query: Any = key()            # a text, a video file, or a list of them
-    topk: int = key(low=1, high=MAX_TOPK)  # results per query (vop/retrieval/result_count.py)
+    topk: int = key(low=1, high=MAX_TOPK)  # results per query (vop/result_count.py)
     html: str | None = key()
     thumb_frames: int = key(low=1)
 

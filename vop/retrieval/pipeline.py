@@ -15,7 +15,7 @@ from vop.errors import InputError, MissingFileError
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.index import TorchIndex
 from vop.retrieval.query_encoder import Encoder
-from vop.retrieval.result_count import topk_problem
+from vop.result_count import topk_problem
 
 PRINTED_QUERY_CHARS = 200  # a longer query is shortened where it is printed (it is searched whole)
 

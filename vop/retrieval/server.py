@@ -45,7 +45,7 @@ from vop.retrieval.host_check import HostCheck, is_loopback, server_names
 from vop.retrieval.html import thumbnails
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.request_log import RequestLog
-from vop.retrieval.result_count import MAX_TOPK, topk_problem
+from vop.result_count import MAX_TOPK, topk_problem
 from vop.retrieval.served_videos import NotServed, ServedVideos
 
 log = logging.getLogger(__name__)

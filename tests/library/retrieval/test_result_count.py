@@ -1,4 +1,4 @@
-"""One limit on the results of a search (vop/retrieval/result_count.py): retrieve.py topk=,
+"""One limit on the results of a search (vop/result_count.py): retrieve.py topk=,
 eval.py examples_topk=, the Python API and the JSON API refuse the same values, naming the key."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import retrieve
 from vop.errors import InputError
 from vop.retrieval.pipeline import check_topk
-from vop.retrieval.result_count import MAX_TOPK, topk_problem
+from vop.result_count import MAX_TOPK, topk_problem
 
 
 @pytest.mark.parametrize("k", [0, -1, MAX_TOPK + 1, 2.5, "5", True, None])

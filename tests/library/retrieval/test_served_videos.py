@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.own_collection import spec
+from vop.data.sample_collection import spec
 from vop.data.synthetic import render, write_mp4
 from vop.retrieval.served_videos import NotServed, ServedVideos
 
