@@ -126,9 +126,11 @@ def text_width(text: str) -> float:
 
 def fitted(text: str, width: float) -> str:
     """`text`, cut at a word boundary and ended with "..." where it is wider than `width` pixels."""
-    if text_width(text) <= width:
+    if len(text) <= width and text_width(text) <= width:
         return text
-    words = text.split(" ")
+    # Every glyph is at least a pixel wide: past `width` characters nothing fits (and a cut word is dropped).
+    words = text[:int(width) + 1].split(" ")
+    words = words[:-1] if len(text) > width and len(words) > 1 else words
     while len(words) > 1 and text_width(" ".join(words) + " ...") > width:
         words.pop()
     line = " ".join(words)
