@@ -78,8 +78,9 @@ def test_the_gallery_build_skips_the_song_saying_why_and_counts_the_repeated_row
 
 def test_the_song_as_a_query_is_one_error_block_saying_so(gallery, folder, tmp_path):
     song = folder / "park" / "song.mp4"
-    assert_one_block(retrieve_here(tmp_path, f"gallery={gallery[0]}", f"query={song}"),
-                     f"query video {song} cannot be decoded: {NO_VIDEO}")
+    proc = retrieve_here(tmp_path, f"gallery={gallery[0]}", f"query={song}")
+    assert_one_block(proc, f"query video {song} cannot be decoded: {NO_VIDEO} (a query ending in a video suffix")
+    assert "split 'query'" not in proc.stderr  # the dataset's words for a split and item: none here
     cover = write_audio_only(tmp_path / "album track.mp4", cover_art=True)  # its cover art is no video either
     assert_one_block(retrieve_here(tmp_path, f"gallery={gallery[0]}", f"query={cover}"),
                      f"query video {cover} cannot be decoded: it has no video stream (only audio aac, cover art png)")
