@@ -88,4 +88,5 @@ def test_a_long_query_is_shortened_where_printed(gallery, tmp_path):
     path, _ = gallery
     proc = retrieve_here(tmp_path, f"gallery={path}", "query=" + ("a tram " * 3000).strip(), "topk=1", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "... (20999 characters)" in proc.stdout and len(proc.stdout.splitlines()[0]) < 260
+    first = proc.stdout.splitlines()[0]  # 20,999 characters: the first 80 and how many are left out
+    assert first == "t2v query: " + ("a tram " * 12)[:80] + "… (20,919 more characters)"

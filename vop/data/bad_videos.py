@@ -62,7 +62,7 @@ def header_problem(path) -> str | None:
         header = read_video_header(path)
     except UnreadableHeader as err:
         return f"it does not open as a video ({err})"
-    return None if header.codecs else "it has no video stream"
+    return header.no_video
 
 
 def _describe(split: Split, bad: dict[int, str]) -> str:

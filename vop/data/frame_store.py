@@ -6,6 +6,8 @@ Layout of a cache folder:
     shard-00000.jpg.bin         JPEG frames back to back (shards roll over at `shard_mb`)
     shard-00000.index.jsonl     one line per video: key, original frame count, the stored
                                 frames' original indices, byte offsets and lengths, frame size
+    failed.jsonl                the videos a build could not read, each with the reason (the
+                                `frames` decoder gives that reason when a run asks for one)
 
 A video is keyed by its path relative to the data root (posix), so the cache survives moving the
 data folder. For each video the cache keeps `candidates` frames: the `uniform` sample of that many
@@ -33,6 +35,7 @@ from vop.data.frame_sampling import frame_indices
 
 FORMAT = "vop-frame-cache-1"
 META = "meta.json"
+FAILED = "failed.jsonl"  # the videos a build could not read: one {"key", "reason"} line each
 
 
 def shard_paths(root: Path, shard: int) -> tuple[Path, Path]:
@@ -90,6 +93,21 @@ def read_index(path: Path) -> tuple[list[dict], int]:
     return records, good
 
 
+def read_failed(root: Path) -> dict[str, str]:
+    """{key: reason} of the videos the builds of the cache at `root` could not read (a later line of a
+    key wins; a torn line is ignored)."""
+    path = Path(root) / FAILED
+    failed = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                failed[str(record["key"])] = str(record["reason"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return failed
+
+
 def read_meta(root: Path) -> dict:
     path = Path(root) / META
     if not path.is_file():
@@ -108,6 +126,7 @@ class FrameCache:
         self.root = Path(root)
         self.meta = read_meta(self.root)
         self.entries: dict[str, CacheEntry] = {}
+        self.failed = read_failed(self.root)  # {key: why the build left it out}
         shard = 0
         while shard_paths(self.root, shard)[1].is_file():
             for rec in read_index(shard_paths(self.root, shard)[1])[0]:

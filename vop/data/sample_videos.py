@@ -69,3 +69,34 @@ def reencode(src: str | Path, dst: str | Path, gop: int, width: int | None = Non
             out.mux(stream.encode(image))
         out.mux(stream.encode())
     return dst
+
+
+def write_audio_only(path: str | Path, codec: str = "aac", seconds: float = 1.0, cover_art: bool = False) -> Path:
+    """A file a user may take for a video that holds no moving picture: a 440 Hz tone in `codec`
+    (`aac`, or `pcm_s16le` for uncompressed audio) in an mp4 container whatever the file's suffix
+    (an .m4a under a video's name); `cover_art` adds a still PNG as an attached picture, as music
+    files carry their album cover (FFmpeg lists it as a video stream)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate, chunk = 16000, 1024
+    sample_format = "fltp" if codec == "aac" else "s16"
+    with av.open(str(path), mode="w", format="mp4") as out:
+        audio = out.add_stream(codec, rate=rate)
+        audio.layout = "mono"
+        if cover_art:
+            picture = out.add_stream("png")
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "rgb24"
+            picture.disposition = av.stream.Disposition.attached_pic
+            still = av.VideoFrame.from_ndarray(render_frame(0, 64, 48), format="rgb24")
+            still.pts = 0
+            out.mux(picture.encode(still))
+            out.mux(picture.encode())
+        total = int(rate * seconds)
+        for start in range(0, total, chunk):
+            tone = np.sin(2 * np.pi * 440 * np.arange(start, min(start + chunk, total)) / rate)  # [n]
+            samples = tone.astype(np.float32) if sample_format == "fltp" else (tone * 8000).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(samples[None], format=sample_format, layout="mono")
+            frame.rate, frame.pts = rate, start
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+    return path

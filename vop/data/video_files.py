@@ -9,6 +9,7 @@ the same way in both.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from dataclasses import dataclass
@@ -51,6 +52,22 @@ class VideoFolder:
             if path is not None and path.relative_to(self.root).as_posix() == name:
                 return stem
         return None
+
+    def nearest(self, written: str) -> str | None:
+        """The file (its path relative to the folder, with its suffix) whose name is closest to `written`,
+        for a "did you mean"; None when no name is close. A name with the wrong suffix gets the file of its
+        id; otherwise difflib's closest (ratio at least 0.6): an id written without a suffix among the
+        ids, one with a suffix among the files' relative paths."""
+        by_id = {vid: path.relative_to(self.root).as_posix() for vid, path in self.files.items()}
+        name = PurePosixPath(written).as_posix()
+        if is_video_file(name):
+            stem = PurePosixPath(name).with_suffix("").as_posix()
+            if stem in by_id:
+                return by_id[stem]
+            match = difflib.get_close_matches(name, list(by_id.values()), n=1, cutoff=0.6)
+            return match[0] if match else None
+        match = difflib.get_close_matches(name, list(by_id), n=1, cutoff=0.6)
+        return by_id[match[0]] if match else None
 
     def describe_lookup(self, written: str) -> str:
         """What `resolve` looked for, for an error message."""

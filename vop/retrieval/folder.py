@@ -15,7 +15,7 @@ def folder_split(videos: str | Path, captions: str | Path | None = None) -> Spli
     `captions`: a captions file as `data=custom` reads it (.json `{video id: caption or [captions]}`,
     or .csv / .jsonl rows of video, caption; a `split` column is ignored: a gallery holds every
     video); videos without captions are fine (they can still be found by text), a caption naming an
-    unknown video is an error naming the file and the row.
+    unknown video is an error naming the file, the line and the nearest file name.
     """
     root = Path(videos).expanduser()
     if not root.is_dir():

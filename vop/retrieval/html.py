@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vop.data.caption_preview import caption_preview
 from vop.data.decoders.base import Decoder
 
 THUMB_HEIGHT = 72
@@ -66,23 +67,31 @@ def file_link(path: str | Path) -> str:
     return Path(path).expanduser().resolve().as_uri()
 
 
-def _hit_html(rank: int, hit: Hit) -> str:
+def shown_query(view: QueryView) -> str:
+    """The query as the page and the sheet show it: a text like every caption (caption_preview), a
+    video by its whole path."""
+    return caption_preview(view.query) if view.mode == "t2v" else view.query
+
+
+def _hit_html(rank: int, hit: Hit, mode: str) -> str:
     cls = "hit gt" if hit.is_gt else "hit"
     badge = '<span class="badge">ground truth</span>' if hit.is_gt else ""
-    label = html.escape(hit.label)
-    strip = _strip_html(hit.frames, hit.label)
+    shown = caption_preview(hit.label) if mode == "v2t" else hit.label  # v2t: the hit is a caption
+    label = html.escape(shown)
+    strip = _strip_html(hit.frames, shown)
     if hit.path:  # the id and the thumbnails open the video
         href = html.escape(file_link(hit.path), quote=True)
         label, strip = f'<a href="{href}">{label}</a>', f'<a href="{href}">{strip}</a>' if strip else ""
-    caption = f'<div class="caption">{html.escape(hit.caption)}</div>' if hit.caption else ""
+    caption = f'<div class="caption">{html.escape(caption_preview(hit.caption))}</div>' if hit.caption else ""
     return (f'<div class="{cls}"><div class="meta">#{rank} &middot; {hit.score:.3f} {badge}</div>'
             f'<div class="label">{label}</div>{caption}{strip}</div>')
 
 
 def _query_html(view: QueryView) -> str:
-    head = f'<h2><span class="mode">{view.mode}</span> {html.escape(view.query)}</h2>'
-    query_strip = f'<div class="query">{_strip_html(view.frames, view.query)}</div>' if view.frames else ""
-    hits = "".join(_hit_html(i + 1, h) for i, h in enumerate(view.hits))
+    query = shown_query(view)
+    head = f'<h2><span class="mode">{view.mode}</span> {html.escape(query)}</h2>'
+    query_strip = f'<div class="query">{_strip_html(view.frames, query)}</div>' if view.frames else ""
+    hits = "".join(_hit_html(i + 1, h, view.mode) for i, h in enumerate(view.hits))
     return f'<section class="result">{head}{query_strip}<div class="hits">{hits}</div></section>'
 
 
@@ -110,7 +119,8 @@ def contact_sheet(views: list[QueryView], width: int = 1200) -> Image.Image:
     draw.font = SHEET_FONT
     y = pad
     for view in views:
-        draw.text((pad, y), fitted(f"[{view.mode}] {view.query}", width - 2 * pad), fill="black")
+        # The text as the page shows it: a 100,000-character query would also make fitted() crawl.
+        draw.text((pad, y), fitted(f"[{view.mode}] {shown_query(view)}", width - 2 * pad), fill="black")
         x = pad
         if view.frames:  # a video query: its own strip first
             x = _draw_hit(sheet, draw, Hit("query", float("nan"), view.frames), 0, x, y + LINE_H + 4, width)
@@ -171,7 +181,7 @@ def _draw_hit(sheet: Image.Image, draw: ImageDraw.ImageDraw, hit: Hit, rank: int
         sheet.paste(frame, (fx, y))
         fx += frame.width
     if not hit.frames:  # a caption hit (v2t): its text, wrapped at word boundaries
-        for i, line in enumerate(caption_lines(hit.label, strip_w, lines=THUMB_HEIGHT // LINE_H)):
+        for i, line in enumerate(caption_lines(caption_preview(hit.label), strip_w, lines=THUMB_HEIGHT // LINE_H)):
             draw.text((x, y + LINE_H * i), line, fill="black")
     caption = hit_caption(rank, hit.score)
     draw.text((x, y + THUMB_HEIGHT + 4), caption, fill="black")

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig
 
+from vop.data.caption_preview import PREVIEW_CHARS, caption_preview
 from vop.data.video_files import VIDEO_SUFFIXES, is_video_file
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError
@@ -17,12 +18,9 @@ from vop.retrieval.index import TorchIndex
 from vop.retrieval.query_encoder import Encoder
 from vop.result_count import topk_problem
 
-PRINTED_QUERY_CHARS = 200  # a longer query is shortened where it is printed (it is searched whole)
-
-
-def shortened(text: str, limit: int = PRINTED_QUERY_CHARS) -> str:
-    """`text` as printed: at most `limit` characters, saying how long it was when cut."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+# A query that names a file is shown up to this many characters (a path, which the 80 of a caption
+# would cut before its file name); a text query and the captions are shown by caption_preview.
+PRINTED_PATH_CHARS = 300
 
 
 @dataclass
@@ -45,17 +43,19 @@ class RetrievalResult:
     captions: list[str | None] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"{self.mode} query: {shortened(self.query)}"]
+        shown = caption_preview(self.query, PRINTED_PATH_CHARS if self.mode == "v2t" else PREVIEW_CHARS)
+        lines = [f"{self.mode} query: {shown}"]
         for i, (item, score) in enumerate(zip(self.ids, self.scores)):
-            if self.mode == "v2t":
+            if self.mode == "v2t":  # the hits are captions
                 owner = self.video_ids[i] if i < len(self.video_ids) else ""
-                lines.append(f"{i + 1:3d}. {score:.4f}  {item}" + (f"  [{owner}]" if owner else ""))
+                shown_item = caption_preview(item)
+                lines.append(f"{i + 1:3d}. {score:.4f}  {shown_item}" + (f"  [{owner}]" if owner else ""))
                 continue
             path = self.video_paths[i] if i < len(self.video_paths) else ""
             lines.append(f"{i + 1:3d}. {score:.4f}  {item}" + (f"  {path}" if path else ""))
             caption = self.captions[i] if i < len(self.captions) else None
             if caption is not None:
-                lines.append(f"{'':14}{json.dumps(shortened(caption), ensure_ascii=False)}")
+                lines.append(f"{'':14}{json.dumps(caption_preview(caption), ensure_ascii=False)}")
         return "\n".join(lines)
 
 
@@ -65,18 +65,19 @@ def query_mode(query: str | Path) -> str:
     A folder, or an existing file that is no video (by its suffix), is refused rather than searched
     as text."""
     text = str(query)
+    shown = caption_preview(text, PRINTED_PATH_CHARS)
     if isinstance(query, Path) or is_video_file(text):
         path = Path(query).expanduser()
         if path.is_dir():
-            raise InputError(f"query video {shortened(text)} is a folder; give one video file (or build a gallery of "
+            raise InputError(f"query video {shown} is a folder; give one video file (or build a gallery of "
                              "the folder: retrieve.py action=build videos=<folder> gallery=<file>)")
         if not path.is_file():
-            raise MissingFileError(f"query video {shortened(text)}: no such file (a query ending in a video suffix is "
+            raise MissingFileError(f"query video {shown}: no such file (a query ending in a video suffix is "
                                    "read as a video file)")
         return "v2t"
     if len(text) < 4096 and _exists(text):  # a path is short; a long text is never one
         what = "a folder" if Path(text).expanduser().is_dir() else "a file whose suffix is no video suffix"
-        raise InputError(f"query={shortened(text)} names {what}, so it is neither a text nor a video query; a video "
+        raise InputError(f"query={shown} names {what}, so it is neither a text nor a video query; a video "
                          f"query is a file ending in one of {', '.join(VIDEO_SUFFIXES)}")
     return "t2v"
 
@@ -139,7 +140,7 @@ class RetrievalPipeline:
         mode = query_mode(query)
         if mode == "t2v":
             emb = self.encoder.encode_texts([str(query)])  # [1, D]
-            require_finite(emb, "query text", f"query {query}")  # NaN would rank an arbitrary video first
+            require_finite(emb, "query text", f"query {caption_preview(str(query))}")  # NaN: an arbitrary video first
             self.gallery.check_width(emb)
             scores, rows = self.video_index.search(emb, k)  # [1, k]
             rows = rows[0].tolist()

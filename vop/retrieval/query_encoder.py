@@ -115,7 +115,9 @@ class Encoder:
         try:  # in this process: one file needs no workers, and the decoder's error arrives unwrapped
             return self._encode(self.video_loader(split, num_workers=0), progress=False)
         except VideoDecodeError as err:
-            decoder_error = err.__cause__ if isinstance(err.__cause__, VideoDecodeError) else err  # not the dataset's
+            decoder_error = err  # the dataset adds its split and item twice over; the decoder's own reason is the first
+            while isinstance(decoder_error.__cause__, VideoDecodeError):
+                decoder_error = decoder_error.__cause__
             raise InputError(f"query video {path} cannot be decoded: {decoder_error.reason} (a query ending in a "
                              "video suffix is read as a video file)") from None
 

@@ -52,7 +52,7 @@ def video_container(path: Path) -> VideoHeader | str:
         return f"it does not open as a video container ({str(err).split(':')[0]})"
     if not header.formats & VIDEO_CONTAINERS:
         return f"it is {','.join(sorted(header.formats))} data, not a video container"
-    return header if header.codecs else "it has no video stream"
+    return header.no_video or header
 
 
 class ServedVideos:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from vop.data.decoders.base import Decoder, VideoDecodeError
-from vop.data.frame_store import FrameCacheWriter, candidate_indices
+from vop.data.frame_store import FAILED, FrameCacheWriter, candidate_indices
 from vop.data.frames import resize_chw, resized_size
 from vop.data.jpeg import encode_jpeg
 from vop.engine import assembly
@@ -94,7 +94,7 @@ def build_frame_cache(videos: Iterable[tuple[str, str]], cache_dir: str | Path, 
     todo = [(k, str(p), decoder, candidates, short_side, quality) for k, p in videos if k not in writer.done]
     stats = BuildStats(total=len(videos), skipped=len(videos) - len(todo))
     log.info("frame cache %s: %d videos, %d already stored, %d to do", cache_dir, stats.total, stats.skipped, len(todo))
-    failed_log = Path(cache_dir) / "failed.jsonl"
+    failed_log = Path(cache_dir) / FAILED
     try:
         for key, result in tqdm(_results(todo, workers), total=len(todo), disable=not progress, unit="video"):
             if isinstance(result, str):

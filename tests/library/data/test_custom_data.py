@@ -155,36 +155,49 @@ def csv_with(tmp_path: Path, text: str) -> Path:
 
 
 BAD_FILES = {  # case: (file name, its text, error class, what the message must name)
-    "unknown video": ("c.csv", "video,caption\nbeach/clip 0.mp4,fine\nbeach/nope,a caption\n", AnnotationError,
-                      ["c.csv row 3", "key 'video'", "'beach/nope'", "beach/nope.<mp4|"]),
+    "unknown video": ("c.csv", "video,caption\nbeach/clip 0.mp4,fine\nbeach/clp 3,a caption\n", AnnotationError,
+                      ["c.csv line 3: 'beach/clp 3'", "beach/clp 3.<mp4|", "did you mean 'beach/clip 3.avi'?"]),
+    "nothing close": ("c.csv", "video,caption\nbeach/clip 0.mp4,fine\nzzz,a\nzzz,b\nbeach/clip 0.mp5,c\n",
+                      AnnotationError, ["3 caption row(s) of", "c.csv line 3 (and 1 more row(s)): 'zzz'",
+                                        "no file has a close name", "c.csv line 5: 'beach/clip 0.mp5'",
+                                        "did you mean 'beach/clip 0.mp4'?"]),
     "wrong suffix": ("c.csv", "video,caption\nbeach/clip 0.mkv,a caption\n", AnnotationError,
-                     ["c.csv row 2", "'beach/clip 0.mkv'"]),
+                     ["c.csv line 2: 'beach/clip 0.mkv'", "did you mean 'beach/clip 0.mp4'?"]),
     "empty caption": ("c.csv", "video,caption\nbeach/clip 0,ok\nbeach/clip 0,  \n", AnnotationError,
-                      ["c.csv row 3", "key 'caption'", "empty caption"]),
+                      ["c.csv line 3, key 'caption': empty caption"]),
     "empty caption json": ("c.json", '{"beach/clip 0": ["ok", ""]}', AnnotationError,
-                           ["c.json key 'beach/clip 0'", "key 'caption'", "empty caption"]),
+                           ["c.json line 1, key 'beach/clip 0': empty caption"]),
     "unknown split": ("c.csv", "video,caption,split\nbeach/clip 0,a,train\nbeach/clip 3,b,tset\n", AnnotationError,
-                      ["c.csv row 3", "key 'split'", "'tset'", "train, val, test"]),
+                      ["c.csv line 3, key 'split'", "'tset'", "train, val, test"]),
     "missing split": ("c.jsonl", '{"video": "beach/clip 0", "caption": "a", "split": "test"}\n'
-                      '{"video": "beach/clip 3", "caption": "b"}\n', AnnotationError, ["c.jsonl row 2", "key 'split'"]),
+                      '{"video": "beach/clip 3", "caption": "b"}\n', AnnotationError, ["c.jsonl line 2, key 'split'"]),
     "two splits": ("c.csv", "video,caption,split\nbeach/clip 0,a,train\nbeach/clip 0.mp4,b,test\n", AnnotationError,
-                   ["'beach/clip 0' is in two splits", "c.csv row 2", "c.csv row 3"]),
-    "missing column": ("c.csv", "video,text\nbeach/clip 0,a\n", AnnotationError, ["c.csv", "['caption']"]),
+                   ["'beach/clip 0' is in two splits", "c.csv line 2", "c.csv line 3"]),
+    "missing column": ("c.csv", "video,text\nbeach/clip 0,a\n", AnnotationError,
+                       ["c.csv line 1 (the header) lacks column(s) ['caption']"]),
     "missing key": ("c.jsonl", '{"video": "beach/clip 0", "caption": "a"}\n\n{"video": "beach/clip 3"}\n',
-                    AnnotationError, ["c.jsonl row 3", "lacks the key 'caption'"]),
+                    AnnotationError, ["c.jsonl line 3 lacks the key 'caption'"]),
     "bad jsonl": ("c.jsonl", '{"video": "beach/clip 0", "caption": "a"}\n{"video": \n', AnnotationError,
-                  ["c.jsonl row 2 is not valid JSON"]),
+                  ["c.jsonl line 2 is not valid JSON (Expecting value, column 11)"]),
+    "bad json": ("c.json", '{"beach/clip 0": "a",\n "beach/clip 3": "b",,\n}', AnnotationError,
+                 ["c.json is not valid JSON (Expecting property name enclosed in double quotes: line 2 column 22"]),
     "spaces around id": ("c.csv", "video,caption\n beach/clip 0,a\n", AnnotationError,
-                         ["c.csv row 2", "leading or trailing spaces"]),
+                         ["c.csv line 2: video id \" beach/clip 0\" has leading or trailing spaces"]),
+    "spaces around a json id": ("c.json", '{\n "beach/clip 0": "a",\n "beach/clip 3 ": "b"}', AnnotationError,
+                                ["c.json line 3: video id \"beach/clip 3 \" has leading or trailing spaces"]),
+    "unquoted comma": ("c.csv", "video,caption\nbeach/clip 0,a dog, running\n", AnnotationError,
+                       ["c.csv line 2: 3 fields, but the header (line 1) names 2", '"a dog, running"']),
+    "not utf-8": ("c.csv", "video,caption\nbeach/clip 0,a caf\udce9\n", AnnotationError,
+                  ["c.csv is not UTF-8 text: byte 0xe9 at byte offset 32 (line 2)"]),
     "no captions": ("c.csv", "video,caption\n", AnnotationError, ["c.csv holds no captions"]),
     "unknown format": ("c.txt", "beach/clip 0 a caption\n", ConfigError, ["data.captions=", "'.txt'", ".jsonl"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_a_bad_captions_file_names_file_row_and_key(videos, tmp_path, case):
+def test_a_bad_captions_file_names_file_line_and_key(videos, tmp_path, case):
     name, text, error, needles = BAD_FILES[case]
-    (tmp_path / name).write_text(text)
+    (tmp_path / name).write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(error) as err:
         load_custom(str(videos), str(tmp_path / name))
     for needle in needles:

@@ -141,7 +141,7 @@ def test_folder_gallery_with_caption_file(trained, tmp_path):
     assert gallery.video_ids == sorted([videos[0].stem, videos[1].stem, f"sub/{videos[2].stem}"])
     assert gallery.captions == ["first", "a", "b"] and gallery.text_emb.shape[0] == 3
     captions.write_text(json.dumps({"nope": "x"}))
-    with pytest.raises(AnnotationError, match=r"captions.json key 'nope'.*relative to videos="):
+    with pytest.raises(AnnotationError, match=r"captions.json line 1: 'nope'.*relative to videos="):
         retrieve(retrieve_cfg(tmp_path, tmp / "data", overrides), overrides)
 
 

@@ -70,16 +70,18 @@ def require_file(path: str | Path, what: str, dataset: str, layout: str = "") ->
 
 
 def read_text(path: Path, dataset: str) -> str:
-    """A UTF-8 text file (a byte-order mark is dropped); AnnotationError with the path and the byte
-    offset otherwise. The message never holds the file's content (the decoder's error would)."""
+    """A UTF-8 text file (a byte-order mark is dropped); AnnotationError with the path, the byte offset
+    and its line otherwise. The message never holds the file's content (the decoder's error would)."""
     raw = Path(path).read_bytes()
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
         return raw[bom:].decode("utf-8")
     except UnicodeDecodeError as err:
         offset = bom + err.start
+        line = raw.count(b"\n", 0, offset) + 1
         raise AnnotationError(f"{dataset}: {path} is not UTF-8 text: byte 0x{raw[offset]:02x} at byte offset {offset} "
-                              "cannot be decoded. Re-save the file as UTF-8 (or re-download it)") from None
+                              f"(line {line}) cannot be decoded. Re-save the file as UTF-8 (or re-download "
+                              "it)") from None
 
 
 def read_csv(path: Path, columns: list[str], dataset: str) -> list[dict[str, str]]:
@@ -94,21 +96,55 @@ def read_csv(path: Path, columns: list[str], dataset: str) -> list[dict[str, str
     return list(reader)
 
 
+def read_csv_lines(path: Path, columns: list[str], dataset: str) -> list[tuple[int, dict[str, str]]]:
+    """(line, record) of each record of a headed CSV, `line` the physical line of the file where the
+    record starts (a quoted field may span lines; blank lines are skipped); the header must hold
+    `columns`. A short record gets empty fields; a record with more non-empty fields than the header is
+    an AnnotationError naming its line: an unquoted comma in a caption would otherwise cut it silently."""
+    reader = csv.reader(io.StringIO(read_text(path, dataset), newline=""))
+    header: list[str] | None = None
+    records, end = [], 0
+    for fields in reader:
+        start, end = end + 1, reader.line_num
+        if not fields:
+            continue
+        if header is None:
+            header, header_line = [name.strip() for name in fields], start
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise AnnotationError(f"{dataset}: {path} line {start} (the header) lacks column(s) {missing}; "
+                                      f"header is {header}")
+            continue
+        if any(field.strip() for field in fields[len(header):]):
+            raise AnnotationError(f"{dataset}: {path} line {start}: {len(fields)} fields, but the header (line "
+                                  f"{header_line}) names {len(header)}; quote a field that holds a comma "
+                                  '("a dog, running")')
+        records.append((start, dict(zip(header, fields + [""] * (len(header) - len(fields))))))
+    if header is None:
+        raise AnnotationError(f"{dataset}: {path} lacks column(s) {columns}; it has no header row")
+    return records
+
+
+def parse_json(text: str, path: Path, dataset: str, advice: str = "re-download it") -> Any:
+    """`text` (the file at `path`) as JSON, naming the file, line and column when it is not valid JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{dataset}: {path} is not valid JSON ({err}); {advice}") from None
+
+
 def read_json(path: Path, dataset: str) -> Any:
     """Load a JSON file, naming the file when it is not valid JSON (e.g. a truncated download)."""
-    try:
-        return json.loads(read_text(path, dataset))
-    except json.JSONDecodeError as err:
-        raise AnnotationError(f"{dataset}: {path} is not valid JSON ({err}); re-download it") from None
+    return parse_json(read_text(path, dataset), path, dataset)
 
 
-def checked_video_id(value: str, path: Path, row: int, dataset: str) -> str:
-    """A video id as written; one with leading/trailing spaces is refused: ids name files, and a
-    silently stripped id would name a file that is not there."""
+def checked_video_id(value: str, where: str, dataset: str) -> str:
+    """A video id as written at `where` ("<file> row 3"); one with leading/trailing spaces is refused:
+    ids name files, and a silently stripped id would name a file that is not there."""
     if not value:
-        raise AnnotationError(f"{dataset}: {path} row {row}: empty video id")
+        raise AnnotationError(f"{dataset}: {where}: empty video id")
     if value != value.strip():
-        raise AnnotationError(f"{dataset}: {path} row {row}: video id \"{value}\" has leading or trailing spaces; "
+        raise AnnotationError(f"{dataset}: {where}: video id \"{value}\" has leading or trailing spaces; "
                               "ids name the video files, so remove the spaces (or rename the file to match)")
     return value
 

@@ -5,50 +5,33 @@ The captions file is one of (docs/own_videos.md):
 - `.csv`: a header with the columns `video`, `caption` and optionally `split`;
 - `.jsonl`: one object per line with the keys `video`, `caption` and optionally `split`.
 
-Video ids are paths relative to the videos folder, with or without the suffix; they resolve by the
-one rule of vop/data/video_files.py, shared with the folder gallery. Splits come from the `split`
-column (train / val / test), or, without one, from a seeded held-out fraction of the videos: all
-captions of a video land in one split. A video without a caption is counted, logged, in no split.
+The rows and their lines come from vop/data/annotations/caption_rows.py. Video ids are paths relative
+to the videos folder, with or without the suffix; they resolve by the one rule of
+vop/data/video_files.py, shared with the folder gallery (an unknown one is an error naming its line
+and the nearest file name); a row repeating an earlier one is kept once, counted in a WARNING.
+Splits come from the `split` column (train / val / test), or, without one, from a seeded held-out
+fraction of the videos: all captions of a video land in one split. A video without a caption is
+counted, logged, in no split.
 """
 from __future__ import annotations
 
 import json
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from vop.data.annotations.common import (
-    AnnotationError,
-    DataNotFoundError,
-    checked_video_id,
-    few,
-    grouped_split,
-    read_csv,
-    read_json,
-    read_text,
-)
+from vop.data.annotations.caption_rows import DATASET, FORMATS, Row, read_rows
+from vop.data.annotations.common import AnnotationError, DataNotFoundError, few, grouped_split
+from vop.data.caption_preview import caption_preview
 from vop.data.split import Split
 from vop.data.video_files import VIDEO_SUFFIXES, VideoFolder, list_videos
 from vop.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DATASET = "custom data"
 DOC = "docs/own_videos.md"
 SPLITS = ("train", "val", "test")
-FORMATS = (".json", ".csv", ".jsonl")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One caption as the file gives it; `where` names the file and its row (or key) in messages."""
-
-    video: str
-    caption: str
-    split: str | None
-    where: str
+SHOWN_UNKNOWN = 3  # unknown video ids an error shows, each with its line and the nearest file name
 
 
 def load_custom(
@@ -65,11 +48,11 @@ def load_custom(
     """
     folder = _video_folder(videos)
     path = _captions_file(captions)
-    rows = read_rows(path)
-    by_video = _captions_by_video(rows, folder, path)
+    rows = known_rows(read_rows(path), folder, path)
+    by_video = _captions_by_video(rows)
     uncaptioned = [v for v in folder.files if v not in by_video]
-    explicit = any(row.split is not None for row in rows)
-    assignment = _explicit_splits(rows, folder) if explicit else \
+    explicit = any(row.split is not None for _, row in rows)
+    assignment = _explicit_splits(rows) if explicit else \
         held_out_splits(list(by_video), test_fraction, val_fraction, seed)
     splits = _build_splits(by_video, assignment, folder, path, "split column" if explicit else "held out")
     _log_sizes(splits, folder, path, uncaptioned, explicit, test_fraction, val_fraction, seed)
@@ -106,114 +89,69 @@ def _captions_file(captions: str | None) -> Path:
     return path
 
 
-def read_rows(path: Path) -> list[Row]:
-    """Every caption of a .json, .csv or .jsonl captions file, in file order; AnnotationError if none."""
-    reader = {".json": _json_rows, ".csv": _csv_rows, ".jsonl": _jsonl_rows}[path.suffix.lower()]
-    rows = reader(path)
-    if not rows:
-        raise AnnotationError(f"{DATASET}: {path} holds no captions")
-    return rows
-
-
-def _texts(value: Any, where: str) -> list[str]:
-    """A caption or a list of captions as written, each a non-empty text."""
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(t, str) for t in items):
-        raise AnnotationError(f"{DATASET}: {where}, key 'caption': expected a caption text or a list of them, got "
-                              f"{json.dumps(value)[:80]}")
-    for text in items:
-        if not text.strip():
-            raise AnnotationError(f"{DATASET}: {where}, key 'caption': empty caption; write one or remove the row")
-    return [t.strip() for t in items]
-
-
-def _json_rows(path: Path) -> list[Row]:
-    data = read_json(path, DATASET)
-    if not isinstance(data, dict):
-        raise AnnotationError(f"{DATASET}: {path}: expected a JSON object {{video id: caption or [captions]}}, got "
-                              f"a {type(data).__name__}")
-    rows = []
-    for video, value in data.items():
-        where = f"{path} key {video!r}"
-        if not video or video != video.strip():
-            raise AnnotationError(f"{DATASET}: {where}: a video id must be non-empty, without leading or trailing "
-                                  "spaces (ids name the video files)")
-        rows.extend(Row(video, text, None, where) for text in _texts(value, where))
-    return rows
-
-
-def _csv_rows(path: Path) -> list[Row]:
-    records = read_csv(path, ["video", "caption"], DATASET)
-    has_split = bool(records) and "split" in records[0]
-    rows = []
-    for line, record in enumerate(records, start=2):  # line 1 is the header
-        video = checked_video_id(record["video"], path, line, DATASET)
-        where = f"{path} row {line}"
-        split = record["split"].strip() if has_split else None
-        rows.extend(Row(video, text, split, where) for text in _texts(record["caption"], where))
-    return rows
-
-
-def _jsonl_rows(path: Path) -> list[Row]:
-    rows = []
-    for line, text in enumerate(read_text(path, DATASET).splitlines(), start=1):
-        if not text.strip():
-            continue
-        where = f"{path} row {line}"
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise AnnotationError(f"{DATASET}: {where} is not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise AnnotationError(f"{DATASET}: {where}: expected an object with the keys video, caption[, split]")
-        for key in ("video", "caption"):
-            if key not in record:
-                raise AnnotationError(f"{DATASET}: {where} lacks the key {key!r}; its keys: {', '.join(record)}")
-        if not isinstance(record["video"], str):
-            raise AnnotationError(f"{DATASET}: {where}, key 'video': expected a text, got {record['video']!r}")
-        video = checked_video_id(record["video"], path, line, DATASET)
-        split = record.get("split")
-        split = split.strip() if isinstance(split, str) else split
-        rows.extend(Row(video, caption, split, where) for caption in _texts(record["caption"], where))
-    return rows
-
-
 def captions_by_video(path: Path, folder: VideoFolder, videos_key: str = "data.videos") -> dict[str, list[str]]:
     """{video id: its captions} from a .json, .csv or .jsonl captions file; every id must resolve in
     `folder`, named by the option `videos_key` (the folder gallery reads `retrieve.py captions=` with it)."""
-    return _captions_by_video(read_rows(path), folder, path, videos_key)
+    return _captions_by_video(known_rows(read_rows(path), folder, path, videos_key))
 
 
-def _captions_by_video(rows: list[Row], folder: VideoFolder, path: Path, videos_key: str = "data.videos"
-                       ) -> dict[str, list[str]]:
-    """{video id: its captions}, in the order the file first names each video; every id must resolve."""
-    by_video: dict[str, list[str]] = {}
-    unknown: list[Row] = []
-    for row in rows:
-        vid = folder.resolve(row.video)
-        if vid is None:
-            unknown.append(row)
-        else:
-            by_video.setdefault(vid, []).append(row.caption)
+def known_rows(rows: list[Row], folder: VideoFolder, path: Path, videos_key: str = "data.videos"
+               ) -> list[tuple[str, Row]]:
+    """(video id, row) of each row, the ids resolved in `folder`, a row that repeats an earlier one (same
+    video, caption and split) left out and counted in one WARNING; AnnotationError naming the file, the
+    lines and the nearest file name when a row names a video that is not there."""
+    resolved = [(folder.resolve(row.video), row) for row in rows]
+    unknown = [row for vid, row in resolved if vid is None]
     if unknown:
-        first = unknown[0]
-        raise AnnotationError(
-            f"{DATASET}: {len(unknown)} caption(s) in {path} name videos that are not under {folder.root}; "
-            f"first: {first.where}, key 'video': {first.video!r} (looked for {folder.describe_lookup(first.video)}). "
-            f"All: {few(sorted({r.video for r in unknown}))}. Ids are paths relative to {videos_key}, with or "
-            "without the suffix")
+        raise AnnotationError(unknown_videos(unknown, folder, path, videos_key))
+    first: dict[tuple[str, str, str | None], Row] = {}
+    kept, repeats = [], []
+    for vid, row in resolved:
+        earlier = first.setdefault((vid, row.caption, row.split), row)
+        if earlier is row:
+            kept.append((vid, row))
+        else:
+            caption = json.dumps(caption_preview(row.caption), ensure_ascii=False)
+            repeats.append(f"line {row.line} repeats line {earlier.line} ({vid!r}: {caption})")
+    if repeats:
+        log.warning("%s: %s: %d row(s) repeat an earlier row (the same video, caption and split) and are kept once: "
+                    "%s", DATASET, path, len(repeats), few(repeats, 3))
+    return kept
+
+
+def unknown_videos(rows: list[Row], folder: VideoFolder, path: Path, videos_key: str) -> str:
+    """The message for `rows` naming videos that are not in `folder`: for each of the first ids, where it
+    is first written, what was looked for and the nearest file name (difflib), then how many in all."""
+    by_written: dict[str, list[Row]] = {}
+    for row in rows:
+        by_written.setdefault(row.video, []).append(row)
+    shown = []
+    for written, at in list(by_written.items())[:SHOWN_UNKNOWN]:
+        more = f" (and {len(at) - 1} more row(s))" if len(at) > 1 else ""
+        nearest = folder.nearest(written)
+        hint = f"did you mean {nearest!r}?" if nearest else "no file has a close name"
+        shown.append(f"{at[0].where}{more}: {written!r} (looked for {folder.describe_lookup(written)}; {hint})")
+    others = f"; ... ({len(by_written)} ids in all)" if len(by_written) > SHOWN_UNKNOWN else ""
+    return (f"{DATASET}: {len(rows)} caption row(s) of {path} name videos that are not under {folder.root}: "
+            f"{'; '.join(shown)}{others}. Ids are paths relative to {videos_key}, with or without the suffix")
+
+
+def _captions_by_video(rows: list[tuple[str, Row]]) -> dict[str, list[str]]:
+    """{video id: its captions}, in the order the file first names each video."""
+    by_video: dict[str, list[str]] = {}
+    for vid, row in rows:
+        by_video.setdefault(vid, []).append(row.caption)
     return by_video
 
 
-def _explicit_splits(rows: list[Row], folder: VideoFolder) -> dict[str, str]:
+def _explicit_splits(rows: list[tuple[str, Row]]) -> dict[str, str]:
     """{video id: split} from the `split` column: a known name on every row, one split per video."""
     assignment: dict[str, tuple[str, str]] = {}  # video id -> (split, where it was first given)
-    for row in rows:
+    for vid, row in rows:
         if row.split not in SPLITS:
-            shown = "missing" if row.split is None else repr(row.split)
+            shown = "missing" if row.split is None else caption_preview(repr(row.split))
             raise AnnotationError(f"{DATASET}: {row.where}, key 'split': {shown} is not a split name; use one of "
                                   f"{', '.join(SPLITS)} on every row (or no split column: data.test_fraction)")
-        vid = folder.resolve(row.video)
         first = assignment.setdefault(vid, (row.split, row.where))
         if first[0] != row.split:
             raise AnnotationError(f"{DATASET}: video {vid!r} is in two splits: {first[0]} at {first[1]} and "

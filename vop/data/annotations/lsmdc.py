@@ -70,7 +70,7 @@ def _split(name: str, path: Path, video_dir: Path, video_ext: str) -> Split:
         if len(row) != NUM_FIELDS:
             raise AnnotationError(f"{DATASET}: {path} line {line_no}: expected {NUM_FIELDS} tab-separated "
                                   f"fields (clip_id, 4 times, sentence), got {len(row)}")
-        clip_id, sentence = checked_video_id(row[0], path, line_no, DATASET), row[-1].strip()
+        clip_id, sentence = checked_video_id(row[0], f"{path} row {line_no}", DATASET), row[-1].strip()
         captions.setdefault(clip_id, []).append(sentence)
     if not captions:
         raise AnnotationError(f"{DATASET}: {path} holds no (clip, sentence) rows")

@@ -58,7 +58,8 @@ def _train_split(csv_path: Path, json_path: Path, video_dir: Path) -> Split:
     require_file(json_path, f"the MSR-VTT captions ({CAPTIONS_JSON}, {SOURCE})", DATASET, LAYOUT)
     # dict.fromkeys keeps csv order and drops a repeated id, which would otherwise duplicate pairs.
     rows = read_csv(csv_path, ["video_id"], DATASET)
-    ids = (checked_video_id(row["video_id"], csv_path, line, DATASET) for line, row in enumerate(rows, start=2))
+    ids = (checked_video_id(row["video_id"], f"{csv_path} row {line}", DATASET)
+           for line, row in enumerate(rows, start=2))
     video_ids = list(dict.fromkeys(ids))
     by_video = _captions_by_video(json_path, set(video_ids))
     uncaptioned = [v for v in video_ids if not by_video.get(v)]
@@ -101,7 +102,7 @@ def _test_split(csv_path: Path, video_dir: Path) -> Split:
     captions: list[str] = []
     caption_video: list[int] = []
     for line, row in enumerate(rows, start=2):  # line 1 is the header
-        vid = checked_video_id(row["video_id"], csv_path, line, DATASET)
+        vid = checked_video_id(row["video_id"], f"{csv_path} row {line}", DATASET)
         caption_video.append(index.setdefault(vid, len(index)))
         captions.append(row["sentence"].strip())
     video_ids = list(index)

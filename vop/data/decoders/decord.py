@@ -12,6 +12,7 @@ import torch
 
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
 from vop.data.frames import resized_size
+from vop.data.video_header import header_of, missing_video_stream, moving_picture_streams
 
 # decord's C++ errors start with "[12:34:56] /some/file.cc:123: " (sometimes twice); strip that so
 # the reason a user reads is the FFmpeg/decord message itself.
@@ -56,9 +57,10 @@ class DecordDecoder(Decoder):
             return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.num_threads,
                                       width=size[1], height=size[0])
         except (decord.DECORDError, RuntimeError) as err:
-            # Non-video files, missing moov atoms and truncated packets all fail here.
-            raise VideoDecodeError(path, f"decord could not open it ({_reason(err)}); is it a complete "
-                                         "video file? FFmpeg's own message is on stderr") from err
+            # Non-video files, missing moov atoms, truncated packets and audio-only files all fail here;
+            # for the last, the header says so in plain words (decord: "cannot find video stream").
+            raise VideoDecodeError(path, missing_video_stream(path) or f"decord could not open it ({_reason(err)}); "
+                                   "is it a complete video file? FFmpeg's own message is on stderr") from err
 
     def _target_size(self, path: str) -> tuple[int, int]:
         """(height, width) to decode at; (-1, -1) keeps decord's full size."""
@@ -66,9 +68,11 @@ class DecordDecoder(Decoder):
             return -1, -1
         try:
             with av.open(path) as container:  # header only: no packet is read
-                stream = container.streams.video[0]
-                height, width = stream.codec_context.height, stream.codec_context.width
-        except (av.FFmpegError, IndexError) as err:
+                streams = moving_picture_streams(container)
+                if not streams:
+                    raise VideoDecodeError(path, header_of(container).no_video)
+                height, width = streams[0].codec_context.height, streams[0].codec_context.width
+        except av.FFmpegError as err:
             raise VideoDecodeError(path, f"could not read its video header ({err}); is it a complete video "
                                          "file?") from err
         if min(height, width) <= 0 or min(height, width) == self.short_side:

@@ -81,6 +81,9 @@ class FrameCacheDecoder(Decoder):
             raise VideoDecodeError(path, f"it is not under decoder.video_root={self.video_root}, "
                                          "so it has no frame-cache key") from None
         if key not in self.cache:
+            if key in self.cache.failed:  # the build could not read it: its reason, not "build the cache"
+                raise VideoDecodeError(path, f"{self.cache.failed[key]} (so scripts/build_frame_cache.py left it out "
+                                             f"of the frame cache {self.cache_dir})")
             raise VideoDecodeError(path, f"it is not in the frame cache {self.cache_dir} ({len(self.cache)} videos "
                                          "cached); build or complete it with scripts/build_frame_cache.py")
         return key

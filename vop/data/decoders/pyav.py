@@ -12,6 +12,7 @@ import torch
 
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
 from vop.data.frames import resized_size
+from vop.data.video_header import header_of, moving_picture_streams
 
 
 def check_file(path: str | Path) -> str:
@@ -22,6 +23,11 @@ def check_file(path: str | Path) -> str:
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(path, "file is empty (0 bytes)")
     return path
+
+
+def video_stream(container: av.container.InputContainer) -> av.VideoStream:
+    """The stream frames come from: the first video stream that is not cover art (an attached picture)."""
+    return moving_picture_streams(container)[0]
 
 
 class PyAVDecoder(Decoder):
@@ -58,16 +64,17 @@ class PyAVDecoder(Decoder):
             container = av.open(path)
         except av.FFmpegError as err:
             raise VideoDecodeError(path, f"PyAV could not open it ({err}); is it a complete video file?") from err
-        if not container.streams.video:
+        streams = moving_picture_streams(container)
+        if not streams:  # audio only, or audio and its cover art
+            reason = header_of(container).no_video
             container.close()
-            raise VideoDecodeError(path, "it has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_count = self.num_threads
+            raise VideoDecodeError(path, reason)
+        streams[0].thread_count = self.num_threads
         return container
 
     def _index(self, path: str, container: av.container.InputContainer) -> tuple[np.ndarray, np.ndarray]:
         """Presentation times of every frame, sorted [N], and those of the keyframes [K] (demux only)."""
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         pts, keys = [], []
         try:
             for packet in container.demux(stream):
@@ -82,7 +89,7 @@ class PyAVDecoder(Decoder):
 
     def _decode(self, path: str, container: av.container.InputContainer, pts: np.ndarray, keys: np.ndarray,
                 indices: np.ndarray) -> torch.Tensor:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         size = None
         got: dict[int, np.ndarray] = {}
         frames, last = None, None  # the running decoder and the pts it last returned

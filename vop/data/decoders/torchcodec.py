@@ -12,6 +12,7 @@ import torch
 from vop.data.decoders.base import Decoder, VideoDecodeError, check_indices, sample_indices
 from vop.data.decoders.pyav import check_file
 from vop.data.frames import resized_size
+from vop.data.video_header import missing_video_stream
 from vop.errors import ConfigError
 
 
@@ -57,8 +58,9 @@ class TorchCodecDecoder(Decoder):
             return VideoDecoder(path, dimension_order="NHWC", num_ffmpeg_threads=self.num_threads,
                                 device=self.device, seek_mode="exact", transforms=transforms)
         except (RuntimeError, ValueError) as err:
-            raise VideoDecodeError(path, f"torchcodec could not open it ({_first_line(err)}); is it a complete "
-                                         "video file?") from err
+            # An audio-only file fails here too ("The best video stream is unknown"): its header says so plainly.
+            raise VideoDecodeError(path, missing_video_stream(path) or f"torchcodec could not open it "
+                                   f"({_first_line(err)}); is it a complete video file?") from err
 
     def num_frames(self, path: str | Path) -> int:
         return self._count(path, self._open(path))
@@ -75,7 +77,9 @@ class TorchCodecDecoder(Decoder):
     def _count(path: str | Path, decoder) -> int:
         count = decoder.metadata.num_frames
         if count is None:
-            raise VideoDecodeError(path, "torchcodec found no frame count in it")
+            raise VideoDecodeError(path, missing_video_stream(path) or "torchcodec found no frame count in it")
+        if count <= 1 and (reason := missing_video_stream(path)):  # cover art of an audio file: one still
+            raise VideoDecodeError(path, reason)
         return int(count)
 
     @staticmethod
