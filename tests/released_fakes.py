@@ -9,7 +9,9 @@ ModelScope's checkpoints are: `torch.save({'state_dict': {'module.' + name: tens
 
 `plain_text_features` / `plain_video_features` are an independent forward of the released model,
 written from the reference description in plain torch on these modules' OpenAI-format tensors (no
-project code), to compare the project's hooked HF model against.
+project code), to compare the project's hooked HF model against. `plain_test_metrics` evaluates it
+on a config's test split (frames and tokens prepared by the project's data code, ranks by brute
+force), to compare `eval.py ckpt=<released file>` and `eval.py modelscope=<folder>` against.
 """
 from __future__ import annotations
 
@@ -21,13 +23,19 @@ import types
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from tests.helpers import CONFIG_DIR
+from vop.data.gpu_transforms import VideoTransform
+from vop.data.split import Split
+from vop.data.tokenizer import tokenize
+from vop.engine.assembly import eval_loader, load_splits
 
 TINY = OmegaConf.load(f"{CONFIG_DIR}/model/clip_tiny.yaml").net
 
@@ -204,3 +212,41 @@ def plain_video_features(m: ModelScopeVoP, video: torch.Tensor, heads: int,
             x = torch.cat([x[:, :1], x[:, 1 + n:]], dim=1)
     frames = F.normalize(layer_norm(x[:, 0], visual.ln_post) @ visual.proj, dim=-1).view(b, t, -1)
     return F.normalize(frames.mean(dim=1), dim=-1)
+
+
+# ---------------------------------------------------------------------- independent evaluation
+RELEASED_TEXT_LEN = 69  # the released code's caption slots: 77 positions - 8 text prompts
+
+
+def evaluation_frames(cfg: DictConfig, split: Split) -> torch.Tensor:
+    """`split`'s videos as evaluation feeds them: cfg's decoder, data.num_frames and data.test_sampling,
+    resized and centre-cropped to the model's size -> [N, T, 3, S, S] in video order."""
+    loader = eval_loader(cfg, split, instantiate(cfg.decoder), pin_memory=False, num_workers=0)
+    transform = VideoTransform(size=TINY.vision.image_size, train=False)
+    batches = [(transform(b["video"]), b["index"]) for b in loader]
+    frames, index = torch.cat([f for f, _ in batches]), torch.cat([i for _, i in batches])
+    return frames[index.argsort()]
+
+
+def brute_force_metrics(sims: torch.Tensor, caption_video: list[int], prefix: str) -> dict[str, float]:
+    """sims [M captions, N videos] -> `prefix/t2v_*` and `prefix/v2t_*`: rank = how many score strictly
+    higher; v2t scores a video's captions by their best (X-Pool's rule)."""
+    t2v = [int((row > row[v]).sum()) for row, v in zip(sims, caption_video)]
+    best = torch.stack([sims[[m for m, v in enumerate(caption_video) if v == g]].amax(0)
+                        for g in range(sims.shape[1])])  # [N gallery videos by caption, N query videos]
+    v2t = [int((best[:, q] > best[q, q]).sum()) for q in range(sims.shape[1])]
+    out = {}
+    for name, ranks in (("t2v", np.array(t2v) + 1), ("v2t", np.array(v2t) + 1)):
+        out.update({f"{prefix}/{name}_R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in (1, 5, 10)})
+        out.update({f"{prefix}/{name}_MdR": float(np.median(ranks)), f"{prefix}/{name}_MnR": float(np.mean(ranks))})
+    return out
+
+
+def plain_test_metrics(m: ModelScopeVoP, cfg: DictConfig, readout: str = "released") -> dict[str, float]:
+    """`test/*` metrics of the released model `m` on cfg's test split, from the plain forward."""
+    split = load_splits(cfg, "test")["test"]
+    heads = TINY.text.num_attention_heads
+    video = plain_video_features(m, evaluation_frames(cfg, split), heads)  # [N, D]
+    ids = tokenize(instantiate(cfg.model.tokenizer), split.captions, RELEASED_TEXT_LEN)
+    text = plain_text_features(m, ids, heads, readout)  # [M, D]
+    return brute_force_metrics(text @ video.T, split.caption_video, "test")

@@ -1,11 +1,17 @@
-"""The throughput benchmark on the CPU: loader figures per data path, and its GPU-side measurements'
-code path run on the CPU with the tiny model (figures meaningless there, structure checked)."""
+"""The benchmark scripts whose figures the docs quote, on the CPU at their smallest: the throughput
+benchmark's loader figures per data path and its GPU-side measurements' code path with the tiny model
+(figures meaningless there, structure checked); bench_decode, bench_retrieval, bench_serve and
+synthetic_benchmark as documented, their printed tables read back and checked."""
 import json
+import math
+import re
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC
+from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, compose_cfg, main_in_process
+from vop.commands.retrieve import retrieve
 from vop.engine.assembly import load_splits
 from vop.tools import bench_throughput as bench
 
@@ -42,3 +48,143 @@ def test_gpu_measurements_code_path_runs_on_cpu(tmp_path, monkeypatch):
     assert set(out["ceiling"]) == {"bias", "bias+ckpt"}
     assert out["train"]["bias"]["decord"]["ratio_to_ceiling"] > 0 and out["eval"]["decord"]["frames_per_s"] > 0
     assert len(calls) == 3 * (1 + 2)  # the trainer's own step: ceiling, ceiling+ckpt, decord; warmup 1 + 2 steps
+
+
+# ------------------------------------------------------------ the other benchmark scripts, at their smallest
+# Each runs as documented (its __main__, in this interpreter) on a few small inputs; its printed table is
+# read back: every method present, figures finite, ratios positive, and what the figures must satisfy.
+def number(text: str) -> float:
+    value = float(text.replace(",", "").removesuffix("x"))
+    assert math.isfinite(value), text
+    return value
+
+
+DECODE_VIDEOS = ["bunny", "bikes", "bikes_gop250", "generated_gop250", "generated_gop25", "prepared_3fps"]
+DECODE_METHODS = ["decord", "decord short_side=32", "pyav short_side=32", "torchcodec", "torchcodec short_side=32",
+                  "opencv seek (X-Pool)"]  # requirements.txt installs torchcodec and OpenCV
+
+
+def test_bench_decode_table(tmp_path):
+    proc = main_in_process("scripts/bench_decode.py", "--rounds", "1", "--frames", "2", "--size", "32",
+                           "--seconds", "1", "--video-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("method"))
+    assert lines[head].split() == ["method", *DECODE_VIDEOS, "all", "vs", "OpenCV", "mean", "|diff|"]
+    end = next(i for i, line in enumerate(lines) if line.startswith("videos/s"))
+    rows = {line[:28].strip(): line[28:].split() for line in lines[head + 2:end]}  # method names hold spaces
+    assert list(rows) == DECODE_METHODS and all(len(cells) == len(DECODE_VIDEOS) + 3 for cells in rows.values())
+    overall = {m: number(cells[len(DECODE_VIDEOS)]) for m, cells in rows.items()}
+    for method, cells in rows.items():
+        rates = [number(c) for c in cells[:len(DECODE_VIDEOS)]]  # videos/s
+        assert min(rates) > 0
+        # 'all' = every video once per round: the harmonic mean of the per-video rates
+        assert overall[method] == pytest.approx(len(rates) / sum(1 / r for r in rates), rel=0.01)
+        assert number(cells[-2]) == pytest.approx(overall[method] / overall["opencv seek (X-Pool)"], rel=0.01, abs=0.01)
+        assert 0 <= number(cells[-1]) < 5  # mean grey-level difference from the first row: the same frames
+    assert rows["decord"][-1] == "0.00" and rows["opencv seek (X-Pool)"][-2] == "1.00x"
+    assert all(f"  {name}: " in proc.stdout for name in DECODE_VIDEOS)
+
+
+RETRIEVAL_ROW = re.compile(r"  (?P<name>torch chunked|faiss flat|faiss ivf\d+)\s+build\s+(?P<build>\S+) s \| index \+\s*\S+ "
+                           r"MiB \| 1 query\s+(?P<one>\S+) ms \| 8 queries\s+(?P<batch>\S+) ms \(\s*\S+ ms/q\) \| search "
+                           r"peak \+\s*\S+ MiB \| recall@10 (?P<recall>\S+)")
+
+
+def test_bench_retrieval_table():
+    sizes = [1000, 4000]
+    proc = main_in_process("scripts/bench_retrieval.py", "--sizes", *map(str, sizes), "--queries", "8", "--repeats", "1",
+                           "--dim", "64")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blocks = proc.stdout.split("\ngallery ")[1:]
+    assert [int(b.split(" x ")[0].replace(",", "")) for b in blocks] == sizes
+    for n, block in zip(sizes, blocks):
+        rows = [RETRIEVAL_ROW.fullmatch(line) for line in block.splitlines()[1:4]]
+        assert all(rows), block
+        assert [r["name"] for r in rows] == ["torch chunked", "faiss flat", f"faiss ivf{int(n ** 0.5)}"]
+        assert all(number(r[key]) >= 0 for r in rows for key in ("build", "one", "batch"))  # ms, 2 decimals
+        assert [number(r["recall"]) for r in rows[:2]] == [1.0, 1.0]  # both exact
+        assert 0 < number(rows[2]["recall"]) <= 1  # IVF: approximate
+        ratios = re.fullmatch(r"  batched latency ratio vs torch: faiss flat (\S+)x, ivf (\S+)x", block.splitlines()[4])
+        assert ratios and all(number(r) > 0 for r in ratios.groups())
+
+
+SERVE_ROW = re.compile(r"  (?P<name>in-process pipeline|HTTP, 1 client|HTTP, 8 clients at once)\s+(?P<p50>\S+)\s+(?P<p95>\S+)")
+LARGE_ROW = re.compile(r"  (?P<name>exact fp32 \(TorchIndex\)|exact fp16 \(precision=fp16\)|faiss IVF nlist (?P<nlist>\d+) "
+                       r"nprobe (?P<nprobe>\d+))\s+(?P<ms>\S+)\s+(?P<recall>\S+)\s+(?P<build>\S+)")
+
+
+def test_bench_serve_table(tmp_path):
+    """The served API over HTTP (retrieve.py action=serve in its own process) beside the in-process pipeline."""
+    gallery = tmp_path / "gallery.safetensors"
+    overrides = ["action=build", f"gallery={gallery}", "split=test", "model=clip_tiny", "method=zeroshot", "data=synthetic",
+                 *SMALL_SYNTHETIC]
+    retrieve(compose_cfg("retrieve", overrides, tmp_path), overrides)
+    proc = main_in_process("scripts/bench_serve.py", "--gallery", str(gallery), "--requests", "8", "--sizes", "2000",
+                           "--dim", "64", "--clusters", "10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert torch.is_grad_enabled()  # the script left this interpreter's autograd as it was
+    served, large = proc.stdout.split("\n\n")[1:]
+    assert served.splitlines()[0] == f"16-video gallery {gallery}, 8 text queries, top-10:"
+    rows = [SERVE_ROW.fullmatch(line) for line in served.splitlines()[2:5]]
+    assert all(rows) and [r["name"] for r in rows] == ["in-process pipeline", "HTTP, 1 client", "HTTP, 8 clients at once"]
+    assert all(0 < number(r["p50"]) <= number(r["p95"]) for r in rows)
+    summary = re.fullmatch(r"  server overhead \(HTTP p50 - in-process p50\): (\S+) ms; 8 clients: (\S+) queries/s",
+                           served.splitlines()[5])
+    assert summary and number(summary[1]) == pytest.approx(number(rows[1]["p50"]) - number(rows[0]["p50"]), abs=0.02)
+    assert number(summary[2]) > 0
+    assert large.splitlines()[0] == "2,000 x 64 clustered gallery (10 clusters), 64 queries from the mixture, top-10:"
+    rows = [LARGE_ROW.fullmatch(line) for line in large.splitlines()[2:5]]
+    assert all(rows) and all(number(r["ms"]) >= 0 and number(r["build"]) >= 0 for r in rows)
+    assert number(rows[0]["recall"]) == 1.0 and number(rows[1]["recall"]) >= 0.9  # fp16: a few near-ties swap
+    ivf = rows[2]
+    assert int(ivf["nlist"]) == int(4 * math.sqrt(2000)) and (number(ivf["recall"]) >= 0.95 or ivf["nprobe"] == "128")
+
+
+def markdown_table(text: str, first_column: str) -> list[dict[str, str]]:
+    """The markdown table whose header starts with `first_column`, as a list of {column: cell}."""
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    columns = [c.strip() for c in lines[head].strip("|").split("|")]
+    rows = []
+    for line in lines[head + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(columns, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def cell_value(cell: str) -> float:
+    """'**12.5 ± 0.3** ~' -> 12.5 (bold: best; '~': within two standard errors)."""
+    return number(cell.replace("**", "").removesuffix(" ~").split(" ± ")[0])
+
+
+def test_synthetic_benchmark_table(tmp_path):
+    """Both stages at their smallest, three methods (one with the +t suffix); the printed tables hold a row
+    per method whose figures are those of its run's metrics.json."""
+    methods, out = ["zeroshot", "full", "vop_f+t"], tmp_path / "out"
+    proc = main_in_process("scripts/synthetic_benchmark.py", "--out", str(out), "--data-dir", str(tmp_path / "data"),
+                           "--methods", *methods, "--seeds", "1", "--stage1-videos", "32", "--stage1-epochs", "1",
+                           "--stage2-videos", "32", "--stage2-epochs", "1", "--test-videos", "8", "--probe-pairs", "2",
+                           "--frames", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = markdown_table(proc.stdout, "method")
+    assert [r["method"] for r in results] == methods and all(r["runs"] == "1" for r in results)
+    full = cell_value(results[1]["t2v R@1"])
+    for row in results:
+        saved = json.loads((out / "stage2" / row["method"] / "seed0" / "metrics.json").read_text())
+        for way in ("t2v", "v2t"):
+            for name in ("R@1", "R@5", "R@10", "MdR", "MnR"):
+                assert cell_value(row[f"{way} {name}"]) == pytest.approx(saved[f"test/{way}_{name}"], abs=0.051)
+            recalls = [cell_value(row[f"{way} R@{k}"]) for k in (1, 5, 10)]
+            assert recalls == sorted(recalls) and recalls[2] == 100.0  # 8 test videos: every rank is within 10
+            assert 1 <= cell_value(row[f"{way} MdR"]) <= 8 and 1 <= cell_value(row[f"{way} MnR"]) <= 8
+        assert cell_value(row["R@1 gain vs full"]) == pytest.approx(cell_value(row["t2v R@1"]) - full, abs=0.051)
+    assert [cell_value(r["trainable %"]) for r in results[:2]] == [0.0, 100.0]
+    assert 0 < cell_value(results[2]["trainable %"]) < 1
+    probe = markdown_table(proc.stdout.split("direction probe")[1], "method")
+    assert [r["method"] for r in probe] == methods
+    for row in probe:
+        saved = json.loads((out / "stage2" / row["method"] / "seed0" / "metrics.json").read_text())
+        assert cell_value(row["direction t2v %"]) == pytest.approx(saved["probe/t2v_direction_acc"], abs=0.051)
+        assert cell_value(row["static v2t %"]) == pytest.approx(saved["probe/v2t_static_acc"], abs=0.051)

@@ -173,9 +173,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--clusters", type=int, default=1000)
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    bench_server(args.gallery or default_gallery(), args.requests)
-    for n in args.sizes:
-        bench_large(n, args.dim, args.clusters)
+    with torch.no_grad():  # not set_grad_enabled(False): the caller's autograd state is left as it was
+        bench_server(args.gallery or default_gallery(), args.requests)
+        for n in args.sizes:
+            bench_large(n, args.dim, args.clusters)

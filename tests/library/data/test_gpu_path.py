@@ -124,10 +124,14 @@ def test_device_feed_prefetches_onto_cuda():
 class FakeNvc:
     """PyNvVideoCodec's SimpleDecoder as the NVDEC code uses it, decoding with decord on the CPU.
 
-    Like the real one, `get_batch_frames_by_index` drops indices past `frame_limit` instead of raising."""
+    Like the real one, `get_batch_frames_by_index` drops indices past `frame_limit` instead of raising.
+    The batches decode on the CPU device here, so `gpu_index` stands in for nvdec.gpu_index (which
+    refuses a non-CUDA device)."""
 
     class OutputColorType:
         RGB = "rgb"
+
+    gpu = 2  # the GPU the fake plays
 
     def __init__(self, frame_limit: int | None = None):
         self.frame_limit, self.built, self.reconfigured, self.gpu_ids = frame_limit, 0, 0, []
@@ -149,6 +153,9 @@ class FakeNvc:
 
         self.SimpleDecoder = SimpleDecoder
 
+    def gpu_index(self, device: torch.device) -> int:
+        return self.gpu
+
 
 @pytest.fixture
 def fake_nvc(monkeypatch):
@@ -156,6 +163,7 @@ def fake_nvc(monkeypatch):
 
     fake = FakeNvc()
     monkeypatch.setattr(nvdec, "_nvc", lambda: fake)
+    monkeypatch.setattr(nvdec, "gpu_index", fake.gpu_index)
     nvdec._THREADS.clear()
     yield fake
     nvdec._THREADS.clear()
@@ -167,12 +175,13 @@ def test_nvdec_batch_decodes_reusing_each_threads_decoder(video, tmp_path, fake_
     got = NvdecBatch(items).decode_videos(torch.device("cpu"))
     for item, frames in zip(items, got):
         assert torch.equal(frames, fit_frames(DecordDecoder().decode(item.path, item.indices), 32))
-    assert fake_nvc.built <= 2  # one decoder per thread, not per video
+    assert 1 <= fake_nvc.built <= 2  # one decoder per thread, not per video
     NvdecBatch(items).decode_videos(torch.device("cpu"))
     assert fake_nvc.built <= 2  # the threads (and their decoders) outlive a batch
     one = [NvdecFrames(str(p), np.array([1, 2]), 1, 32) for p in (video, other, video)]
     NvdecBatch(one).decode_videos(torch.device("cpu"))
     assert fake_nvc.built <= 3 and fake_nvc.reconfigured >= 2  # one thread: re-pointed at each new file
+    assert fake_nvc.gpu_ids == [fake_nvc.gpu] * fake_nvc.built  # every decoder on the device's GPU
 
 
 def test_nvdec_short_batch_is_a_decode_error_naming_the_video(video, fake_nvc):
@@ -187,6 +196,8 @@ def test_nvdec_decodes_on_the_rank_device():
     from vop.data.decoders.nvdec import gpu_index
 
     assert gpu_index(torch.device("cuda", 3)) == 3  # torchrun's cuda:LOCAL_RANK, not a configured 0
+    with pytest.raises(ValueError, match="NVDEC decodes on a CUDA device, not cpu"):
+        gpu_index(torch.device("cpu"))
 
 
 # ---------------------------------------------------------------- the background prefetch

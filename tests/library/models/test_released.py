@@ -1,5 +1,6 @@
 """The VoP authors' released files, as ModelScope lays them out, load as shipped and compute the
 released model: checked against an independent plain-torch forward (tests/released_fakes.py)."""
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from omegaconf import OmegaConf
 
 from tests.helpers import method_config, tiny_synthetic
 from tests.released_fakes import (TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features,
-                                  plain_video_features, save_released)
+                                  plain_test_metrics, plain_video_features, save_released)
 from vop.commands.eval import evaluate_run
 from vop.models.convert import hf_to_openai, openai_to_hf
 from vop.models.released import ReleasedCheckpointError, load_released
@@ -179,9 +180,13 @@ def test_a_file_needing_arbitrary_objects_is_refused(tmp_path):
         load_released(our_model("vop"), path)
 
 
-def test_eval_loads_a_released_vop_file(tmp_path, released):
-    overrides = [f"ckpt={released[1]}", "method.tuner.readout=released"]
+@pytest.mark.parametrize("readout", ["released", "eot"])
+def test_eval_of_a_released_vop_file_gives_the_released_models_metrics(tmp_path, released, readout):
+    """`eval.py ckpt=VoP_msrvtt9k.pth method=vop` computes the file's model: its metrics are those of the
+    plain forward of the module the file was saved from, on the same frames and captions."""
+    overrides = [f"ckpt={released[1]}", f"method.tuner.readout={readout}"]
     cfg = tiny_synthetic("vop", tmp_path, overrides, config_name="eval")
     metrics = evaluate_run(cfg, overrides=["method=vop", *overrides])
-    assert 0 <= metrics["test/t2v_R@1"] <= 100 and metrics["test/t2v_MnR"] >= 1
-    assert Path(cfg.paths.output_dir, "metrics.json").is_file()
+    assert metrics == pytest.approx(plain_test_metrics(released[0], cfg, readout), abs=1e-9)
+    saved = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
+    assert {k: saved[k] for k in metrics} == pytest.approx(metrics) and Path(saved["ckpt"]).samefile(released[1])

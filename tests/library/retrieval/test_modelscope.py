@@ -2,13 +2,16 @@
 folder built the way ModelScope lays it out (tests/released_fakes.py makes the checkpoint)."""
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.helpers import tiny_synthetic
-from tests.released_fakes import TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features, save_released
+from tests.released_fakes import (RELEASED_TEXT_LEN, TINY, ModelScopeSeries, ModelScopeVoP, evaluation_frames,
+                                  openai_clip, plain_test_metrics, plain_text_features, plain_video_features,
+                                  save_released)
 from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import retrieve
 from vop.data.tokenizer import find_bpe_file, openai_bpe_tokenizer, tokenize
@@ -20,6 +23,9 @@ HYPER = {"num_frames": 4, "input_res": 224, "vp_token_num": 8, "tp_prefix_token_
          "pooling_type": "avg", "video_sample_type": "uniform", "topk": 3, "seed": 24}
 QUERY = "a red circle moves to the left"
 PIPELINE = ["model=clip_tiny", "trainer.progress=false", "data.num_workers=0"]
+# What HYPER asks of the frames, stated here (not read from the folder): the reference decodes these.
+HYPER_FRAMES = [f"data.num_frames={HYPER['num_frames']}", f"data.test_sampling=xpool_{HYPER['video_sample_type']}"]
+HEADS = TINY.text.num_attention_heads
 
 
 def make_folder(folder: Path, module, weights: str, hyper: dict = HYPER, gallery: dict | None = None) -> Path:
@@ -33,63 +39,89 @@ def make_folder(folder: Path, module, weights: str, hyper: dict = HYPER, gallery
     return folder
 
 
+@dataclass
+class VoPFolder:
+    path: Path
+    module: ModelScopeVoP  # the model the folder's checkpoint was saved from
+    gallery: dict  # its *_features.pkl
+
+
 @pytest.fixture(scope="module")
-def vop_folder(tmp_path_factory):
+def vop(tmp_path_factory) -> VoPFolder:
     """A VoP folder whose gallery's video 7 is the reference feature of QUERY (so it must rank first)."""
     module = ModelScopeVoP(openai_clip())
     gen = torch.Generator().manual_seed(0)
     videos = torch.nn.functional.normalize(torch.randn(10, TINY.projection_dim, generator=gen), dim=-1)
-    ids = tokenize(openai_bpe_tokenizer(), [QUERY], 69)
-    videos[7] = plain_text_features(module, ids, TINY.text.num_attention_heads, "released")[0]
+    videos[7] = plain_text_features(module, query_ids(QUERY), HEADS, "released")[0]
     texts = torch.nn.functional.normalize(torch.randn(10, TINY.projection_dim, generator=gen), dim=-1)
     gallery = {"text_embeds": texts, "vid_embeds": videos, "vid_ids": [f"video{i}" for i in range(7000, 7010)],
                "texts": [f"caption {i}" for i in range(10)]}
-    return make_folder(tmp_path_factory.mktemp("modelscope") / "cv_vit-b32_retrieval_vop", module,
+    path = make_folder(tmp_path_factory.mktemp("modelscope") / "cv_vit-b32_retrieval_vop", module,
                        "VoP_msrvtt9k.pth", gallery=gallery)
+    return VoPFolder(path, module, gallery)
 
 
-def test_the_folder_picks_method_and_settings(vop_folder):
-    spec = ModelScopeFolder.read(vop_folder)
+def query_ids(text: str) -> torch.Tensor:
+    """A caption as the released code tokenises it: 69 slots."""
+    return tokenize(openai_bpe_tokenizer(), [text], RELEASED_TEXT_LEN)  # [1, 69]
+
+
+def test_the_folder_picks_method_and_settings(vop):
+    spec = ModelScopeFolder.read(vop.path)
     assert spec.method == "vop" and spec.topk == 3
     assert spec.settings["method.tuner.readout"] == "released" and spec.settings["method.max_text_len"] == 69
     assert spec.settings["data.num_frames"] == 4 and spec.settings["data.test_sampling"] == "xpool_uniform"
 
 
-def test_text_query_ranks_the_gallery_videos(vop_folder):
-    pipeline = RetrievalPipeline.from_modelscope(vop_folder, PIPELINE)
+def test_text_query_ranks_the_gallery_videos(vop):
+    pipeline = RetrievalPipeline.from_modelscope(vop.path, PIPELINE)
     result = pipeline(QUERY)
     assert result.mode == "t2v" and len(result.ids) == 3 and result.ids[0] == "video7007"
     assert result.scores[0] == pytest.approx(1.0, abs=1e-5)  # the reference feature, found through the folder path
     assert result.scores == sorted(result.scores, reverse=True)
 
 
-def test_video_query_ranks_the_captions_with_scores(vop_folder, tmp_path, capsys):
-    cfg = tiny_synthetic("zeroshot", tmp_path, [], config_name="retrieve")
-    video = assembly.load_splits(cfg, "test")["test"].video_paths[0]
-    overrides = [f"modelscope={vop_folder}", f"query={video}", *PIPELINE]
-    cfg = tiny_synthetic("zeroshot", tmp_path, overrides, config_name="retrieve")
-    (result,) = retrieve(cfg, overrides)
-    pipeline = RetrievalPipeline.from_modelscope(vop_folder, overrides, cfg=cfg)  # the same frames
-    expected = pipeline.encoder.encode_video_files([video]) @ pipeline.gallery.text_emb.T  # [1, 10]
-    top = expected[0].topk(3)
+def test_retrieve_text_query_scores_are_the_released_models(vop, tmp_path, capsys):
+    """`retrieve.py modelscope=<folder> query=<text>`: the folder's top 3 by the plain forward's feature."""
+    overrides = [f"modelscope={vop.path}", f"query={QUERY}", *PIPELINE]
+    (result,) = retrieve(tiny_synthetic("zeroshot", tmp_path, overrides, config_name="retrieve"), overrides)
+    expected = (plain_text_features(vop.module, query_ids(QUERY), HEADS, "released") @ vop.gallery["vid_embeds"].T)[0]
+    top = expected.topk(3)  # [3]
+    assert result.mode == "t2v" and result.ids == [f"video{7000 + i}" for i in top.indices.tolist()]
+    assert result.scores == pytest.approx(top.values.tolist(), abs=1e-5)
+    assert "video7007" in capsys.readouterr().out
+
+
+def test_retrieve_video_query_scores_are_the_released_models(vop, tmp_path, capsys):
+    """`retrieve.py modelscope=<folder> query=<video>`: the captions ranked by the plain forward of the
+    video's frames as the folder's settings sample them (4 frames, X-Pool's uniform rule)."""
+    reference = tiny_synthetic("zeroshot", tmp_path, [*HYPER_FRAMES, *PIPELINE], config_name="retrieve")
+    query = assembly.load_splits(reference, "test")["test"].subset([0])
+    overrides = [f"modelscope={vop.path}", f"query={query.video_paths[0]}", *PIPELINE]
+    (result,) = retrieve(tiny_synthetic("zeroshot", tmp_path, overrides, config_name="retrieve"), overrides)
+    video = plain_video_features(vop.module, evaluation_frames(reference, query), HEADS)  # [1, D]
+    top = (video @ vop.gallery["text_embeds"].T)[0].topk(3)
     assert result.mode == "v2t" and result.ids == [f"caption {i}" for i in top.indices.tolist()]
     assert result.scores == pytest.approx(top.values.tolist(), abs=1e-5)
     assert "caption" in capsys.readouterr().out
 
 
-def test_result_page_of_a_modelscope_query(vop_folder, tmp_path):
+def test_result_page_of_a_modelscope_query(vop, tmp_path):
     """The gallery holds ids only (no videos here): the page shows the ranked ids without thumbnails."""
     page = tmp_path / "page.html"
-    overrides = [f"modelscope={vop_folder}", f"query={QUERY}", f"html={page}", *PIPELINE]
+    overrides = [f"modelscope={vop.path}", f"query={QUERY}", f"html={page}", *PIPELINE]
     retrieve(tiny_synthetic("zeroshot", tmp_path, overrides, config_name="retrieve"), overrides)
     assert "video7007" in page.read_text()
 
 
-def test_eval_evaluates_the_folder(vop_folder, tmp_path):
-    overrides = [f"modelscope={vop_folder}"]
+def test_eval_of_the_folder_gives_the_released_models_metrics(vop, tmp_path):
+    """`eval.py modelscope=<folder>`: the metrics of the plain forward of the folder's model, on the
+    frames its settings sample, with its read-out."""
+    overrides = [f"modelscope={vop.path}"]
     cfg = tiny_synthetic("zeroshot", tmp_path, overrides, config_name="eval")
     metrics = evaluate_run(cfg, overrides=overrides)
-    assert 0 <= metrics["test/t2v_R@1"] <= 100
+    reference = tiny_synthetic("zeroshot", tmp_path, HYPER_FRAMES, config_name="eval")
+    assert metrics == pytest.approx(plain_test_metrics(vop.module, reference, "released"), abs=1e-9)
     saved = (Path(cfg.paths.output_dir) / "config.yaml").read_text()
     assert "readout: released" in saved and "name: vop" in saved
 

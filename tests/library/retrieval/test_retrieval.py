@@ -164,14 +164,23 @@ def test_result_page_holds_every_query_and_its_thumbnails(built, tmp_path):
         if own in results[0].ids else not any(h.is_gt for h in views[0].hits)
 
 
-def test_eval_examples_page(trained, tmp_path):
+def test_eval_examples_page(trained, built, tmp_path):
+    """`eval.py examples=3`: three evenly spaced captions, each with its top 5 videos, the caption's own
+    video marked wherever it is among them (expected from the run's gallery of the same split)."""
     cfg, _, tmp = trained
     from vop.commands.eval import evaluate_run
 
     overrides = [f"ckpt={cfg.paths.output_dir}", "examples=3"]
     evaluate_run(compose_cfg("eval", overrides, tmp_path), overrides)
     text = (tmp_path / "run" / "examples.html").read_text()
-    assert text.count('<section class="result">') == 3 and text.count('class="hit gt"') <= 3
+    gallery = Gallery.load(built)
+    last = len(gallery.captions) - 1
+    queries = [0, round(last / 2), last]
+    top5 = (gallery.text_emb[queries] @ gallery.video_emb.T).topk(5).indices  # [3, 5]
+    own = sum(gallery.caption_video[q] in row.tolist() for q, row in zip(queries, top5))
+    assert own >= 1, "the trained run should rank some query's own video in its top 5"
+    assert text.count('<section class="result">') == 3 and text.count('class="hit gt"') == own
+    assert all(gallery.captions[q] in text for q in queries)
     assert (tmp_path / "run" / "examples.png").is_file()
 
 

@@ -72,7 +72,7 @@ def _nvc():
 def gpu_index(device: torch.device) -> int:
     """The GPU a batch for `device` decodes on: its index (cuda:LOCAL_RANK under torchrun), else the current one."""
     if device.type != "cuda":
-        return 0  # a fake decoder in CPU tests
+        raise ValueError(f"NVDEC decodes on a CUDA device, not {device}")
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
