@@ -22,7 +22,7 @@ ARCHIVE=.gpu_wheels/wheels.tar.xz
 OUT_DIR=${OUT:-outputs/gpu_check}
 WORK=${VOP_GPU_CHECK_DIR:-/tmp/vop_gpu_check}
 # What the GPU image lacks (its torch, torchvision, transformers, numpy, PyYAML, regex, tqdm, safetensors,
-# torchmetrics, Pillow and pytest stay as they are). Same versions as requirements.txt's tested set.
+# torchmetrics, Pillow and pytest stay as they are). Same versions as pyproject.toml's tested set.
 BINARY=(hydra-core==1.3.8 omegaconf==2.3.1 decord==0.6.0 av==18.1.0 PyNvVideoCodec==2.2.4 simplejpeg==1.9.0
         ftfy==6.3.1 wcwidth==0.7.0 open_clip_torch==3.3.0)
 SOURCE_ONLY=(antlr4-python3-runtime==4.9.3)   # hydra's parser runtime: an sdist only, built here (pure Python)

@@ -61,7 +61,7 @@ def number(text: str) -> float:
 
 DECODE_VIDEOS = ["bunny", "bikes", "bikes_gop250", "generated_gop250", "generated_gop25", "prepared_3fps"]
 DECODE_METHODS = ["decord", "decord short_side=32", "pyav short_side=32", "torchcodec", "torchcodec short_side=32",
-                  "opencv seek (X-Pool)"]  # requirements.txt installs torchcodec and OpenCV
+                  "opencv seek (X-Pool)"]  # the test extra installs torchcodec and OpenCV
 
 
 def test_bench_decode_table(tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-try:  # optional, faster CPU decode (requirements.txt); PIL is the fallback
+try:  # optional, faster CPU decode (pyproject.toml's `decoders` extra); PIL is the fallback
     import simplejpeg
 except ImportError:  # pragma: no cover - depends on the environment
     simplejpeg = None
