@@ -56,6 +56,10 @@ class TuningMethod:
         """Trainable values that cannot reach the output for typical inputs (after `apply`): 0 here."""
         return 0
 
+    def merge(self, model: CLIPVideoModel) -> None:
+        """Fold the trained tensors into CLIP's own modules (for the HF export): nothing to do for a
+        method that trains CLIP's tensors in place; LoRA merges its low-rank updates."""
+
     def apply(self, model: CLIPVideoModel) -> ParameterCount:
         model.requires_grad_(False)
         hooks = self.make_hooks(model)

@@ -2,7 +2,8 @@
 `CLIPProcessor.from_pretrained(folder)` load it with no vop code.
 
 Only methods whose trained tensors are CLIP's own (full, bias, proj, partial; zeroshot trivially)
-fit: their tensors are already merged into CLIP's modules. A method that adds modules (adapters,
+fit: their tensors are already merged into CLIP's modules; LoRA's low-rank updates are merged into
+the weights they update first (`TuningMethod.merge`), leaving plain `nn.Linear`s. A method that adds modules (adapters,
 VoP's prompts, generators and inter-frame layers) changes the computation in places a CLIPModel
 does not have, so it is refused: its embeddings come only from vop's own encoder.
 """
@@ -41,7 +42,7 @@ def check_exportable(model: CLIPVideoModel, method: str) -> None:
         f"({type(hooks).__name__}, {values:,} values) that change how CLIP computes, and CLIPModel has no "
         "place for them, so plain transformers code could not reproduce its embeddings. Use the run with "
         "vop itself (retrieve.py ckpt=<run>, vop.retrieval). Exported are the methods whose trained tensors "
-        "are CLIP's own: full, bias, proj, partial")
+        "are CLIP's own: full, bias, proj, partial, and lora (merged)")
 
 
 def image_processor(image_size: int):

@@ -20,6 +20,7 @@ def export_run(ckpt: str | Path, out: str | Path) -> Path:
     _, saved = read_checkpoint(ckpt, tensors=False)  # the header and stored config, checked first
     parts = assembly.build_model_parts(saved, ckpt, before_weights=lambda m: check_exportable(m, saved.method.name))
     model, tokenizer, data, text_len = parts.model, parts.tokenizer, saved.data, parts.text_len
+    parts.method.merge(model)  # LoRA: the low-rank updates folded into CLIP's weights, plain Linears back
     info = {"ckpt": str(resolve_path(ckpt).resolve()), "model": saved.model.name, "method": saved.method.name,
             "data": data.name, "max_text_len": text_len,
             # How vop embeds a video with these weights: the mean of the frames' L2-normalised

@@ -33,7 +33,7 @@ def plain(output) -> torch.Tensor:
     return output if torch.is_tensor(output) else output.pooler_output
 
 
-@pytest.fixture(scope="module", params=["full", "bias", "proj", "partial"])
+@pytest.fixture(scope="module", params=["full", "bias", "proj", "partial", "lora"])
 def run(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     cfg = tiny_synthetic(request.param, tmp, RUN)
@@ -64,8 +64,12 @@ def test_plain_transformers_give_vops_text_frame_and_video_embeddings(run):
 
         # The trained tensors are in the folder: the untrained model embeds differently.
         untrained = CLIPModel.from_pretrained(out)
-        untrained.load_state_dict(Encoder(tiny_synthetic(cfg.method.name, tmp / "base")).model.clip.state_dict())
+        # (the same random CLIP for every method; `full` adds no LoRA layers to its module names)
+        untrained.load_state_dict(Encoder(tiny_synthetic("full", tmp / "base")).model.clip.state_dict())
         assert not torch.allclose(plain(untrained.get_text_features(**inputs)), plain(model.get_text_features(**inputs)))
+
+    # A LoRA run exports a plain CLIPModel: its updates are merged, no peft module or key is left.
+    assert not [k for k in model.state_dict() if "lora_" in k or "base_layer" in k]
 
     info = json.loads((out / INFO_FILE).read_text())
     assert info["method"] == cfg.method.name and info["video"]["num_frames"] == t
