@@ -36,8 +36,16 @@ def info_nce(
     # Float32 logits: with scale up to 100 and fp16/bf16 inputs, the logits' rounding error
     # (bf16 keeps ~3 significant digits) and log-sum-exp over the batch would distort the
     # softmax; the [B, B] matrix is tiny, so the upcast costs nothing.
+    return info_nce_scores(text_emb.float() @ video_emb.float().T, logit_scale, max_log_scale)
+
+
+def info_nce_scores(scores: Tensor, logit_scale: Tensor, max_log_scale: float = math.log(100)) -> Tensor:
+    """Symmetric InfoNCE from cosine scores [B_text, B_video] (diagonal positives): what `info_nce`
+    computes once the scores exist, and X-Pool's loss, whose scores pool each video per caption."""
+    if scores.ndim != 2 or scores.shape[0] != scores.shape[1]:
+        raise ValueError(f"scores must be a square [B, B] matrix, got {tuple(scores.shape)}")
     scale = logit_scale.float().clamp(max=max_log_scale).exp()
-    logits = scale * (text_emb.float() @ video_emb.float().T)  # [B_text, B_video]
+    logits = scale * scores.float()  # [B_text, B_video]
     targets = torch.arange(logits.shape[0], device=logits.device)
     loss_t2v = F.cross_entropy(logits, targets)  # each text against all videos
     loss_v2t = F.cross_entropy(logits.T, targets)  # each video against all texts

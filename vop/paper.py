@@ -8,4 +8,4 @@ PAPER_TRAINABLE_PERCENT = {"full": 100.0, "bias": 0.10, "proj": 0.54, "partial":
                            "adapter_ffn": 1.65, "vop": 0.10, "vop_f": 0.10, "vop_fp": 0.38, "vop_fc": 11.78}
 # The paper's row order; methods not listed follow alphabetically.
 METHOD_ORDER = ("zeroshot", "full", "bias", "proj", "partial", "adapter_attn", "adapter_ffn",
-                "vop", "vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc", "lora")
+                "vop", "vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc", "lora", "xpool")

@@ -278,7 +278,8 @@ class DualEncoder(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.encode_text(input_ids), self.model.encode_video(frames)  # [b, D], [b, D]
+        # [b, D] and [b, D], or [b, T, D] frames where the pooling depends on the caption (X-Pool)
+        return self.model.encode_text(input_ids), self.model.encode_video_items(frames)
 
 
 def build_trainer(cfg: DictConfig, ckpt: str | Path | None = None) -> Trainer:

@@ -16,15 +16,17 @@ from vop.models.clip import CLIPVideoModel
 @torch.inference_mode()
 def encode_video_batches(model: CLIPVideoModel, batches: Iterable[dict], transform: VideoTransform,
                          device: torch.device, dtype: torch.dtype, progress: bool = False,
-                         desc: str = "videos", total: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Collated batches (uint8 "video" [B, T, S, S, 3], "index" [B]) -> (embeddings [B, D] fp32, index [B]).
+                         desc: str = "videos", total: int | None = None, per_frame: bool = False
+                         ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Collated batches (uint8 "video" [B, T, S, S, 3], "index" [B]) -> (embeddings [B, D] fp32, index [B]);
+    `per_frame`: frame embeddings [B, T, D] instead (a text-conditioned pooling needs them).
 
     DeviceFeed moves each batch to `device` (prefetching on CUDA) and decodes deferred frames there."""
     feed = DeviceFeed(batches, device)
     for batch in tqdm(feed, desc=desc, disable=not progress, unit="batch", leave=False, total=total):
         frames = transform(batch["video"], dtype)  # [B, T, 3, H, W]
         with autocast(device, dtype):
-            emb = model.encode_video(frames)  # [B, D]
+            emb = model.encode_video_frames(frames) if per_frame else model.encode_video(frames)  # [B, (T,) D]
         yield emb.float(), batch["index"]
 
 

@@ -8,7 +8,8 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.engine.embed import encode_captions, encode_video_batches
 from vop.engine.finite_embeddings import require_finite_on_every_rank
-from vop.metrics.retrieval import RetrievalMetrics
+from vop.errors import ConfigError
+from vop.metrics.retrieval import RetrievalMetrics, ranks_from_scores, summarize
 from vop.models.clip import CLIPVideoModel
 
 
@@ -26,6 +27,8 @@ class Evaluator:
 
     @torch.inference_mode()
     def __call__(self, model: CLIPVideoModel) -> dict[str, float]:
+        if model.text_conditioned:
+            return self.text_conditioned(model)
         was_training = model.training
         model.eval()
         metric = RetrievalMetrics(chunk_size=self.chunk_size).to(self.device)
@@ -60,3 +63,28 @@ class Evaluator:
             metric.update(text_emb=emb, text_video=owners[index].to(self.device), text_index=index.to(self.device))
             embs.append(emb)
         return torch.cat(embs)  # [M / W, D]
+
+    def text_conditioned(self, model: CLIPVideoModel) -> dict[str, float]:
+        """X-Pool's evaluation: every caption pools every video's frames (the model's `similarity`,
+        chunked over captions), and the metrics rank that score matrix. One process only."""
+        if self.world_size > 1:
+            raise ConfigError("a text-conditioned pooling (method=xpool) evaluates in one process: run eval.py "
+                              "without torchrun (its score matrix is not split across ranks yet)")
+        was_training = model.training
+        model.eval()
+        frames, indices = [], []
+        for emb, index in encode_video_batches(model, self.loader, self.transform, self.device, self.dtype,
+                                               self.progress, desc=f"eval {self.split.name} videos", per_frame=True):
+            frames.append(emb)  # [B, T, D]
+            indices.append(index)
+        frames = torch.cat(frames)[torch.cat(indices).argsort().to(self.device)]  # [N, T, D] in split order
+        text = torch.cat([emb for _, emb in encode_captions(model, self.tokenizer, self.split.captions,
+                                                            self.max_text_len, self.device, self.dtype,
+                                                            self.text_batch)])  # [M, D]
+        self.embeddings = (text, frames)
+        require_finite_on_every_rank(frames.flatten(0, 1), text, f"evaluating the {self.split.name} split")
+        scores = model.similarity(text, frames).float()  # [M, N]
+        model.train(was_training)
+        t2v, v2t = ranks_from_scores(scores, torch.tensor(self.split.caption_video))
+        return {**{f"t2v_{k}": v for k, v in summarize(t2v).items()},
+                **{f"v2t_{k}": v for k, v in summarize(v2t).items()}}

@@ -29,7 +29,7 @@ from vop.engine.rundir import (METRICS, OutputWriteError, link_latest, prefixed,
 from vop.engine.train_state import Progress
 from vop.engine.training_faults import DataLoadError, NonFiniteLossError, StopRequest
 from vop.file_writes import failure_reason
-from vop.losses import info_nce
+from vop.losses import info_nce, info_nce_scores
 
 log = logging.getLogger(__name__)
 BEST_FILENAME = "best.safetensors"
@@ -158,10 +158,13 @@ class Trainer:
         # DeviceFeed already put the batch on the device.
         frames = t.transform(batch["video"], self.dtype, generator=gens, sizes=batch.get("frame_hw"))  # [b, T, 3, S, S]
         with autocast(self.device, self.dtype):
-            text, video = t.net(batch["input_ids"], frames)  # [b, D] each
+            text, video = t.net(batch["input_ids"], frames)  # [b, D] each (video [b, T, D]: X-Pool)
             # The loss over the global batch [B, D]: every rank computes the same full matrix.
-            loss = info_nce(distributed.gather_with_grad(text), distributed.gather_with_grad(video),
-                            self.model.logit_scale)
+            text, video = distributed.gather_with_grad(text), distributed.gather_with_grad(video)
+            if video.ndim == 3:  # text-conditioned pooling: each caption pools each video of the batch
+                loss = info_nce_scores(self.model.similarity(text, video), self.model.logit_scale)
+            else:
+                loss = info_nce(text, video, self.model.logit_scale)
         finite = distributed.all_ranks_true(torch.isfinite(loss.detach()))  # 0-d bool, same on every rank
         # Backward is queued before the host reads `finite` (the step's one sync), so the GPU is busy
         # with it meanwhile; every rank runs it, so none waits for another in DDP's all-reduce.

@@ -105,6 +105,27 @@ def v2t_ranks(
     return torch.cat(ranks).long() if ranks else torch.zeros(0, dtype=torch.long)
 
 
+def ranks_from_scores(scores: Tensor, text_video: Tensor) -> tuple[Tensor, Tensor]:
+    """t2v ranks [M] and v2t ranks [N] from a score matrix [M captions, N videos], with the same
+    conventions as `t2v_ranks` / `v2t_ranks` (which build the matrix from embeddings): for scores
+    that no dot product of fixed embeddings gives, e.g. X-Pool's caption-pooled videos."""
+    if scores.ndim != 2 or text_video.shape != (scores.shape[0],):
+        raise ValueError(f"expected scores [M, N] and text_video [M], got {tuple(scores.shape)} and "
+                         f"{tuple(text_video.shape)}")
+    text_video = text_video.to(scores.device)
+    num_videos = scores.shape[1]
+    if (torch.bincount(text_video, minlength=num_videos) == 0).any():
+        raise ValueError("some video has no caption; video->text rank undefined")
+    positive = scores[torch.arange(scores.shape[0], device=scores.device), text_video]  # [M]
+    t2v = (scores > positive[:, None]).sum(dim=1)
+    by_video = scores.T  # [N queries, M captions]
+    groups = by_video.new_full((num_videos, num_videos), float("-inf"))
+    groups.scatter_reduce_(1, text_video.expand_as(by_video), by_video, reduce="amax")  # [N, N] best caption
+    own = groups.diagonal()
+    v2t = (groups > own[:, None]).sum(dim=1)
+    return t2v.long(), v2t.long()
+
+
 def summarize(ranks: Tensor) -> dict[str, float]:
     """R@K (% of ranks < K), MdR (median of rank+1, numpy semantics: mean of the two middle
     values for an even count) and MnR (mean of rank+1), as Python floats."""

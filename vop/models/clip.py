@@ -103,11 +103,35 @@ class CLIPVideoModel(nn.Module):
         cls_token = vision.post_layernorm(x[:, 0])  # [BT, W]
         return F.normalize(self.clip.visual_projection(cls_token), dim=-1)
 
+    def encode_video_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B, T, 3, H, W] -> normalised frame embeddings [B, T, D]."""
+        b, t = frames.shape[:2]
+        return self.encode_frames(frames.flatten(0, 1), num_frames=t).view(b, t, -1)
+
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """frames [B, T, 3, H, W] -> video embeddings [B, D]: mean of normalised frame embeddings."""
-        b, t = frames.shape[:2]
-        per_frame = self.encode_frames(frames.flatten(0, 1), num_frames=t).view(b, t, -1)  # [B, T, D]
-        return F.normalize(per_frame.mean(dim=1), dim=-1)
+        return mean_pool(self.encode_video_frames(frames))
+
+    # ----------------------------------------------------------------- text-conditioned pooling
+    @property
+    def text_conditioned(self) -> bool:
+        """True when a video's embedding depends on the caption (X-Pool): the loss, the evaluation and
+        a gallery then work with frame embeddings [N, T, D] and `similarity`."""
+        return self.hooks.text_conditioned
+
+    def encode_video_items(self, frames: torch.Tensor) -> torch.Tensor:
+        """What captions are scored against: video embeddings [B, D], or frame embeddings [B, T, D]
+        when the pooling depends on the caption."""
+        return self.encode_video_frames(frames) if self.text_conditioned else self.encode_video(frames)
+
+    def similarity(self, text: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """Scores [M, N] of captions text [M, D] against videos: embeddings [N, D] (dot product) or
+        frame embeddings [N, T, D] (pooled per caption when text-conditioned, else mean-pooled)."""
+        if video.ndim == 2:
+            return text @ video.T
+        if self.text_conditioned:
+            return self.hooks.similarity(text, video)
+        return text @ mean_pool(video).T
 
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids [B, L] -> L2-normalised text embeddings [B, D]."""
@@ -120,3 +144,8 @@ class CLIPVideoModel(nn.Module):
         # maximum, so this finds the first EOT whether padding is 0 (OpenAI) or EOT (HF).
         eot = input_ids.argmax(dim=-1)
         return F.normalize(self.clip.text_projection(self.hooks.pool_text(x, eot)), dim=-1)
+
+
+def mean_pool(frames: torch.Tensor) -> torch.Tensor:
+    """Frame embeddings [..., T, D] -> the normalised mean [..., D] (VoP's and CLIP4Clip's video read-out)."""
+    return F.normalize(frames.mean(dim=-2), dim=-1)

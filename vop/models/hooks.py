@@ -38,6 +38,10 @@ def run_block(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
 class TowerHooks(nn.Module):
     """Identity hooks: the model computes exactly CLIP."""
 
+    # True for a read-out that pools a video's frames differently for each caption (X-Pool), which
+    # then implements `similarity(text [M, D], frames [N, T, D]) -> [M, N]`.
+    text_conditioned = False
+
     def vision_input(self, vision: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Patch + position embeddings x [B*T, N, W] -> input of vision block 0 (pre-LayerNorm).
 

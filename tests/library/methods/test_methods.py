@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from tests.helpers import CONFIG_DIR, method_config
 from vop.config.files import option_names
 from vop.engine.optim import param_groups
-from vop.losses import info_nce
+from vop.losses import info_nce, info_nce_scores
 from vop.methods.base import count_parameters
 
 METHODS = option_names(Path(CONFIG_DIR, "method"))
@@ -38,7 +38,10 @@ def train_steps(model, method, steps: int = 2):
     opt = torch.optim.AdamW(groups)
     frames, ids = fake_batch()
     for _ in range(steps):
-        loss = info_nce(model.encode_text(ids), model.encode_video(frames), model.logit_scale)
+        # As the trainer: a text-conditioned pooling (X-Pool) scores each caption against each video's frames.
+        text, video = model.encode_text(ids), model.encode_video_items(frames)
+        loss = (info_nce_scores(model.similarity(text, video), model.logit_scale) if video.ndim == 3
+                else info_nce(text, video, model.logit_scale))
         loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         opt.step()
