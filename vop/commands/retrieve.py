@@ -49,8 +49,8 @@ def pipeline_of(cfg: DictConfig, overrides: Sequence[str] = ()) -> RetrievalPipe
         topk = {"topk": cfg.topk} if chosen_on_command_line(overrides, "topk") else {}
         return RetrievalPipeline.from_modelscope(cfg.modelscope, list(overrides), cfg=cfg, index=index, **topk)
     if cfg.ckpt:
-        return RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk)
-    return RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk)
+        return RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk, rerank_k=cfg.rerank_k)
+    return RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk, rerank_k=cfg.rerank_k)
 
 
 def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResult]:

@@ -192,6 +192,7 @@ class RetrieveCommand(Command):
     strict: bool = key()                               # build: stop at the first unreadable video
     query: Any = key()            # a text, a video file, or a list of them
     topk: int = key(low=1, high=MAX_TOPK)  # results per query (vop/result_count.py)
+    rerank_k: int = key(low=0)  # text-conditioned galleries: shortlist size of the two-stage search (0: all)
     html: str | None = key()
     thumb_frames: int = key(low=1)
 

@@ -3,6 +3,13 @@
 The file holds `video_emb` [N, D], `text_emb` [M, D] and `caption_video` [M] as tensors, and in
 its metadata the ids, paths and captions plus the encoder that built it (model, method,
 checkpoint, weights fingerprint and its config, so the same encoder can be rebuilt to query).
+
+Format 2 adds `frame_emb` [N, T, D]: the frame embeddings of an encoder whose video embedding
+depends on the caption (method=xpool); `video_emb` then holds their mean (the shortlist of a
+two-stage search, vop/retrieval/pipeline.py). Galleries of every other method are written as
+format 1, unchanged, so older vop versions keep reading them; a format-2 file is refused by
+them (by its format name, before any tensor is read), and this version refuses a newer format
+saying so.
 Building is resumable: videos are encoded in chunks saved under `<gallery>.parts/`, and a rerun
 reuses the chunks already there (if the same encoder wrote them).
 """
@@ -29,12 +36,16 @@ from vop.data.split import Split
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError, UserError
 from vop.file_writes import failure_reason, save_tensors, write_problem
+from vop.models.clip import mean_pool
 from vop.models.tensor_file import TensorFileError, read_header
 from vop.retrieval.query_encoder import ENCODER_GROUPS, Encoder
 
 log = logging.getLogger(__name__)
-FORMAT = "vop-gallery-1"
+FORMAT = "vop-gallery-1"           # mean-pooled video embeddings only
+FORMAT_FRAMES = "vop-gallery-2"    # ... plus frame embeddings, for a text-conditioned pooling (X-Pool)
+FORMAT_PREFIX = "vop-gallery-"
 TENSORS = {"video_emb": ("F32",), "text_emb": ("F32",), "caption_video": ("I64",)}  # what a gallery holds
+TENSORS_FRAMES = {**TENSORS, "frame_emb": ("F32",)}
 
 
 class GalleryMismatchError(UserError, ValueError):
@@ -52,6 +63,7 @@ class Gallery:
     encoder: dict = field(default_factory=dict)  # Encoder.identity
     config: dict = field(default_factory=dict)  # the encoder's config groups, resolved
     source: str = ""  # the file it was loaded from
+    frame_emb: torch.Tensor | None = None  # [N, T, D] L2-normalised frames (text-conditioned encoders only)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -60,7 +72,10 @@ class Gallery:
                 "encoder": self.encoder, "config": self.config}
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
                    "caption_video": torch.tensor(self.caption_video, dtype=torch.long)}
-        return save_tensors(tensors, path, {"format": FORMAT, "info": json.dumps(info)})
+        if self.frame_emb is not None:
+            tensors["frame_emb"] = self.frame_emb.contiguous()
+        kind = FORMAT if self.frame_emb is None else FORMAT_FRAMES
+        return save_tensors(tensors, path, {"format": kind, "info": json.dumps(info)})
 
     @classmethod
     def load(cls, path: str | Path) -> "Gallery":
@@ -71,13 +86,12 @@ class Gallery:
                                    f"gallery={path} ...`)")
         rebuild = f"rebuild it with `python retrieve.py action=build gallery={path} ...`"
         try:
-            shapes, meta = read_header(path, TENSORS)
+            shapes, meta = read_header(path, ("F32", "I64"))
+            kind = _format(meta, path)
+            _check_dtypes(path, shapes, TENSORS if kind == FORMAT else TENSORS_FRAMES)
         except TensorFileError as err:
             raise InputError(f"gallery={path} is not a readable safetensors file ({err}): a truncated copy or "
                              f"another format; {rebuild}") from None
-        if meta.get("format") != FORMAT:
-            raise InputError(f"gallery={path} is not a vop gallery (its metadata has format={meta.get('format')}, "
-                             f"expected {FORMAT})")
         info = _info(meta, path)
         _check_shapes(shapes, info, path)
         with safe_open(str(path), framework="pt") as f:
@@ -89,8 +103,11 @@ class Gallery:
                              f"{int(caption_video.min())}..{int(caption_video.max())}; {rebuild}")
         require_finite(tensors["video_emb"], "video", f"gallery={path}")
         require_finite(tensors["text_emb"], "caption", f"gallery={path}")
+        if "frame_emb" in tensors:
+            require_finite(tensors["frame_emb"], "video frame", f"gallery={path}")
         return cls(tensors["video_emb"], tensors["text_emb"], info["video_ids"], info["video_paths"],
-                   info["captions"], caption_video.tolist(), info["encoder"], info["config"], str(path))
+                   info["captions"], caption_video.tolist(), info["encoder"], info["config"], str(path),
+                   tensors.get("frame_emb"))
 
     def encoder_config(self) -> DictConfig:
         """The encoder's config groups, read as values: rebuilt from the project's own groups."""
@@ -124,6 +141,28 @@ class Gallery:
                 "gallery's own encoder (leave out ckpt=) or rebuild the gallery with this one.")
 
 
+def _format(meta: dict, path: Path) -> str:
+    """The file's gallery format (1 or 2); a newer one is refused as such, anything else as no gallery."""
+    kind = meta.get("format")
+    if kind in (FORMAT, FORMAT_FRAMES):
+        return kind
+    version = kind[len(FORMAT_PREFIX):] if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) else ""
+    if version.isdigit() and int(version) > 2:
+        raise InputError(f"gallery={path} has format {kind}, written by a newer vop; this version reads "
+                         f"{FORMAT} and {FORMAT_FRAMES}: upgrade vop, or rebuild the gallery with this one")
+    raise InputError(f"gallery={path} is not a vop gallery (its metadata has format={kind}, expected {FORMAT} "
+                     f"or {FORMAT_FRAMES})")
+
+
+def _check_dtypes(path: Path, shapes: dict, expected: dict[str, tuple[str, ...]]) -> None:
+    """Exactly the tensors of the file's format, each of its dtype."""
+    if set(shapes) != set(expected):
+        raise TensorFileError(f"{path}: holds tensors {sorted(shapes)}, its format holds {sorted(expected)}")
+    for name, dtypes in expected.items():
+        if shapes[name].dtype not in dtypes:
+            raise TensorFileError(f"{path}: tensor {name!r} is {shapes[name].dtype}, expected {'/'.join(dtypes)}")
+
+
 def _info(meta: dict, path: Path) -> dict:
     """The gallery's `info` metadata: ids, paths and captions as lists of strings, the encoder."""
     try:
@@ -153,6 +192,9 @@ def _check_shapes(shapes: dict, info: dict, path: Path) -> None:
         problems.append(f"text_emb is {list(text)} for {m} captions and video_emb {list(video)}")
     if links != (m,):
         problems.append(f"caption_video is {list(links)} for {m} captions")
+    frames = shapes["frame_emb"].shape if "frame_emb" in shapes else None
+    if frames is not None and (len(frames) != 3 or frames[0] != n or frames[1] < 1 or list(frames[2:]) != list(video[1:])):
+        problems.append(f"frame_emb is {list(frames)} for video_emb {list(video)}")
     if problems:
         raise InputError(f"gallery={path} is inconsistent: {'; '.join(problems)}; rebuild it with "
                          f"`python retrieve.py action=build gallery={path} ...`")
@@ -236,12 +278,15 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
     if not split.num_videos:
         raise BadVideosError(f"{what}: no video could be read")
+    frame_emb = None
+    if video_emb.ndim == 3:  # a text-conditioned encoder: frames [N, T, D] kept, their mean shortlists
+        frame_emb, video_emb = video_emb, mean_pool(video_emb)
     text_emb = encoder.encode_texts(split.captions) if split.captions else video_emb.new_zeros(0, video_emb.shape[1])
     require_finite(video_emb, "video", f"building gallery={path} with {encoder.describe()}")
     require_finite(text_emb, "caption", f"building gallery={path} with {encoder.describe()}")
     gallery = Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
                       list(split.captions), list(split.caption_video), encoder.identity,
-                      OmegaConf.to_container(encoder.cfg, resolve=True))
+                      OmegaConf.to_container(encoder.cfg, resolve=True), frame_emb=frame_emb)
     try:
         gallery.save(path)
     except OSError as err:

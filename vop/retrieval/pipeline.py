@@ -100,10 +100,17 @@ class RetrievalPipeline:
     """`RetrievalPipeline.from_gallery("g.safetensors")("a red circle moves left")` -> RetrievalResult."""
 
     def __init__(self, encoder: Encoder, gallery: Gallery, index: Callable[[torch.Tensor], object] = TorchIndex,
-                 topk: int = 5, gallery_path: str | Path = ""):
+                 topk: int = 5, gallery_path: str | Path = "", rerank_k: int = 100):
         gallery.check(encoder, gallery_path)
         check_topk(topk)
-        self.encoder, self.gallery, self.topk = encoder, gallery, topk
+        if rerank_k < 0:
+            raise InputError(f"rerank_k={rerank_k} must be >= 0 (0: score every video with the text-conditioned "
+                             "pooling)")
+        if encoder.model.text_conditioned and gallery.frame_emb is None:
+            raise InputError(f"gallery {gallery_path} holds no frame embeddings, but method="
+                             f"{encoder.identity['method']} pools a video's frames per query: rebuild it with this vop "
+                             "(retrieve.py action=build), which keeps them")
+        self.encoder, self.gallery, self.topk, self.rerank_k = encoder, gallery, topk, rerank_k
         self.video_index = index(gallery.video_emb)
         # Captions are optional (a folder of videos without a caption file): no v2t then.
         self.text_index = index(gallery.text_emb) if gallery.captions else None
@@ -142,23 +149,49 @@ class RetrievalPipeline:
             emb = self.encoder.encode_texts([str(query)])  # [1, D]
             require_finite(emb, "query text", f"query {caption_preview(str(query))}")  # NaN: an arbitrary video first
             self.gallery.check_width(emb)
-            scores, rows = self.video_index.search(emb, k)  # [1, k]
-            rows = rows[0].tolist()
+            scores, rows = self.search_videos(emb, k)  # [k], [k]
+            rows = rows.tolist()
             ids = [self.gallery.video_ids[r] for r in rows]
-            return RetrievalResult(str(query), mode, ids, scores[0].tolist(), rows, ids,
+            return RetrievalResult(str(query), mode, ids, scores.tolist(), rows, ids,
                                    [self.gallery.video_paths[r] for r in rows],
                                    [self.gallery.first_caption(r) for r in rows])
         if self.text_index is None:
             raise InputError("this gallery holds no captions, so a video query has nothing to rank; build it "
                              "from a dataset split or with captions=<file>")
-        emb = self.encoder.encode_video_file(query)  # [1, D]
+        emb = self.encoder.encode_video_file(query)  # [1, D] ([1, T, D] frames: text-conditioned)
         require_finite(emb, "query video", f"query {query}")
         self.gallery.check_width(emb)
-        scores, rows = self.text_index.search(emb, k)  # [1, k]
-        rows = rows[0].tolist()
+        if emb.ndim == 3:  # each caption pools the query video's frames: every caption is scored
+            scores, rows = self.encoder.model.similarity(self.gallery.text_emb, emb)[:, 0].topk(
+                min(k, len(self.gallery.captions)))
+        else:
+            scores, rows = (r[0] for r in self.text_index.search(emb, k))  # [k]
+        rows = rows.tolist()
         owners = [self.gallery.video_ids[self.gallery.caption_video[r]] if self.gallery.caption_video[r] >= 0 else ""
                   for r in rows]  # a ModelScope gallery may not say which video a caption describes
         videos = [self.gallery.caption_video[r] for r in rows]
         texts = [self.gallery.captions[r] for r in rows]
-        return RetrievalResult(str(query), mode, texts, scores[0].tolist(), rows, owners,
+        return RetrievalResult(str(query), mode, texts, scores.tolist(), rows, owners,
                                [self.gallery.video_paths[v] if v >= 0 else "" for v in videos], list(texts))
+
+    def search_videos(self, text: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A caption embedding [1, D] -> the top-k videos' scores and rows [k], best first.
+
+        Mean-pooled embeddings: the index's exact top-k. A text-conditioned pooling (X-Pool) in two
+        stages: the index shortlists the `rerank_k` videos whose mean-pooled embedding is closest,
+        then the caption pools each of their frames and those scores rank them (`rerank_k=0`: every
+        video is pooled: exact, and slowest)."""
+        frames = self.gallery.frame_emb
+        if frames is None:
+            scores, rows = self.video_index.search(text, k)  # [1, k]
+            return scores[0], rows[0]
+        n = frames.shape[0]
+        if self.rerank_k and self.rerank_k < n:
+            shortlist = self.video_index.search(text, max(self.rerank_k, k))[1][0]  # [K]
+        else:
+            shortlist = torch.arange(n)
+        device = next(self.encoder.model.parameters()).device
+        with torch.inference_mode():
+            scores = self.encoder.model.similarity(text.to(device), frames[shortlist].to(device))[0].float().cpu()
+        best = scores.topk(min(k, len(shortlist)))
+        return best.values, shortlist[best.indices]

@@ -80,7 +80,8 @@ class Encoder:
                                     readable_only=readable_only, num_workers=num_workers, seed=0)
 
     def encode_videos(self, split: Split, rows: range | None = None, progress: bool = False) -> torch.Tensor:
-        """Videos of `split` (all, or `rows`) -> [n, D] L2-normalised, on the CPU, in row order."""
+        """Videos of `split` (all, or `rows`) -> [n, D] L2-normalised, on the CPU, in row order ([n, T, D]
+        frames for a text-conditioned pooling)."""
         return self._encode(self.video_loader(split, rows), progress)
 
     def encode_readable_videos(self, split: Split, rows: range | None = None, progress: bool = False
@@ -101,8 +102,10 @@ class Encoder:
 
     def _encode(self, batches, progress: bool, total: int | None = None) -> torch.Tensor:
         embs, indices = [], []
+        # A text-conditioned pooling (X-Pool) needs the frames [n, T, D]; every other method pools here.
         for emb, index in encode_video_batches(self.model, batches, self.transform, self.device, self.dtype,
-                                               progress=progress, total=total if total is not None else len(batches)):
+                                               progress=progress, total=total if total is not None else len(batches),
+                                               per_frame=self.model.text_conditioned):
             embs.append(emb.cpu())
             indices.append(index)
         if not embs:
