@@ -188,3 +188,26 @@ def test_synthetic_benchmark_table(tmp_path):
         saved = json.loads((out / "stage2" / row["method"] / "seed0" / "metrics.json").read_text())
         assert cell_value(row["direction t2v %"]) == pytest.approx(saved["probe/t2v_direction_acc"], abs=0.051)
         assert cell_value(row["static v2t %"]) == pytest.approx(saved["probe/v2t_static_acc"], abs=0.051)
+
+
+RERANK_ROW = re.compile(r"\| (?P<k>\d+|all \d+ \(exhaustive\)) \| (?P<two>\S+) \| (?P<all>\S+) \| (?P<kept>\S+) \| "
+                        r"(?P<ms>\S+) \| (?P<speed>\S+)x \|")
+
+
+def test_bench_rerank_table():
+    """scripts/bench_rerank.py at its smallest: one row per K and the exhaustive row, figures in range;
+    a shortlist of the whole gallery is the exhaustive ranking."""
+    proc = main_in_process("scripts/bench_rerank.py", "--videos", "48", "--frames", "3", "--dim", "16",
+                           "--queries", "12", "--ks", "3", "20", "48")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("two-stage search vs exhaustive: 48 videos x 3 frames x 16") and "12 queries" in lines[0]
+    assert lines[1].startswith("| K | recall@10 two-stage | recall@10 exhaustive | top-10 kept | ms/query |")
+    rows = [RERANK_ROW.fullmatch(line) for line in lines[3:]]
+    assert all(rows) and [r["k"] for r in rows] == ["3", "20", "48", "all 48 (exhaustive)"]
+    exhaustive = number(rows[-1]["two"])
+    assert all(number(r["all"]) == exhaustive for r in rows)  # the same exhaustive figure beside each K
+    assert all(0 <= number(r[key]) <= 100 for r in rows for key in ("two", "kept"))
+    assert all(number(r["ms"]) > 0 and number(r["speed"]) > 0 for r in rows)
+    assert number(rows[2]["kept"]) == number(rows[3]["kept"]) == 100 and number(rows[2]["two"]) == exhaustive
+    assert number(rows[0]["kept"]) <= number(rows[1]["kept"])  # K=3 shortlists 10 (the top-k): a subset of K=20's

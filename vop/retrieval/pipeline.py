@@ -175,23 +175,30 @@ class RetrievalPipeline:
                                [self.gallery.video_paths[v] if v >= 0 else "" for v in videos], list(texts))
 
     def search_videos(self, text: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A caption embedding [1, D] -> the top-k videos' scores and rows [k], best first.
-
-        Mean-pooled embeddings: the index's exact top-k. A text-conditioned pooling (X-Pool) in two
-        stages: the index shortlists the `rerank_k` videos whose mean-pooled embedding is closest,
-        then the caption pools each of their frames and those scores rank them (`rerank_k=0`: every
-        video is pooled: exact, and slowest)."""
-        frames = self.gallery.frame_emb
-        if frames is None:
+        """A caption embedding [1, D] -> the top-k videos' scores and rows [k], best first: the index's
+        exact top-k of mean-pooled embeddings, or `two_stage_topk` for a text-conditioned pooling."""
+        if self.gallery.frame_emb is None:
             scores, rows = self.video_index.search(text, k)  # [1, k]
             return scores[0], rows[0]
-        n = frames.shape[0]
-        if self.rerank_k and self.rerank_k < n:
-            shortlist = self.video_index.search(text, max(self.rerank_k, k))[1][0]  # [K]
-        else:
-            shortlist = torch.arange(n)
         device = next(self.encoder.model.parameters()).device
         with torch.inference_mode():
-            scores = self.encoder.model.similarity(text.to(device), frames[shortlist].to(device))[0].float().cpu()
-        best = scores.topk(min(k, len(shortlist)))
-        return best.values, shortlist[best.indices]
+            return two_stage_topk(lambda t, f: self.encoder.model.similarity(t.to(device), f.to(device)).cpu(),
+                                  text, self.video_index, self.gallery.frame_emb, self.rerank_k, k)
+
+
+def two_stage_topk(similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], text: torch.Tensor, index,
+                   frames: torch.Tensor, rerank_k: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k videos [k] (scores, rows) for one caption [1, D] under a text-conditioned pooling.
+
+    Stage 1: `index` (over the videos' mean-pooled embeddings) shortlists the max(rerank_k, k)
+    closest videos; stage 2: `similarity(text [1, D], frames [K, T, D]) -> [1, K]` (the caption
+    pooling each shortlisted video's frames) ranks them. `rerank_k=0`, or one as large as the
+    gallery, pools every video: the exhaustive ranking."""
+    n = frames.shape[0]
+    if rerank_k and rerank_k < n:
+        shortlist = index.search(text, max(rerank_k, k))[1][0]  # [K]
+    else:
+        shortlist = torch.arange(n)
+    scores = similarity(text, frames[shortlist])[0].float()  # [K]
+    best = scores.topk(min(k, len(shortlist)))
+    return best.values, shortlist[best.indices]

@@ -1,0 +1,123 @@
+"""Two-stage search of a text-conditioned pooling (method=xpool) against the exhaustive ranking.
+
+    python scripts/bench_rerank.py [--ks 10 50 100 200] [--videos 1000] [--frames 12] [--dim 512] [--queries 50]
+    python scripts/bench_rerank.py --gallery galleries/xpool.safetensors [--ks ...] [--queries 200]
+
+A caption's score for a video comes from the caption pooling that video's frames, so an exact
+search pools every video for every query. The two-stage search (vop/retrieval/pipeline.py,
+`two_stage_topk`, the code retrieve.py runs) shortlists the K videos whose mean-pooled embedding
+is closest and pools only those. For each K, side by side in one run: recall@10 (the share of
+queries whose own video is in the top 10) of the two-stage and of the exhaustive ranking, how much
+of the exhaustive top 10 the two-stage top 10 keeps, and the median time per query (one query at a
+time, as retrieve.py and the server search).
+
+Without --gallery: synthetic embeddings (each video a centre plus per-frame variation; each
+caption close to one frame of its video, so pooling by the caption matters) and a pooling head in
+X-Pool's initial state (identity projections), seeded; with --gallery: a gallery built by
+retrieve.py from an xpool run, its captions as queries and its encoder's trained head.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from vop.errors import ArgumentParser
+from vop.methods.xpool import XPoolHooks
+from vop.models.clip import mean_pool
+from vop.retrieval.index import TorchIndex
+from vop.retrieval.pipeline import two_stage_topk
+
+TOP = 10  # recall@10 and the top-10 agreement
+
+
+def synthetic(videos: int, frames: int, dim: int, queries: int, seed: int = 0):
+    """(frames [N, T, D], captions [Q, D], their videos [Q], similarity) of a seeded synthetic gallery."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(videos, 1, dim, generator=gen)
+    frame_emb = F.normalize(centres + 1.5 * torch.randn(videos, frames, dim, generator=gen), dim=-1)  # [N, T, D]
+    owners = torch.randperm(videos, generator=gen)[:queries]  # [Q] one caption for each of Q videos
+    picked = frame_emb[owners, torch.randint(frames, (len(owners),), generator=gen)]  # [Q, D]: one frame each
+    captions = F.normalize(picked + 0.5 * torch.randn(picked.shape, generator=gen), dim=-1)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        head = XPoolHooks(dim, heads=1, dropout=0.3, eval_chunk=128).eval()
+    return frame_emb, captions, owners, head.similarity
+
+
+def from_gallery(path: str, queries: int):
+    """(frames, captions, their videos, similarity) of a text-conditioned gallery and its encoder."""
+    from vop.retrieval.pipeline import RetrievalPipeline
+
+    pipeline = RetrievalPipeline.from_gallery(path)
+    gallery = pipeline.gallery
+    if gallery.frame_emb is None:
+        raise SystemExit(f"--gallery {path} holds no frame embeddings: build it from a method=xpool run")
+    keep = [i for i, owner in enumerate(gallery.caption_video) if owner >= 0][:queries]
+    device = next(pipeline.encoder.model.parameters()).device
+    return (gallery.frame_emb, gallery.text_emb[keep], torch.tensor([gallery.caption_video[i] for i in keep]),
+            lambda t, f: pipeline.encoder.model.similarity(t.to(device), f.to(device)).cpu())
+
+
+def run(frame_emb: torch.Tensor, captions: torch.Tensor, owners: torch.Tensor,
+        similarity: Callable, ks: list[int]) -> list[dict]:
+    """One row per K (0 = exhaustive, first): recall@10, agreement with the exhaustive top 10, ms/query."""
+    index = TorchIndex(mean_pool(frame_emb))
+    rows, exhaustive = [], None
+    for k in [0, *ks]:
+        tops, times = [], []
+        with torch.inference_mode():
+            two_stage_topk(similarity, captions[:1], index, frame_emb, k, TOP)  # warm-up, not timed
+            for q in range(captions.shape[0]):
+                tic = time.perf_counter()
+                _, top = two_stage_topk(similarity, captions[q:q + 1], index, frame_emb, k, TOP)
+                times.append((time.perf_counter() - tic) * 1000)
+                tops.append(top.tolist())
+        if exhaustive is None:
+            exhaustive = tops
+        recall = 100 * sum(int(o) in t for o, t in zip(owners.tolist(), tops)) / len(tops)
+        agree = 100 * sum(len(set(a) & set(b)) for a, b in zip(tops, exhaustive)) / sum(map(len, exhaustive))
+        rows.append({"K": k, "recall": recall, "agreement": agree, "ms": statistics.median(times)})
+    return rows
+
+
+def table(rows: list[dict], videos: int) -> str:
+    exhaustive = rows[0]
+    lines = [f"| K | recall@{TOP} two-stage | recall@{TOP} exhaustive | top-{TOP} kept | ms/query | speed-up |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for row in rows[1:] + rows[:1]:
+        name = f"all {videos} (exhaustive)" if row["K"] == 0 else str(row["K"])
+        lines.append(f"| {name} | {row['recall']:.1f} | {exhaustive['recall']:.1f} | {row['agreement']:.1f} | "
+                     f"{row['ms']:.2f} | {exhaustive['ms'] / row['ms']:.1f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ks", type=int, nargs="+", default=[10, 50, 100, 200], help="shortlist sizes (rerank_k)")
+    parser.add_argument("--gallery", help="a gallery built from a method=xpool run (default: synthetic)")
+    parser.add_argument("--videos", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady figures on a shared machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(args.threads, 1))
+    if any(k < 1 for k in args.ks) or min(args.videos, args.frames, args.dim, args.queries) < 1:
+        parser.error("--ks, --videos, --frames, --dim and --queries must be >= 1")
+    if args.gallery:
+        frame_emb, captions, owners, similarity = from_gallery(args.gallery, args.queries)
+        source = f"gallery {args.gallery}"
+    else:
+        args.queries = min(args.queries, args.videos)
+        frame_emb, captions, owners, similarity = synthetic(args.videos, args.frames, args.dim, args.queries, args.seed)
+        source = f"synthetic, seed {args.seed}, X-Pool's initial head"
+    n, t, d = frame_emb.shape
+    print(f"two-stage search vs exhaustive: {n} videos x {t} frames x {d} ({source}), {captions.shape[0]} queries "
+          f"one at a time; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(table(run(frame_emb, captions, owners, similarity, sorted(set(args.ks))), n))
