@@ -52,7 +52,7 @@ def evaluate_run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     link_latest(run_dir, Path(cfg.paths.log_dir) / cfg.task)
     if cfg.get("examples"):
         page, _ = write_page(example_views(split, *evaluator.embeddings, parts.decoder, cfg.examples,
-                                           cfg.examples_topk),
+                                           cfg.examples_topk, similarity=parts.model.similarity),
                              run_dir / "examples.html", title=f"{cfg.method.name} on {cfg.data.name} {split_name}")
         print(f"{cfg.examples} example queries: {page} (and {page.with_suffix('.png').name})")
     log.info("%s: %s", split_name, ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))

@@ -30,13 +30,20 @@ def result_view(result: RetrievalResult, gallery: Gallery, decoder: Decoder, thu
 
 
 def example_views(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, decoder: Decoder, count: int,
-                  topk: int = 5, thumb_frames: int = 4) -> list[QueryView]:
+                  topk: int = 5, thumb_frames: int = 4, similarity=None) -> list[QueryView]:
     """`count` captions of `split` (evenly spaced) as text->video queries over its videos.
 
-    text_emb [M, D] rows follow split.captions; video_emb [N, D] rows follow split.video_ids.
+    text_emb [M, D] rows follow split.captions; video_emb [N, D] rows follow split.video_ids, or
+    frame embeddings [N, T, D] scored by `similarity(text, frames) -> [q, N]` (a text-conditioned
+    pooling: the model's own, exhaustive, as its evaluation ranks).
     """
     queries = torch.linspace(0, split.num_captions - 1, min(count, split.num_captions)).round().long().unique()
-    scores, rows = TorchIndex(video_emb.cpu()).search(text_emb.cpu()[queries], topk)  # [q, k]
+    if video_emb.ndim == 3:
+        with torch.inference_mode():
+            scores, rows = similarity(text_emb[queries.to(text_emb.device)], video_emb).float().cpu().topk(
+                min(topk, video_emb.shape[0]), dim=1)  # [q, k]
+    else:
+        scores, rows = TorchIndex(video_emb.cpu()).search(text_emb.cpu()[queries], topk)  # [q, k]
     first: dict[int, str] = {}
     for text, owner in zip(split.captions, split.caption_video):
         first.setdefault(owner, text)

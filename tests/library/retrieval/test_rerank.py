@@ -114,3 +114,22 @@ def test_the_header_is_checked_before_the_contents(built, tmp_path, monkeypatch)
     with pytest.raises(InputError, match="is not a vop gallery"):
         Gallery.load(rewrite(built, tmp_path / "other.safetensors", "something-else"))
     assert not opened
+
+
+def test_eval_reproduces_the_runs_metrics_and_its_examples_page_ranks_with_the_pooling(trained, built, tmp_path):
+    cfg, metrics, _ = trained
+    from vop.commands.eval import evaluate_run
+
+    overrides = [f"ckpt={cfg.paths.output_dir}", "examples=3"]
+    again = evaluate_run(compose_cfg("eval", overrides, tmp_path), overrides)
+    assert {k: v for k, v in again.items() if "_R@" in k or "MdR" in k} == \
+        {k: v for k, v in metrics.items() if k.startswith("test/") and ("_R@" in k or "MdR" in k) and "chance" not in k}
+    text = (tmp_path / "run" / "examples.html").read_text()
+    pipeline = RetrievalPipeline.from_gallery(built)
+    gallery = pipeline.gallery
+    last = len(gallery.captions) - 1
+    queries = [0, round(last / 2), last]
+    with torch.inference_mode():
+        top5 = pipeline.encoder.model.similarity(gallery.text_emb[queries], gallery.frame_emb).topk(5).indices
+    own = sum(gallery.caption_video[q] in row.tolist() for q, row in zip(queries, top5))
+    assert text.count('<section class="result">') == 3 and text.count('class="hit gt"') == own
