@@ -6,9 +6,9 @@ from torch.utils.data import DataLoader
 
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
+from vop.engine import distributed
 from vop.engine.embed import encode_captions, encode_video_batches
 from vop.engine.finite_embeddings import require_finite_on_every_rank
-from vop.errors import ConfigError
 from vop.metrics.retrieval import RetrievalMetrics, ranks_from_scores, summarize
 from vop.models.clip import CLIPVideoModel
 
@@ -66,18 +66,22 @@ class Evaluator:
 
     def text_conditioned(self, model: CLIPVideoModel) -> dict[str, float]:
         """X-Pool's evaluation: every caption pools every video's frames (the model's `similarity`,
-        chunked over captions), and the metrics rank that score matrix. One process only."""
-        if self.world_size > 1:
-            raise ConfigError("a text-conditioned pooling (method=xpool) evaluates in one process: run eval.py "
-                              "without torchrun (its score matrix is not split across ranks yet)")
+        chunked over captions), and the metrics rank that score matrix. Under torchrun every rank
+        gathers all frames and scores every caption (the same matrix on each rank)."""
         was_training = model.training
         model.eval()
         frames, indices = [], []
         for emb, index in encode_video_batches(model, self.loader, self.transform, self.device, self.dtype,
                                                self.progress, desc=f"eval {self.split.name} videos", per_frame=True):
             frames.append(emb)  # [B, T, D]
-            indices.append(index)
-        frames = torch.cat(frames)[torch.cat(indices).argsort().to(self.device)]  # [N, T, D] in split order
+            indices.append(index.to(self.device))
+        frames, index = torch.cat(frames), torch.cat(indices)
+        if self.world_size > 1:  # each rank encoded its share (padded with repeats): all of them, once each
+            frames, index = distributed.gather_with_grad(frames), distributed.gather_with_grad(index)
+        unique, inverse = torch.unique(index, sorted=True, return_inverse=True)
+        first = torch.full_like(unique, index.shape[0]).scatter_reduce(
+            0, inverse, torch.arange(index.shape[0], device=index.device), reduce="amin")
+        frames = frames[first]  # [N, T, D] in split order, one copy of each video
         text = torch.cat([emb for _, emb in encode_captions(model, self.tokenizer, self.split.captions,
                                                             self.max_text_len, self.device, self.dtype,
                                                             self.text_batch)])  # [M, D]

@@ -45,15 +45,18 @@ def test_sampler_resumes_mid_epoch():
     assert list(sampler) != full
 
 
-def test_torchrun_two_processes_match_one_process(tmp_path):
+# xpool: frames gathered, each caption pools each video of the global batch, and the evaluation gathers
+# every rank's frames; its head's dropout off (each rank would draw its own dropout masks).
+@pytest.mark.parametrize("method,extra", [("full", []), ("xpool", ["method.tuner.dropout=0"])])
+def test_torchrun_two_processes_match_one_process(tmp_path, method, extra):
     """Same losses, metrics and weights within float tolerance (random frames and crops included:
     they are seeded per item, so each video is sampled and cropped alike on any rank)."""
-    single_cfg = tiny_synthetic("full", tmp_path / "one", RUN)
+    single_cfg = tiny_synthetic(method, tmp_path / "one", RUN + extra)
     single = train(single_cfg)
     run = tmp_path / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
-           "method=full", "model=clip_tiny", "data=synthetic", *SMALL_SYNTHETIC, *RUN,
-           f"paths.data_dir={tmp_path / 'one' / 'data'}", f"hydra.run.dir={run}"]
+           f"method={method}", "model=clip_tiny", "data=synthetic", *SMALL_SYNTHETIC, *RUN,
+           *extra, f"paths.data_dir={tmp_path / 'one' / 'data'}", f"hydra.run.dir={run}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
