@@ -25,7 +25,7 @@ def trainable(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("method", ["bias", "full"])
+@pytest.mark.parametrize("method", ["bias", "full", "lora", "xpool"])  # lora: peft layers; xpool: the head under autocast
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_training_steps_on_cuda(method, precision, tmp_path, record_property):
     from vop.engine.assembly import build_trainer
