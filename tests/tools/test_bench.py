@@ -160,9 +160,10 @@ def cell_value(cell: str) -> float:
 
 
 def test_synthetic_benchmark_table(tmp_path):
-    """Both stages at their smallest, three methods (one with the +t suffix); the printed tables hold a row
-    per method whose figures are those of its run's metrics.json."""
-    methods, out = ["zeroshot", "full", "vop_f+t"], tmp_path / "out"
+    """Both stages at their smallest, five methods (one with the +t suffix; lora through peft; xpool's
+    text-conditioned pooling, probe included); the printed tables hold a row per method whose figures
+    are those of its run's metrics.json."""
+    methods, out = ["zeroshot", "full", "lora", "xpool", "vop_f+t"], tmp_path / "out"  # the table's order
     proc = main_in_process("scripts/synthetic_benchmark.py", "--out", str(out), "--data-dir", str(tmp_path / "data"),
                            "--methods", *methods, "--seeds", "1", "--stage1-videos", "32", "--stage1-epochs", "1",
                            "--stage2-videos", "32", "--stage2-epochs", "1", "--test-videos", "8", "--probe-pairs", "2",
@@ -181,7 +182,8 @@ def test_synthetic_benchmark_table(tmp_path):
             assert 1 <= cell_value(row[f"{way} MdR"]) <= 8 and 1 <= cell_value(row[f"{way} MnR"]) <= 8
         assert cell_value(row["R@1 gain vs full"]) == pytest.approx(cell_value(row["t2v R@1"]) - full, abs=0.051)
     assert [cell_value(r["trainable %"]) for r in results[:2]] == [0.0, 100.0]
-    assert 0 < cell_value(results[2]["trainable %"]) < 1
+    assert 0 < cell_value(results[2]["trainable %"]) < 100 and cell_value(results[3]["trainable %"]) == 100.0
+    assert 0 < cell_value(results[4]["trainable %"]) < 1
     probe = markdown_table(proc.stdout.split("direction probe")[1], "method")
     assert [r["method"] for r in probe] == methods
     for row in probe:

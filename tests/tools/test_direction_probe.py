@@ -108,16 +108,21 @@ def beats(own: float, other: float) -> float:
     return 1.0 if own > other else 0.5 if own == other else 0.0
 
 
-def test_probe_metrics_of_a_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["vop_p", "xpool"])  # xpool: every score is the caption pooling the frames
+def test_probe_metrics_of_a_model(tmp_path: Path, method: str) -> None:
     """Untrained, so the numbers are noise: what is tested is that they are the probe's, recomputed
     here one comparison at a time from the probe split's embeddings."""
-    cfg = tiny_synthetic("vop_p", tmp_path, ["data.splits.num_probe=4", "data.splits.frames=20"])
+    cfg = tiny_synthetic(method, tmp_path, ["data.splits.num_probe=4", "data.splits.frames=20"])
     trainer = build_trainer(cfg)
     metrics = probe_metrics(trainer)
     split, evaluator = trainer.data.splits["probe"], trainer.evaluator("probe")
-    text, video = evaluator.embeddings  # [8, D] captions, [8, D] videos: one caption each
+    text, video = evaluator.embeddings  # [8, D] captions, [8, D] videos ([8, T, D] frames): one caption each
     assert (split.num_videos, split.num_captions) == (8, 8)
-    sims = (text @ video.T).tolist()
+    trainer.model.eval()
+    # One caption and one video at a time (for vop_p the dot product of the two embeddings).
+    pair = lambda t, v: float(trainer.model.similarity(t[None], v[None])[0, 0])  # noqa: E731
+    with torch.no_grad():
+        sims = [[pair(text[m], video[n]) for n in range(8)] for m in range(8)]
     links, twin, attributes = split.caption_video, split.info["twin"], split.info["attributes"]
     assert twin == [1, 0, 3, 2, 5, 4, 7, 6] and links == list(range(8))
     t2v = [beats(sims[m][v], sims[m][twin[v]]) for m, v in enumerate(links)]
@@ -129,7 +134,7 @@ def test_probe_metrics_of_a_model(tmp_path: Path) -> None:
     altered = [(v, words) for m, v in enumerate(links) for _, words in counterfactuals(split.captions[m], attributes[v])]
     with torch.no_grad():
         alt = trainer.model.encode_text(tokenize(evaluator.tokenizer, [t for _, t in altered], evaluator.max_text_len))
-    v2t_static = [beats(sims[caption_of[v]][v], float(alt[k] @ video[v])) for k, (v, _) in enumerate(altered)]
+        v2t_static = [beats(sims[caption_of[v]][v], pair(alt[k], video[v])) for k, (v, _) in enumerate(altered)]
     pairs = [(t2v[a] + t2v[a + 1]) / 2 for a in range(0, 8, 2)]  # twins are videos 2i and 2i+1
     expected = {"t2v_direction_acc": 100 * np.mean(t2v), "v2t_direction_acc": 100 * np.mean(v2t),
                 "t2v_static_acc": 100 * np.mean(t2v_static), "v2t_static_acc": 100 * np.mean(v2t_static),

@@ -10,14 +10,20 @@ right one of two candidates that differ in one thing only?
   attribute changed (`counterfactuals`).
 
 Every accuracy is a percentage; exact ties count one half, so a model that cannot tell the two
-apart scores 50 whatever it does with ties. Similarity = dot product (pass unit embeddings).
+apart scores 50 whatever it does with ties. Similarity = dot product (pass unit embeddings), or
+`score(text [M, D], video) -> [M, N]` where a video's embedding depends on the caption (X-Pool: the
+model's `similarity`, video = frame embeddings [N, T, D]).
 `*_outcomes` give the per-caption / per-video scores (1, 0.5, 0) behind the direction accuracies,
 and `pair_standard_error` the probe's own sampling error of such a mean (pairs are the units).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
+
+Score = Callable[[Tensor, Tensor], Tensor] | None  # (text [M, D], videos) -> [M, N]; None: dot product
 
 
 def _beats(own: Tensor, other: Tensor) -> Tensor:
@@ -25,8 +31,12 @@ def _beats(own: Tensor, other: Tensor) -> Tensor:
     return (own > other).float() + 0.5 * (own == other).float()
 
 
-def direction_t2v_outcomes(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> Tensor:
+def direction_t2v_outcomes(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor,
+                           score: Score = None) -> Tensor:
     """text_emb [M, D], video_emb [N, D], text_video [M] (caption -> video), twin [N] (video -> twin) -> [M]."""
+    if score is not None:
+        sims, rows = score(text_emb, video_emb), torch.arange(text_emb.shape[0], device=text_emb.device)  # [M, N]
+        return _beats(sims[rows, text_video], sims[rows, twin[text_video]])
     own = (text_emb * video_emb[text_video]).sum(-1)  # [M]
     other = (text_emb * video_emb[twin[text_video]]).sum(-1)  # [M]
     return _beats(own, other)
@@ -54,9 +64,10 @@ def _best_caption_score(sims: Tensor, text_video: Tensor, video: Tensor) -> Tens
     return sims.masked_fill(~mine, float("-inf")).amax(dim=1)
 
 
-def direction_v2t_outcomes(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor) -> Tensor:
+def direction_v2t_outcomes(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin: Tensor,
+                           score: Score = None) -> Tensor:
     """Per video [N]: its best own caption vs its twin's best caption. Shapes as in `direction_t2v_outcomes`."""
-    sims = video_emb @ text_emb.T  # [N, M]
+    sims = video_emb @ text_emb.T if score is None else score(text_emb, video_emb).T  # [N, M]
     videos = torch.arange(video_emb.shape[0], device=video_emb.device)
     own = _best_caption_score(sims, text_video, videos)  # [N]
     other = _best_caption_score(sims, text_video, twin)  # [N]
@@ -67,11 +78,11 @@ def direction_v2t(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, twin:
     return 100.0 * direction_v2t_outcomes(text_emb, video_emb, text_video, twin).mean().item()
 
 
-def static_t2v(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, static: list) -> float:
+def static_t2v(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, static: list, score: Score = None) -> float:
     """static[n]: video n's (shape, colour, background); each caption vs the videos that differ in it."""
     keys = {key: i for i, key in enumerate(dict.fromkeys(static))}
     group = torch.tensor([keys[k] for k in static], device=video_emb.device)  # [N]
-    sims = text_emb @ video_emb.T  # [M, N]
+    sims = text_emb @ video_emb.T if score is None else score(text_emb, video_emb)  # [M, N]
     own = sims.gather(1, text_video[:, None])  # [M, 1]
     other = group[None, :] != group[text_video][:, None]  # [M, N], True where the static attributes differ
     if not other.any(dim=1).all():
@@ -80,9 +91,14 @@ def static_t2v(text_emb: Tensor, video_emb: Tensor, text_video: Tensor, static: 
     return 100.0 * wins.mean().item()
 
 
-def counterfactual_v2t(video_emb: Tensor, own_emb: Tensor, alt_emb: Tensor, alt_video: Tensor) -> float:
+def counterfactual_v2t(video_emb: Tensor, own_emb: Tensor, alt_emb: Tensor, alt_video: Tensor,
+                       score: Score = None) -> float:
     """video_emb [N, D], own_emb [N, D] (each video's caption), alt_emb [K, D] altered captions of videos
     alt_video [K]: share of alterations that score below the video's own caption."""
+    if score is not None:
+        own = score(own_emb, video_emb).diagonal()[alt_video]  # [K]
+        alt = score(alt_emb, video_emb).gather(1, alt_video[:, None])[:, 0]  # [K]
+        return 100.0 * _beats(own, alt).mean().item()
     own = (video_emb[alt_video] * own_emb[alt_video]).sum(-1)  # [K]
     alt = (video_emb[alt_video] * alt_emb).sum(-1)  # [K]
     return 100.0 * _beats(own, alt).mean().item()

@@ -44,7 +44,7 @@ def counterfactuals(caption: str, attributes: dict[str, str]) -> list[tuple[str,
     return out
 
 
-def static_v2t(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, encode) -> dict[str, float]:
+def static_v2t(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, encode, score=None) -> dict[str, float]:
     """Own caption vs the same caption with shape, colour or background changed, per attribute and overall."""
     owners, altered, names = [], [], []
     for caption, video in zip(split.captions, split.caption_video):
@@ -55,10 +55,10 @@ def static_v2t(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, en
     alt_emb = encode(altered)  # [K, D]
     own_emb = text_emb[[split.caption_video.index(v) for v in range(split.num_videos)]]  # [N, D] first caption
     owners_t = torch.tensor(owners, device=video_emb.device)
-    out = {"v2t_static_acc": counterfactual_v2t(video_emb, own_emb, alt_emb, owners_t)}
+    out = {"v2t_static_acc": counterfactual_v2t(video_emb, own_emb, alt_emb, owners_t, score)}
     for name in STATIC:
         keep = torch.tensor([n == name for n in names], device=video_emb.device)
-        out[f"v2t_static_acc_{name}"] = counterfactual_v2t(video_emb, own_emb, alt_emb[keep], owners_t[keep])
+        out[f"v2t_static_acc_{name}"] = counterfactual_v2t(video_emb, own_emb, alt_emb[keep], owners_t[keep], score)
     return out
 
 
@@ -69,7 +69,9 @@ def probe_metrics(trainer) -> dict[str, float]:
     check_reversible(split.info["params"]["frames"], cfg.data.num_frames, cfg.data.test_sampling)
     evaluator = trainer.evaluator("probe")
     metrics = evaluator(trainer.model)  # R@K among the probe's videos (twins included)
-    text_emb, video_emb = evaluator.embeddings  # [M, D] in caption order, [N, D] in video order
+    text_emb, video_emb = evaluator.embeddings  # [M, D] in caption order, [N, D] ([N, T, D] frames) in video order
+    # X-Pool: each caption pools the frames, so every comparison asks the model for its score
+    score = trainer.model.similarity if trainer.model.text_conditioned else None
     links = torch.tensor(split.caption_video, device=video_emb.device)
     twin = torch.tensor(split.info["twin"], device=video_emb.device)
     static = [tuple(a[k] for k in STATIC) for a in split.info["attributes"]]
@@ -79,13 +81,13 @@ def probe_metrics(trainer) -> dict[str, float]:
                                                         evaluator.max_text_len, trainer.device, trainer.dtype)])
 
     trainer.model.eval()
-    t2v = direction_t2v_outcomes(text_emb, video_emb, links, twin)  # [M]
-    v2t = direction_v2t_outcomes(text_emb, video_emb, links, twin)  # [N]
+    t2v = direction_t2v_outcomes(text_emb, video_emb, links, twin, score)  # [M]
+    v2t = direction_v2t_outcomes(text_emb, video_emb, links, twin, score)  # [N]
     videos = torch.arange(split.num_videos, device=video_emb.device)
     # `@se`: the probe's own sampling error (pairs as units); make_table adds it to the spread over seeds.
     metrics.update({"t2v_direction_acc": 100.0 * t2v.mean().item(), "v2t_direction_acc": 100.0 * v2t.mean().item(),
                     "t2v_direction_acc@se": pair_standard_error(t2v, links, twin),
                     "v2t_direction_acc@se": pair_standard_error(v2t, videos, twin)})
-    metrics["t2v_static_acc"] = static_t2v(text_emb, video_emb, links, static)
-    metrics.update(static_v2t(split, text_emb, video_emb, encode))
+    metrics["t2v_static_acc"] = static_t2v(text_emb, video_emb, links, static, score)
+    metrics.update(static_v2t(split, text_emb, video_emb, encode, score))
     return prefixed(metrics, "probe")
