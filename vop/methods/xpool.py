@@ -81,14 +81,26 @@ class XPoolHooks(TowerHooks):
         """Cosine of each caption [M, D] with each video [N, T, D] pooled by that caption -> [M, N].
 
         Outside training the captions go `eval_chunk` at a time (peak memory O(N x chunk x D))."""
+        return self.score_prepared(text, self.prepare_videos(frames))
+
+    def prepare_videos(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a caption-independent pass can compute of videos [N, T, D] once (a gallery, for every
+        query): the keys and values [N, H, T, d]."""
+        return self.pool.keys_values(frames)
+
+    def score_prepared(self, text: torch.Tensor, prepared: tuple[torch.Tensor, torch.Tensor],
+                       rows: torch.Tensor | None = None) -> torch.Tensor:
+        """`similarity` of captions [M, D] with prepared videos (those at `rows` [K] only) -> [M, N or K]."""
+        keys, values = prepared
+        if rows is not None:
+            keys, values = keys[rows], values[rows]
         chunk = text.shape[0] if self.training else self.eval_chunk
-        kv = self.pool.keys_values(frames)
         text_unit = F.normalize(text, dim=-1)
-        rows = []
+        scores = []
         for start in range(0, text.shape[0], chunk):
-            pooled = F.normalize(self.pool.attend(text[start:start + chunk], kv), dim=-1)  # [N, c, D]
-            rows.append(torch.einsum("cd,ncd->cn", text_unit[start:start + chunk], pooled))
-        return torch.cat(rows) if rows else text.new_zeros(0, frames.shape[0])
+            pooled = F.normalize(self.pool.attend(text[start:start + chunk], (keys, values)), dim=-1)  # [N, c, D]
+            scores.append(torch.einsum("cd,ncd->cn", text_unit[start:start + chunk], pooled))
+        return torch.cat(scores) if scores else text.new_zeros(0, keys.shape[0])
 
 
 class XPoolTuning(TuningMethod):

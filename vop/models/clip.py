@@ -133,6 +133,16 @@ class CLIPVideoModel(nn.Module):
             return self.hooks.similarity(text, video)
         return text @ mean_pool(video).T
 
+    def prepare_videos(self, frames: torch.Tensor):
+        """Text-conditioned pooling: the caption-independent part of scoring frames [N, T, D], computed once
+        for a gallery (X-Pool: keys and values); `score_prepared` finishes it per query."""
+        return self.hooks.prepare_videos(frames)
+
+    def score_prepared(self, text: torch.Tensor, prepared, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """`similarity(text [M, D], frames)` from `prepare_videos(frames)`, for the videos at `rows` [K] (all
+        if None) -> [M, K]."""
+        return self.hooks.score_prepared(text, prepared, rows)
+
     def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids [B, L] -> L2-normalised text embeddings [B, D]."""
         text = self.clip.text_model

@@ -111,6 +111,11 @@ class RetrievalPipeline:
                              f"{encoder.identity['method']} pools a video's frames per query: rebuild it with this vop "
                              "(retrieve.py action=build), which keeps them")
         self.encoder, self.gallery, self.topk, self.rerank_k = encoder, gallery, topk, rerank_k
+        self.device = next(encoder.model.parameters()).device
+        self.prepared = None  # text-conditioned: the gallery's caption-independent part, once (X-Pool: keys, values)
+        if gallery.frame_emb is not None:
+            with torch.inference_mode():
+                self.prepared = encoder.model.prepare_videos(gallery.frame_emb.to(self.device))
         self.video_index = index(gallery.video_emb)
         # Captions are optional (a folder of videos without a caption file): no v2t then.
         self.text_index = index(gallery.text_emb) if gallery.captions else None
@@ -162,8 +167,9 @@ class RetrievalPipeline:
         require_finite(emb, "query video", f"query {query}")
         self.gallery.check_width(emb)
         if emb.ndim == 3:  # each caption pools the query video's frames: every caption is scored
-            scores, rows = self.encoder.model.similarity(self.gallery.text_emb, emb)[:, 0].topk(
-                min(k, len(self.gallery.captions)))
+            with torch.inference_mode():
+                scores = self.encoder.model.similarity(self.gallery.text_emb.to(self.device), emb.to(self.device))
+            scores, rows = scores[:, 0].cpu().topk(min(k, len(self.gallery.captions)))
         else:
             scores, rows = (r[0] for r in self.text_index.search(emb, k))  # [k]
         rows = rows.tolist()
@@ -177,28 +183,28 @@ class RetrievalPipeline:
     def search_videos(self, text: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A caption embedding [1, D] -> the top-k videos' scores and rows [k], best first: the index's
         exact top-k of mean-pooled embeddings, or `two_stage_topk` for a text-conditioned pooling."""
-        if self.gallery.frame_emb is None:
+        if self.prepared is None:
             scores, rows = self.video_index.search(text, k)  # [1, k]
             return scores[0], rows[0]
-        device = next(self.encoder.model.parameters()).device
+        model = self.encoder.model
         with torch.inference_mode():
-            return two_stage_topk(lambda t, f: self.encoder.model.similarity(t.to(device), f.to(device)).cpu(),
-                                  text, self.video_index, self.gallery.frame_emb, self.rerank_k, k)
+            return two_stage_topk(lambda t, rows: model.score_prepared(t.to(self.device), self.prepared,
+                                                                      rows.to(self.device)).cpu(),
+                                  text, self.video_index, len(self.gallery.video_ids), self.rerank_k, k)
 
 
-def two_stage_topk(similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], text: torch.Tensor, index,
-                   frames: torch.Tensor, rerank_k: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def two_stage_topk(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], text: torch.Tensor, index,
+                   num_videos: int, rerank_k: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k videos [k] (scores, rows) for one caption [1, D] under a text-conditioned pooling.
 
     Stage 1: `index` (over the videos' mean-pooled embeddings) shortlists the max(rerank_k, k)
-    closest videos; stage 2: `similarity(text [1, D], frames [K, T, D]) -> [1, K]` (the caption
-    pooling each shortlisted video's frames) ranks them. `rerank_k=0`, or one as large as the
-    gallery, pools every video: the exhaustive ranking."""
-    n = frames.shape[0]
-    if rerank_k and rerank_k < n:
+    closest videos; stage 2: `score(text [1, D], rows [K]) -> [1, K]` (the caption pooling each
+    shortlisted video's frames) ranks them. `rerank_k=0`, or one as large as the gallery, pools
+    every video: the exhaustive ranking."""
+    if rerank_k and rerank_k < num_videos:
         shortlist = index.search(text, max(rerank_k, k))[1][0]  # [K]
     else:
-        shortlist = torch.arange(n)
-    scores = similarity(text, frames[shortlist])[0].float()  # [K]
+        shortlist = torch.arange(num_videos)
+    scores = score(text, shortlist)[0].float()  # [K]
     best = scores.topk(min(k, len(shortlist)))
     return best.values, shortlist[best.indices]

@@ -135,3 +135,17 @@ def test_training_and_evaluation_run_and_the_head_and_clip_train(tmp_path):
     assert all(not torch.equal(p, head_before[n]) for n, p in after.hooks.named_parameters())
     assert sum(not torch.equal(p, clip_before[n]) for n, p in after.clip.named_parameters()) > len(clip_before) // 2
     assert 0 <= metrics["test/t2v_R@1"] <= metrics["test/t2v_R@5"] <= metrics["test/t2v_R@10"] <= 100
+
+
+def test_prepared_videos_score_as_the_frames_do():
+    """A gallery's keys and values computed once, then any rows of it: the same scores as pooling those frames."""
+    hooks = XPoolHooks(D, HEADS, dropout=0.3, eval_chunk=2).double().eval()
+    hooks.pool = random_head()
+    text, frames = inputs(m=3, n=6)
+    rows = torch.tensor([4, 0, 5])
+    with torch.no_grad():
+        prepared = hooks.prepare_videos(frames)
+        torch.testing.assert_close(hooks.score_prepared(text, prepared, rows), hooks.similarity(text, frames[rows]),
+                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(hooks.score_prepared(text, prepared), hooks.similarity(text, frames),
+                                   rtol=0, atol=1e-12)
