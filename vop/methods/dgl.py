@@ -75,11 +75,13 @@ class DGLHooks(TowerHooks):
     # ------------------------------------------------------------------ vision tower
     def frame_prompts(self, index: int, b: int, num_frames: int, dtype: torch.dtype) -> torch.Tensor:
         """Layer `index`'s local prompts for B videos of T frames -> [B, T, local, W]."""
-        if num_frames > self.frames:
+        prompts = self.latent(index)[1]  # [frames, local, W] (transformer) or [1, local, W] (linear: any T)
+        if prompts.shape[0] == 1:
+            prompts = prompts.expand(num_frames, -1, -1)
+        elif num_frames > self.frames:
             raise ConfigError(f"DGL has frame prompts for method.tuner.frames={self.frames} frame positions but "
                               f"the video has {num_frames} frames (data.num_frames); raise method.tuner.frames")
-        prompts = self.latent(index)[1]  # [frames or 1, local, W]
-        prompts = prompts[:num_frames] if prompts.shape[0] > 1 else prompts.expand(num_frames, -1, -1)
+        prompts = prompts[:num_frames]  # fewer frames: the first positions
         return prompts.to(dtype).expand(b, -1, -1, -1)
 
     def vision_input(self, vision: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
