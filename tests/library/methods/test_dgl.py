@@ -9,13 +9,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.dgl_fakes import TINY, ReleasedDGL, reference_metrics, reference_text, reference_video, save_dgl_checkpoint
-from tests.helpers import method_config, tiny_synthetic
+from tests.helpers import SMALL_SYNTHETIC, compose_cfg, method_config, tiny_synthetic
 from vop.commands.eval import evaluate_run
+from vop.commands.retrieve import retrieve
 from vop.commands.train import train
 from vop.engine.checkpoint import read_checkpoint
 from vop.errors import ConfigError
 from vop.methods.dgl import READOUTS
 from vop.models.released import ReleasedCheckpointError, load_released
+from vop.retrieval.pipeline import RetrievalPipeline
 
 SOT, EOT = 49406, 49407
 LATENTS = ("transformer", "linear")
@@ -174,3 +176,21 @@ def test_training_from_the_command_line_changes_exactly_the_dgl_tensors(tmp_path
     assert sum(t.numel() for t in runs["1e-2"].values()) == result["trainable_params"]
     unchanged = [n for n in names if torch.equal(runs["0.0"][n], runs["1e-2"][n])]
     assert not unchanged, unchanged
+
+
+def test_retrieve_builds_a_gallery_from_a_released_file(tmp_path):
+    """`retrieve.py action=build ckpt=<their .pth.tar> method=dgl`: the gallery ranks as the reference does."""
+    module = ReleasedDGL("transformer", seed=7)
+    path = save_dgl_checkpoint(module, tmp_path / "msrvtt_dgl_transformer_ckpt.best.pth.tar")
+    gallery = tmp_path / "test.safetensors"
+    overrides = ["action=build", f"gallery={gallery}", f"ckpt={path}", "method=dgl", "method.tuner.frames=4",
+                 "model=clip_tiny", "data=synthetic", "split=test"]
+    cfg = compose_cfg("retrieve", [*overrides, *SMALL_SYNTHETIC], tmp_path)
+    retrieve(cfg, overrides)
+    pipeline = RetrievalPipeline.from_gallery(gallery, topk=1)
+    found = pipeline.gallery
+    assert found.encoder["method"] == "dgl" and Path(found.encoder["ckpt"]).samefile(path)
+    hits = sum(pipeline(caption).ids[0] == found.video_ids[owner]
+               for caption, owner in zip(found.captions, found.caption_video))
+    reference = reference_metrics(module, cfg, text_len=32)["test/t2v_R@1"]
+    assert hits == round(reference * len(found.captions) / 100)
