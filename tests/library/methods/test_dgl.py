@@ -9,10 +9,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.dgl_fakes import TINY, ReleasedDGL, reference_metrics, reference_text, reference_video, save_dgl_checkpoint
+from tests.released_fakes import evaluation_frames
 from tests.helpers import SMALL_SYNTHETIC, compose_cfg, method_config, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import retrieve
 from vop.commands.train import train
+from vop.data.tokenizer import tokenize
+from vop.engine.assembly import load_splits
 from vop.engine.checkpoint import read_checkpoint
 from vop.errors import ConfigError
 from vop.methods.dgl import READOUTS
@@ -190,6 +193,12 @@ def test_retrieve_builds_a_gallery_from_a_released_file(tmp_path):
     pipeline = RetrievalPipeline.from_gallery(gallery, topk=1)
     found = pipeline.gallery
     assert found.encoder["method"] == "dgl" and Path(found.encoder["ckpt"]).samefile(path)
+    split = load_splits(cfg, "test")["test"]
+    assert found.captions == split.captions
+    text = reference_text(module, tokenize(instantiate(cfg.model.tokenizer), split.captions, 32))
+    video = reference_video(module, evaluation_frames(cfg, split))
+    torch.testing.assert_close(found.text_emb.double(), text, atol=1e-5, rtol=0)
+    torch.testing.assert_close(found.video_emb.double(), video, atol=1e-5, rtol=0)
     hits = sum(pipeline(caption).ids[0] == found.video_ids[owner]
                for caption, owner in zip(found.captions, found.caption_video))
     reference = reference_metrics(module, cfg, text_len=32)["test/t2v_R@1"]
