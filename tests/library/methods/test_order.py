@@ -29,6 +29,8 @@ SEES_ORDER = {
     "vop_fp": True,   # position prompts in the inter-frame layers
     "vop_fc": False,  # generated prompts in the inter-frame layers, no position
     "dgl": True,      # latent=transformer: frame prompts per frame position (global prompts alone would not see it)
+    "lora": False,    # low-rank updates inside each frame's blocks
+    "xpool": False,   # the caption's attention over the frames has no position: checked on its scores
 }
 REVERSE, SHUFFLE = [3, 2, 1, 0], [2, 0, 3, 1]
 # Measured on this tiny random model: reordering changes an order-blind method's embedding by
@@ -65,6 +67,10 @@ def video() -> torch.Tensor:
 def order_change(model: torch.nn.Module, order: list[int]) -> float:
     """Largest change of the (unit) video embedding when the frames are put in `order`."""
     frames = video()
+    if model.text_conditioned:  # X-Pool: no video embedding of its own; the scores of a few captions
+        text = torch.nn.functional.normalize(torch.randn(3, 64, generator=torch.Generator().manual_seed(2)), dim=-1)
+        return (model.similarity(text, model.encode_video_frames(frames))
+                - model.similarity(text, model.encode_video_frames(frames[:, order]))).abs().max().item()
     return (model.encode_video(frames) - model.encode_video(frames[:, order])).abs().max().item()
 
 
