@@ -1,6 +1,8 @@
 """Evaluation: encode every video once and every caption once, then rank both ways."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.utils.data import DataLoader
 
@@ -8,21 +10,35 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.engine.embed import encode_captions, encode_video_batches
 from vop.engine.finite_embeddings import require_finite_on_every_rank
-from vop.metrics.retrieval import RetrievalMetrics
+from vop.metrics.postprocess import NEEDS_BANK, check_names, postprocessed_metrics
+from vop.metrics.retrieval import RetrievalMetrics, Similarity
+from vop.metrics.scores import metrics_from_scores
+from vop.metrics.similarity_file import save_similarity
 from vop.models.clip import CLIPVideoModel
 
 
 class Evaluator:
-    """R@1/5/10, MdR and MnR for text->video and video->text on one split."""
+    """R@1/5/10, MdR and MnR for text->video and video->text on one split, raw, and for each post-processing
+    named in `postprocess` under its own name (`dsl/t2v_R@1`; vop/metrics/postprocess.py). Keeps the last
+    similarity matrix (`self.similarity`, and `self.bank`: training captions vs the same videos) for the run
+    folder."""
 
     def __init__(self, split: Split, loader: DataLoader, tokenizer, max_text_len: int, device: torch.device,
                  dtype: torch.dtype, image_size: int, chunk_size: int = 1024, text_batch: int = 256,
-                 progress: bool = True, rank: int = 0, world_size: int = 1):
+                 progress: bool = True, rank: int = 0, world_size: int = 1, postprocess=(),
+                 bank_captions: list[str] = ()):
         self.split, self.loader, self.tokenizer = split, loader, tokenizer
         self.max_text_len, self.device, self.dtype = max_text_len, device, dtype
         self.transform = VideoTransform(size=image_size, train=False)
         self.chunk_size, self.text_batch, self.progress = chunk_size, text_batch, progress
         self.rank, self.world_size = rank, world_size
+        self.postprocess = check_names(postprocess)
+        needs_bank = [n for n in self.postprocess if n in NEEDS_BANK]
+        if needs_bank and not bank_captions:
+            raise ValueError(f"post-processing {needs_bank} needs a bank of training captions (trainer.bank_captions > 0)")
+        self.bank_captions = list(bank_captions) if needs_bank else []
+        self.similarity: Similarity | None = None
+        self.bank: torch.Tensor | None = None
 
     @torch.inference_mode()
     def __call__(self, model: CLIPVideoModel) -> dict[str, float]:
@@ -35,9 +51,29 @@ class Evaluator:
         self.embeddings = (text_emb, video_emb)
         model.train(was_training)
         require_finite_on_every_rank(video_emb, text_emb, f"evaluating the {self.split.name} split")
-        results = metric.compute()  # gathers every rank's embeddings under DDP
+        sim = metric.similarity()  # gathers every rank's embeddings under DDP; [M captions, N videos]
         self.chunk_size = metric.chunk_size  # keep a chunk size halved after running out of memory
-        return results
+        self.similarity, self.bank = sim, self.bank_scores(model, sim.video_emb)
+        results = metrics_from_scores(sim.text_video, sim.scores, sim.scores.T)  # raw: the model's own scores
+        return {**results, **postprocessed_metrics(sim.scores, sim.text_video, self.postprocess, self.bank)}
+
+    def save_similarity(self, path: Path, data: str) -> Path:
+        """The last evaluation's matrix (and bank) as a similarity.safetensors (vop/metrics/similarity_file.py)."""
+        if self.similarity is None:
+            raise RuntimeError("no evaluation has run: no similarity matrix to save")
+        videos = [self.split.video_ids[i] for i in self.similarity.video_ids.tolist()]
+        return save_similarity(path, self.similarity, videos, self.split.name, data, self.bank)
+
+    def bank_scores(self, model: CLIPVideoModel, video_emb: torch.Tensor) -> torch.Tensor | None:
+        """[B, N] the bank's training captions vs the test videos (None without a bank)."""
+        if not self.bank_captions:
+            return None
+        was_training = model.training
+        model.eval()
+        embs = [emb for _, emb in encode_captions(model, self.tokenizer, self.bank_captions, self.max_text_len,
+                                                  self.device, self.dtype, self.text_batch)]
+        model.train(was_training)
+        return torch.cat(embs).float() @ video_emb.float().T
 
     def encode_videos(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> torch.Tensor:
         embs, indices = [], []

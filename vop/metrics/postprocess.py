@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from vop.errors import ConfigError
 from vop.metrics.scores import metrics_from_scores
 
 DSL_SCALE = 100.0  # cosine -> logits: CLIP's temperature at its clamp (ln 100), as CLIP4Clip/DGL dumps hold
@@ -81,7 +82,8 @@ def check_names(names) -> list[str]:
     names = list(names or [])
     unknown = [n for n in names if n not in POSTPROCESSING]
     if unknown:
-        raise ValueError(f"unknown post-processing {unknown}: expected some of {', '.join(POSTPROCESSING)}")
+        raise ConfigError(f"unknown post-processing {unknown} (trainer.postprocess / rescore.py post=): expected "
+                          f"some of {', '.join(POSTPROCESSING)}")
     return names
 
 

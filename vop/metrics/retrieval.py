@@ -181,7 +181,7 @@ class RetrievalMetrics(Metric):
         text_to_row = _rows_of(text_video, video_ids)
         text_emb, video_emb = text_emb.float(), video_emb.float()  # fp16 sums lose rank precision
         scores = self._halving_on_oom(lambda chunk: similarity_matrix(text_emb, video_emb, chunk))
-        return Similarity(scores, text_to_row, caption_ids, video_ids)
+        return Similarity(scores, text_to_row, caption_ids, video_ids, video_emb)
 
     def _halving_on_oom(self, build):
         """Run `build(chunk_size)`; out of memory, halve `chunk_size` (kept for later calls) and retry.
@@ -207,6 +207,7 @@ class Similarity:
     text_video: Tensor   # [M] long, the column (video) that caption m describes
     caption_ids: Tensor  # [M] long, the split's caption index of each row
     video_ids: Tensor    # [N] long, the split's video index of each column
+    video_emb: Tensor | None = None  # [N, D] the columns' embeddings (a bank of captions is scored against them)
 
 
 def similarity_matrix(text_emb: Tensor, video_emb: Tensor, chunk_size: int = 1024) -> Tensor:
