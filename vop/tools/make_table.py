@@ -41,8 +41,9 @@ class Run:
     data: str
     model: str
     method: str
-    metrics: dict[str, float]  # t2v_R@1 ... v2t_MnR, without the split prefix
+    metrics: dict[str, float]  # t2v_R@1 ... v2t_MnR (and dsl/t2v_R@1 ... post-processed), without the split prefix
     trainable_pct: float | None
+    trainable: int | None = None
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
@@ -71,9 +72,11 @@ def read_run(path: Path) -> Run:
     metrics = {f"{d}_{m}": float(saved[f"{split}/{d}_{m}"]) for d in ("t2v", "v2t") for m in METRICS}
     metrics.update({f"probe_{k}{s}": float(saved[f"probe/{k}{s}"]) for k in PROBE for s in ("", "@se")
                     if f"probe/{k}{s}" in saved})
+    metrics.update({key[len(split) + 1:]: float(value) for key, value in saved.items()  # test/dsl/t2v_R@1
+                    if key.count("/") == 2 and key.startswith(f"{split}/") and key.rsplit("/", 1)[1] in RETRIEVAL})
     total = saved.get("total_params")
     pct = 100.0 * saved["trainable_params"] / total if total else None
-    return Run(path, cfg.data.name, cfg.model.name, cfg.method.name, metrics, pct)
+    return Run(path, cfg.data.name, cfg.model.name, cfg.method.name, metrics, pct, saved.get("trainable_params"))
 
 
 def _order(method: str) -> tuple[int, str]:
@@ -116,6 +119,7 @@ def table_rows(runs: list[Run]) -> list[dict]:
     rows = []
     for (data, model, method), members in sorted(groups.items(), key=lambda kv: (kv[0][:2], _order(kv[0][2]))):
         row = {"data": data, "model": model, "method": method, "runs": len(members),
+               "paths": [m.path for m in members], "trainable": _mean([m.trainable for m in members]),
                "trainable_%": _mean([m.trainable_pct for m in members]),
                "paper_R@1_gain_vs_full": PAPER_GAIN.get(method), "paper_trainable_%": PAPER_TRAINABLE_PERCENT.get(method)}
         for key in dict.fromkeys(k for m in members for k in m.metrics if not k.endswith("@se")):
@@ -213,13 +217,17 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def make_table(paths: list[str | Path], out: str | Path | None = None) -> str:
-    """Markdown of the runs under `paths`; with `out`, also writes `<out>.md` and `<out>.csv`."""
+    """Markdown of the runs under `paths`; with `out`, also writes `<out>.md`, `<out>.csv` and the leaderboard
+    page `<out>.html` (vop/tools/leaderboard.py: measured rows beside published ones)."""
     runs = [read_run(p) for p in find_runs(paths)]
     rows = table_rows(runs)
     markdown = to_markdown(rows) + settings_notes(runs)
     if out is not None:
+        from vop.tools.leaderboard import write_leaderboard
+
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text(markdown)
         write_csv(rows, out.with_suffix(".csv"))
+        write_leaderboard(rows, out.with_suffix(".html"))
     return markdown
