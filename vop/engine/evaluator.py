@@ -12,7 +12,6 @@ from vop.engine.embed import encode_captions, encode_video_batches
 from vop.engine.finite_embeddings import require_finite_on_every_rank
 from vop.metrics.postprocess import NEEDS_BANK, check_names, postprocessed_metrics
 from vop.metrics.retrieval import RetrievalMetrics, Similarity
-from vop.metrics.scores import metrics_from_scores
 from vop.metrics.similarity_file import save_similarity
 from vop.models.clip import CLIPVideoModel
 
@@ -51,10 +50,10 @@ class Evaluator:
         self.embeddings = (text_emb, video_emb)
         model.train(was_training)
         require_finite_on_every_rank(video_emb, text_emb, f"evaluating the {self.split.name} split")
-        sim = metric.similarity()  # gathers every rank's embeddings under DDP; [M captions, N videos]
+        results = metric.compute()  # raw: the model's own scores; gathers every rank's embeddings under DDP
+        sim = metric.last_similarity  # [M captions, N videos], the matrix compute() ranked
         self.chunk_size = metric.chunk_size  # keep a chunk size halved after running out of memory
         self.similarity, self.bank = sim, self.bank_scores(model, sim.video_emb)
-        results = metrics_from_scores(sim.text_video, sim.scores, sim.scores.T)  # raw: the model's own scores
         return {**results, **postprocessed_metrics(sim.scores, sim.text_video, self.postprocess, self.bank)}
 
     def save_similarity(self, path: Path, data: str) -> Path:

@@ -128,6 +128,7 @@ class RetrievalMetrics(Metric):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
+        self.last_similarity: Similarity | None = None  # the matrix the last compute() ranked
         for name in ("text_emb", "text_video", "text_index", "video_emb", "video_index"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -162,10 +163,13 @@ class RetrievalMetrics(Metric):
     def compute(self) -> dict[str, float]:
         """Deduplicate, align captions to videos, build the similarity matrix, and summarise ranks both ways."""
         sim = self.similarity()
+        self.last_similarity = sim  # built from every rank's embeddings: torchmetrics syncs around compute() only
         return metrics_from_scores(sim.text_video, sim.scores, sim.scores.T)
 
     def similarity(self) -> "Similarity":
-        """The [captions x videos] similarity matrix (float32), captions and videos ordered by id, one copy each."""
+        """The [captions x videos] similarity matrix (float32), captions and videos ordered by id, one copy each,
+        from the states as they are: under DDP call compute() (which gathers every rank's states first) and
+        read `last_similarity`."""
         if _count(self.text_emb) == 0 or _count(self.video_emb) == 0:
             raise RuntimeError("RetrievalMetrics.compute() needs at least one caption and one video")
         # Ids may have been passed on another device than the embeddings; align them once.
