@@ -16,7 +16,7 @@ from urllib.parse import quote
 from vop.file_writes import write_whole
 from vop.metrics.postprocess import POSTPROCESSING
 from vop.paper import REPORTED
-from vop.tools.make_table import METRICS, _fmt, _fmt_se, _order
+from vop.tools.table_format import METRICS, fmt as _fmt, fmt_se as _fmt_se, method_order as _order
 
 DIRECTIONS = (("t2v", "text→video"), ("v2t", "video→text"))
 STYLE = """

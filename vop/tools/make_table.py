@@ -21,10 +21,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vop.errors import MissingFileError
-from vop.paper import METHOD_ORDER, PAPER_GAIN, PAPER_TRAINABLE_PERCENT
+from vop.paper import PAPER_GAIN, PAPER_TRAINABLE_PERCENT
+from vop.tools.leaderboard import write_leaderboard
+from vop.tools.table_format import METRICS, fmt as _fmt, fmt_se as _fmt_se, method_order as _order
 from vop.tools.table_settings import differing, note, run_settings
 
-METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
 RETRIEVAL = tuple(f"{d}_{m}" for d in ("t2v", "v2t") for m in METRICS)
 # The direction probe (vop/metrics/direction.py), read from `probe/<key>` when a run has them.
 PROBE = {"t2v_R@1": "probe t2v R@1", "t2v_direction_acc": "direction t2v %", "v2t_direction_acc": "direction v2t %",
@@ -79,10 +80,6 @@ def read_run(path: Path) -> Run:
     return Run(path, cfg.data.name, cfg.model.name, cfg.method.name, metrics, pct, saved.get("trainable_params"))
 
 
-def _order(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
-
-
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
@@ -134,18 +131,6 @@ def table_rows(runs: list[Run]) -> list[dict]:
         row["R@1_gain_vs_full_se"] = (math.hypot(row["t2v_R@1_se"] or 0.0, full["t2v_R@1_se"] or 0.0) or None
                                       if full and row is not full else None)
     return rows
-
-
-def _fmt(value, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:+.1f}" if signed else (f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}")
-    return str(value)
-
-
-def _fmt_se(se: float) -> str:
-    return f"{se:.2f}" if se < 0.1 else f"{se:.1f}"
 
 
 def _best_marks(block: list[dict], key: str) -> set[int]:
@@ -223,8 +208,6 @@ def make_table(paths: list[str | Path], out: str | Path | None = None) -> str:
     rows = table_rows(runs)
     markdown = to_markdown(rows) + settings_notes(runs)
     if out is not None:
-        from vop.tools.leaderboard import write_leaderboard
-
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text(markdown)
