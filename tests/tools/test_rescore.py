@@ -87,3 +87,13 @@ def test_files_that_are_not_a_similarity_matrix_are_refused(trained, tmp_path):
         rescore(tmp_path / "wide.npy", scale=1, captions=tmp_path / "map.txt")
     with pytest.raises(ConfigError, match="only apply to a .npy"):
         rescore(trained / FILENAME, scale=100)
+
+
+@pytest.mark.parametrize("post,bank,needle", [("[sinkhorn]", 20, "unknown post-processing"),
+                                              ("[dsl,qbnorm]", 0, "need a bank of training captions")])
+def test_post_processing_settings_are_checked_before_evaluating(post, bank, needle, tmp_path):
+    cfg = tiny_synthetic("zeroshot", tmp_path, [f"trainer.postprocess={post}", f"trainer.bank_captions={bank}"],
+                         config_name="eval")
+    with pytest.raises(ConfigError, match=needle):
+        evaluate_run(cfg)
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -10,6 +10,7 @@ from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.engine.embed import encode_captions, encode_video_batches
 from vop.engine.finite_embeddings import require_finite_on_every_rank
+from vop.errors import ConfigError
 from vop.metrics.postprocess import NEEDS_BANK, check_names, postprocessed_metrics
 from vop.metrics.retrieval import RetrievalMetrics, Similarity
 from vop.metrics.similarity_file import save_similarity
@@ -34,7 +35,8 @@ class Evaluator:
         self.postprocess = check_names(postprocess)
         needs_bank = [n for n in self.postprocess if n in NEEDS_BANK]
         if needs_bank and not bank_captions:
-            raise ValueError(f"post-processing {needs_bank} needs a bank of training captions (trainer.bank_captions > 0)")
+            raise ConfigError(f"trainer.postprocess={self.postprocess}: {needs_bank} need a bank of training captions "
+                              "(trainer.bank_captions > 0, and a training split)")
         self.bank_captions = list(bank_captions) if needs_bank else []
         self.similarity: Similarity | None = None
         self.bank: torch.Tensor | None = None

@@ -65,10 +65,10 @@ def qbnorm(scores: Tensor, bank: Tensor | None) -> tuple[Tensor, None]:
 
 def _need_bank(name: str, bank: Tensor | None, scores: Tensor) -> Tensor:
     if bank is None:
-        raise ValueError(f"post-processing {name} needs a bank of training captions' similarities to the test "
+        raise ConfigError(f"post-processing {name} needs a bank of training captions' similarities to the test "
                          "videos (trainer.bank_captions > 0 when evaluating, or rescore.py bank=<file>)")
     if bank.ndim != 2 or bank.shape[1] != scores.shape[1] or bank.shape[0] == 0:
-        raise ValueError(f"{name}: the bank must be [B > 0, {scores.shape[1]} videos], got {tuple(bank.shape)}")
+        raise ConfigError(f"{name}: the bank must be [B > 0, {scores.shape[1]} videos], got {tuple(bank.shape)}")
     return bank
 
 
