@@ -9,6 +9,7 @@ in_process): each prints what its process would."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,22 @@ def test_a_captions_files_error_is_one_block_naming_file_and_line(folder, tmp_pa
                               f"data.captions={tmp_path / name}", *TINY)
     assert_one_block(proc, *needles)
     assert not long_lines(proc.stdout + proc.stderr)
+
+
+def test_a_test_video_cut_after_its_header_stops_evaluation_with_one_block(tmp_path):
+    """Its header opens (the index is at the front), so the check before training passes it; its
+    frames are cut off, so the evaluation's decode fails: one block naming the file, not a data
+    worker's traceback."""
+    from vop.commands.eval import evaluate_run
+    from vop.data.sample_collection import name, write_collection
+
+    files = write_collection(tmp_path / "my_clips")
+    clip = files["videos"] / name(39)  # in the test split
+    front = tmp_path / "front.mp4"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(clip), "-movflags", "+faststart", "-c", "copy",
+                    str(front)], check=True)
+    clip.write_bytes(front.read_bytes()[:front.stat().st_size // 2])
+    proc = command_in_process(evaluate_run, "eval", tmp_path, "data=custom", f"data.videos={files['videos']}",
+                              f"data.captions={files['csv']}", "model=clip_tiny", "method=full",
+                              "data.num_workers=1")
+    assert_one_block(proc, f"a test video cannot be decoded: '{clip}'", "An evaluation ranks every video")

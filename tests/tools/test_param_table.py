@@ -37,6 +37,21 @@ def test_b32_counts(b32_rows):
     assert b32_rows["bias"].effective == b32_rows["bias"].trainable
 
 
+def test_dgl_counts_beside_the_papers_figure(b32_rows):
+    """DGL, counted from the released structure: the latent embedding (8 + 4 x 12 tokens x 12 layers x
+    768), one 768-wide block, the 768 -> 1536 -> 512 text MLP and 4 global prompts; latent=linear:
+    4 x 12 x 768 vectors and two 768 -> 512 maps, the paper's "0.83 MB" (its suffix map is inert)."""
+    block = 4 * 768 * 768 + 4 * 768 + 2 * 768 * 3072 + 3072 + 768 + 4 * 768
+    transformer = 56 * 12 * 768 + block + (768 * 1536 + 1536 + 1536 * 512 + 512) + 4 * 768
+    linear = 4 * 12 * 768 + 2 * (768 * 512 + 512) + 4 * 768
+    assert (b32_rows["dgl"].trainable, b32_rows["dgl"].effective) == (transformer, transformer) == (9_575_168,) * 2
+    row = b32_rows["dgl (latent=linear)"]
+    assert (row.trainable, row.effective) == (linear, linear - (768 * 512 + 512)) == (827_392, 433_664)
+    assert round(row.trainable / 1e6, 2) == row.paper_trainable / 1e6 == 0.83
+    assert "| dgl (latent=linear) | 827,392 | 433,664 |" in to_markdown(list(b32_rows.values()), "clip_b32")
+    assert "| 0.67 | 0.83M |" in to_markdown([row], "clip_b32")
+
+
 def test_every_method_config_has_a_row(b32_rows):
     assert set(option_names(Path(CONFIG_DIR, "method"))) <= set(b32_rows)
     assert "| vop | 122,880 | 98,304 |" in to_markdown(list(b32_rows.values()), "clip_b32")

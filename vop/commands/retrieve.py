@@ -13,6 +13,7 @@ from vop.engine import assembly
 from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import chosen_on_command_line, merge_checkpoint_config
 from vop.errors import InputError
+from vop.models.released import is_released
 from vop.retrieval.folder import folder_split
 from vop.retrieval.gallery import Gallery, build_gallery, check_gallery_folder
 from vop.retrieval.html import write_page
@@ -26,7 +27,11 @@ log = logging.getLogger(__name__)
 def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     """Encode a dataset split (data=, split=) or a folder (videos=, captions=) into cfg.gallery."""
     check_gallery_folder(cfg.gallery)
-    if cfg.ckpt:
+    if cfg.ckpt and is_released(cfg.ckpt):  # an authors' .pth (VoP, DGL): the command line names model/method
+        log.info("building with released checkpoint %s, model %s, method %s", cfg.ckpt, cfg.model.name,
+                 cfg.method.name)
+        check_config(cfg, overrides)
+    elif cfg.ckpt:
         path = resolve_path(cfg.ckpt)
         cfg = merge_checkpoint_config(cfg, read_checkpoint(path, tensors=False)[1], overrides, path)
         check_config(cfg, overrides)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import Dataset
@@ -205,6 +205,27 @@ class CollateReadable:
         batch = self.collate(readable) if readable else {"index": torch.zeros(0, dtype=torch.long)}
         batch["unreadable"] = {it["index"]: it["unreadable"] for it in items if "unreadable" in it}
         return batch
+
+
+def every_video_readable(batches: Iterable[dict], split: Split) -> Iterator[dict]:
+    """The batches of a `ReadableVideos` loader over `split`, refusing one with an unreadable video:
+    an evaluation ranks every video of its split, so it cannot go on without one (and a DataLoader
+    worker's own exception would reach the user as a worker traceback)."""
+    for batch in batches:
+        if batch["unreadable"]:
+            raise UnreadableEvaluationVideo(split.name, [(r["path"], r["reason"]) for r in batch["unreadable"].values()])
+        yield batch
+
+
+class UnreadableEvaluationVideo(BadVideosError):
+    """A video of an evaluated split failed to decode (in a data worker, or on the device)."""
+
+    def __init__(self, split_name: str, failures: list[tuple[str, str]]):
+        named = "; ".join(f"{path!r}: {reason}" for path, reason in failures[:3])
+        super().__init__(
+            f"a {split_name} video cannot be decoded: {named}. An evaluation ranks every video of its split: "
+            "replace or remove the file (scripts/check_videos.py lists every such video; with its manifest, "
+            "data.allow_missing_test=true leaves them out of evaluation, saying how many)")
 
 
 def check_unreadable(split: Split, unreadable: dict[int, str], max_bad_fraction: float, strict: bool,

@@ -205,7 +205,7 @@ def build_evaluator(cfg: DictConfig, split: Split, parts: ModelParts, runtime: R
     """Each rank encodes its share of the videos and of the captions; the metric gathers them. `bank_split`
     (the training split) gives the bank of captions that single-query post-processing normalises with."""
     device, env = runtime.device, runtime.env
-    loader = eval_loader(cfg, split, parts.decoder, pin_memory=device.type == "cuda", env=env)
+    loader = eval_loader(cfg, split, parts.decoder, pin_memory=device.type == "cuda", env=env, readable_only=True)
     return Evaluator(split, loader, parts.tokenizer, parts.text_len, device, runtime.dtype,
                      parts.model.image_size, chunk_size=cfg.trainer.eval_chunk_size,
                      progress=cfg.trainer.progress and env.is_main, rank=env.rank, world_size=env.world_size,

@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from vop.data.bad_videos import UnreadableEvaluationVideo, every_video_readable
+from vop.data.decode_error import VideoDecodeError
 from vop.data.gpu_transforms import VideoTransform
 from vop.data.split import Split
 from vop.engine.embed import encode_captions, encode_video_batches
@@ -78,11 +80,15 @@ class Evaluator:
 
     def encode_videos(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> torch.Tensor:
         embs, indices = [], []
-        for emb, index in encode_video_batches(model, self.loader, self.transform, self.device, self.dtype,
-                                               self.progress, desc=f"eval {self.split.name} videos"):
-            metric.update(video_emb=emb, video_index=index.to(self.device))  # emb [B, D]
-            embs.append(emb)
-            indices.append(index)
+        batches = every_video_readable(self.loader, self.split)  # an undecodable video: one error naming it
+        try:
+            for emb, index in encode_video_batches(model, batches, self.transform, self.device, self.dtype,
+                                                   self.progress, desc=f"eval {self.split.name} videos"):
+                metric.update(video_emb=emb, video_index=index.to(self.device))  # emb [B, D]
+                embs.append(emb)
+                indices.append(index)
+        except VideoDecodeError as err:  # deferred frames decoded on the device (decoder=frames, nvdec)
+            raise UnreadableEvaluationVideo(self.split.name, [(err.path, err.reason)]) from err
         return torch.cat(embs)[torch.cat(indices).argsort().to(self.device)]  # [N, D]
 
     def encode_texts(self, model: CLIPVideoModel, metric: RetrievalMetrics) -> torch.Tensor:

@@ -100,8 +100,8 @@ class CLIPVideoModel(nn.Module):
         x = self.hooks.vision_input(vision, x, num_frames)  # pre-LayerNorm (and prompts)
         for i, layer in enumerate(vision.encoder.layers):
             x = self._layer(self.hooks.vision_layer, i, layer, x, num_frames)
-        cls_token = vision.post_layernorm(x[:, 0])  # [BT, W]
-        return F.normalize(self.clip.visual_projection(cls_token), dim=-1)
+        pooled = self.hooks.pool_vision(vision, x, num_frames)  # [BT, W]: each frame's CLS, post-LayerNorm
+        return F.normalize(self.clip.visual_projection(pooled), dim=-1)
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """frames [B, T, 3, H, W] -> video embeddings [B, D]: mean of normalised frame embeddings."""

@@ -56,6 +56,14 @@ class TowerHooks(nn.Module):
         """Run text block `index` on x [B, L, W] (causal)."""
         return layer(x, causal_mask(x))
 
+    def pool_vision(self, vision: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Per-frame features [B*T, W] after the post-LayerNorm, from the last block's output x.
+
+        CLIP reads each frame's CLS token. A method whose read-out is one vector per video (DGL)
+        returns it for each of the video's T frames: the video embedding, the mean of the normalised
+        frame embeddings, is then that vector normalised."""
+        return vision.post_layernorm(x[:, 0])
+
     def pool_text(self, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
         """Text feature [B, W] read at the end-of-text positions eot [B] of x [B, L, W]."""
         return x[torch.arange(x.shape[0], device=x.device), eot]

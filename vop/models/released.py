@@ -10,7 +10,10 @@ Layouts accepted (`torch.save` dicts, read with `weights_only=True`: plain tenso
     duplicates of CLIP tensors (the encoder modules hold references to CLIP's parts). Each must
     equal its `clip.` tensor, or the file is refused naming it.
 - a plain OpenAI-format state dict (`module.` prefix optional), with the two prompt tensors for VoP.
-Anything else is refused by name.
+- the DGL authors' `*_ckpt.best.pth.tar` (their main.py: the model under 'state_dict', beside the
+  optimizer's state): `clip.*` as above plus DGL's tensors, renamed by vop/models/released_dgl.py.
+Anything else is refused by name. The file's first bytes are checked before torch reads it: a zip
+archive (torch.save's format) or a pickle of protocol 2+ (torch's legacy format), nothing else.
 """
 from __future__ import annotations
 
@@ -21,9 +24,12 @@ import torch
 from vop.errors import UserError
 from vop.models.clip import CLIPVideoModel
 from vop.models.convert import ConversionError, openai_to_hf, strip_prefix
+from vop.models.released_dgl import is_dgl, split_dgl
 from vop.models.tensors import copy_strict
 
-SUFFIXES = (".pth", ".pt", ".bin")
+SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar")  # .pth.tar: the DGL authors' checkpoints
+# torch.save's zip archive, or a pickle (protocol 2..5) for torch's legacy format.
+MAGICS = (b"PK\x03\x04",) + tuple(bytes([0x80, p]) for p in range(2, 6))
 VIDEO_PROMPTS = "visual_prompt_learner.visual_prompts"
 TEXT_PROMPTS = "text_prompt_learner.text_prompts"
 CLIP_PREFIX = "clip."
@@ -36,12 +42,21 @@ class ReleasedCheckpointError(UserError, ValueError):
 
 
 def is_released(path: str | Path) -> bool:
-    return Path(path).suffix in SUFFIXES
+    return Path(path).name.endswith(SUFFIXES)
+
+
+def check_magic(path: str | Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(MAGICS):
+        raise ReleasedCheckpointError(f"{path} is not a PyTorch file (it starts with {head!r}, neither a zip "
+                                      "archive as torch.save writes nor a pickle)")
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not Path(path).is_file():
         raise ReleasedCheckpointError(f"released checkpoint not found: {path}")
+    check_magic(path)
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError (objects besides tensors), a truncated or foreign file
@@ -92,8 +107,10 @@ def split_state(state: dict[str, torch.Tensor], video_layers: list[int] | None =
     """File tensors -> (HF CLIP tensors, hook tensors named as on `model.hooks`).
 
     `video_layers`: the layers the file's video prompts belong to, in order (default 0..L-1)."""
-    state = unwrap_modelscope(state, source)
     hooks: dict[str, torch.Tensor] = {}
+    if is_dgl(state):
+        state, hooks = split_dgl(state, source, ReleasedCheckpointError)
+    state = unwrap_modelscope(state, source)
     if VIDEO_PROMPTS in state:
         video = state.pop(VIDEO_PROMPTS)  # [L, 1, n, W] (shared by all frames) or [L, T, n, W]
         layers = list(range(video.shape[0])) if video_layers is None else list(video_layers)

@@ -10,10 +10,10 @@ from omegaconf import OmegaConf
 
 from vop.methods.base import ParameterCount, TuningMethod, count_parameters
 from vop.models.clip import CLIPVideoModel
-from vop.paper import PAPER_TRAINABLE_PERCENT
+from vop.paper import OTHER_PAPER_TRAINABLE, PAPER_TRAINABLE_PERCENT
 
 # Extra rows: a method config with some knobs changed (BitFit without LayerNorm biases).
-VARIANTS = {"bias": {"layernorm": False}}
+VARIANTS = {"bias": {"layernorm": False}, "dgl": {"latent": "linear"}}
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Row:
     percent: float        # of the model with the method's additions
     percent_clip: float   # of CLIP alone
     paper_percent: float | None
+    paper_trainable: int | None = None  # a method from another paper: the count its authors state
 
 
 def count_method(model: CLIPVideoModel, tuner_cfg) -> tuple[ParameterCount, int, int]:
@@ -46,22 +47,28 @@ def table(build: Callable[[], CLIPVideoModel], configs: dict[str, object]) -> li
             variants.append((f"{name} ({label})", changed))
         for label, tuner in variants:
             count, inert, clip_total = count_method(model, tuner)
+            paper_count, paper_percent = OTHER_PAPER_TRAINABLE.get(name, (None, PAPER_TRAINABLE_PERCENT.get(label)))
             rows.append(Row(label, count.trainable, count.trainable - inert, count.total, round(count.percent, 4),
-                            round(100.0 * count.trainable / clip_total, 4), PAPER_TRAINABLE_PERCENT.get(label)))
+                            round(100.0 * count.trainable / clip_total, 4), paper_percent, paper_count))
     return rows
 
 
 def to_markdown(rows: list[Row], model: str) -> str:
-    lines = [f"| method ({model}) | trainable | effective¹ | total | % | % of CLIP | paper % (B/32) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| method ({model}) | trainable | effective¹ | total | % | % of CLIP | paper % (B/32) | paper count² |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         paper = "" if r.paper_percent is None else f"{r.paper_percent:.2f}"
+        stated = "" if r.paper_trainable is None else f"{r.paper_trainable / 1e6:.2f}M"
         lines.append(f"| {r.method} | {r.trainable:,} | {r.effective:,} | {r.total:,} | {r.percent:.2f} | "
-                     f"{r.percent_clip:.2f} | {paper} |")
+                     f"{r.percent_clip:.2f} | {paper} | {stated} |")
     lines.append("\n¹ effective: trainable values that can reach the output for captions with the end-of-text "
                  "token before index 64. VoP's text suffix prompts sit before the last of the 69 caption slots "
                  "(released layout); under the causal mask they reach the read-out only for captions of 64+ "
-                 "tokens (released read-out) or filling all 69 slots (eot read-out).")
+                 "tokens (released read-out) or filling all 69 slots (eot read-out). DGL's text suffix prompts follow "
+                 "every caption slot and never reach it: with latent=linear their map is inert.")
+    lines.append("² a method from another paper: the trainable count its authors state. DGL: \"0.83 MB\" (0.83M "
+                 "values; their README ties it to the linear latent space) and \"0.67%\"; the released MSR-VTT "
+                 "B/32 checkpoint uses the transformer latent space.")
     return "\n".join(lines)
 
 

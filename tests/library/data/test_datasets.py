@@ -166,3 +166,20 @@ def test_every_dataset_loads_through_its_config(name: str, root_fixture: str, co
     splits = instantiate(cfg.data.splits)
     assert {cfg.data.train_split, cfg.data.test_split} <= set(splits)
     assert {k: splits[k].num_videos for k in counts} == counts
+
+
+def test_didemo_real_validation_file(tmp_path: Path, real_annotations: Path) -> None:
+    """DiDeMo's real val_data.json (tests/data/annotations/didemo/, unchanged): 4,180 described moments
+    of 1,094 videos, one paragraph query per video in file order; every moment's `times` are pairs of
+    5-second segment indices 0-5, one pair per annotator (4, or 7 for some)."""
+    ann = tmp_path / "didemo" / "annotations"
+    ann.mkdir(parents=True)
+    (ann / "val_data.json").symlink_to(real_annotations / "didemo" / "val_data.json")
+    raw = json.loads((real_annotations / "didemo" / "val_data.json").read_text())
+    val = load_didemo(tmp_path / "didemo", splits=("val",))["val"]
+    assert (len(raw), val.num_videos, val.num_captions) == (4180, 1094, 1094)
+    first = raw[0]["video"]
+    assert val.video_ids[0] == first
+    assert val.captions[0] == " ".join(e["description"].strip() for e in raw if e["video"] == first)
+    assert {len(e["times"]) for e in raw} == {4, 7}
+    assert all(0 <= start <= end <= 5 for e in raw for start, end in e["times"])

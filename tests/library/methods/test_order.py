@@ -28,6 +28,7 @@ SEES_ORDER = {
     "vop_f": False,   # inter-frame layers: every frame attends to all frames' CLS tokens, no position
     "vop_fp": True,   # position prompts in the inter-frame layers
     "vop_fc": False,  # generated prompts in the inter-frame layers, no position
+    "dgl": True,      # latent=transformer: frame prompts per frame position (global prompts alone would not see it)
 }
 REVERSE, SHUFFLE = [3, 2, 1, 0], [2, 0, 3, 1]
 # Measured on this tiny random model: reordering changes an order-blind method's embedding by
