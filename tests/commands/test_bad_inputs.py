@@ -372,6 +372,7 @@ RUN_ELSEWHERE = {
     "export_hf.py": "tests/library/models/test_hf_export.py",
     "make_table.py": "tests/tools/test_tables.py",
     "prepare_data.py": "test_cli_prepare_data_error_is_one_block above",
+    "rescore.py": "tests/tools/test_rescore.py",
 }
 
 

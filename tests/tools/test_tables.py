@@ -152,3 +152,17 @@ def test_seeds_and_an_untrained_row_are_not_differing_settings(tmp_path):
     metrics = json.loads((smoke / "metrics.json").read_text())
     (smoke / "metrics.json").write_text(json.dumps({**metrics, "train/steps": 5}))
     assert "train/steps: " in make_table([tmp_path / "full0", tmp_path / "bias1", smoke])
+
+
+def test_the_leaderboard_page_stands_alone_and_keeps_post_processing_apart(tmp_path):
+    """--out also writes PREFIX.html: nothing fetched from elsewhere; a run's DSL numbers in their own group."""
+    run = write_run(tmp_path / "runs" / "bias", "bias", 40.0)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "test/dsl/t2v_R@1": 47.25}))
+    make_table([tmp_path / "runs"], tmp_path / "out" / "table")
+    page = (tmp_path / "out" / "table.html").read_text()
+    assert "<script" not in page and "http" not in page and "@import" not in page  # opens from disk as it is
+    assert 'data-key="dsl/t2v_R@1">47.2' in page and 'data-key="t2v_R@1">40.0' in page
+    assert "dsl: text→video" in page and "Figure 1" in page  # the post-processed group; published rows
+    with open(tmp_path / "out" / "table.csv") as f:
+        assert "dsl/t2v_R@1" not in next(csv.reader(f))  # the CSV keeps the raw columns it always had

@@ -97,6 +97,8 @@ class TrainerGroup:
     max_nonfinite_in_row: int = key(low=0)
     stop_after_steps: int | None = key(low=1)
     find_unused_parameters: bool = key()
+    postprocess: list[str] = key()  # names from vop/metrics/postprocess.py, checked when the evaluator is built
+    bank_captions: int = key(low=0)
     checkpoint: Checkpointing = key()
 
 

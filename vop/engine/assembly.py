@@ -200,13 +200,24 @@ def eval_loader(cfg: DictConfig, split: Split, decoder: Decoder, pin_memory: boo
                        seed=cfg.seed if seed is None else seed, pin_memory=pin_memory, sampler=sampler)
 
 
-def build_evaluator(cfg: DictConfig, split: Split, parts: ModelParts, runtime: Runtime) -> Evaluator:
-    """Each rank encodes its share of the videos and of the captions; the metric gathers them."""
+def build_evaluator(cfg: DictConfig, split: Split, parts: ModelParts, runtime: Runtime,
+                    bank_split: Split | None = None) -> Evaluator:
+    """Each rank encodes its share of the videos and of the captions; the metric gathers them. `bank_split`
+    (the training split) gives the bank of captions that single-query post-processing normalises with."""
     device, env = runtime.device, runtime.env
     loader = eval_loader(cfg, split, parts.decoder, pin_memory=device.type == "cuda", env=env, readable_only=True)
     return Evaluator(split, loader, parts.tokenizer, parts.text_len, device, runtime.dtype,
                      parts.model.image_size, chunk_size=cfg.trainer.eval_chunk_size,
-                     progress=cfg.trainer.progress and env.is_main, rank=env.rank, world_size=env.world_size)
+                     progress=cfg.trainer.progress and env.is_main, rank=env.rank, world_size=env.world_size,
+                     postprocess=cfg.trainer.postprocess, bank_captions=bank_captions(bank_split, cfg.trainer.bank_captions))
+
+
+def bank_captions(split: Split | None, count: int) -> list[str]:
+    """`count` captions evenly spaced over `split` (all of them when it has fewer): fixed, no random draw."""
+    if split is None or count == 0 or split.num_captions == 0:
+        return []
+    picks = np.unique(np.linspace(0, split.num_captions - 1, min(count, split.num_captions)).round().astype(int))
+    return [split.captions[i] for i in picks.tolist()]
 
 
 # ------------------------------------------------------------------ training
@@ -307,6 +318,6 @@ def build_trainer(cfg: DictConfig, ckpt: str | Path | None = None) -> Trainer:
     training = build_training(cfg, train, parts, runtime) if parts.count.trainable else None
 
     def evaluator(split: str) -> Evaluator:
-        return build_evaluator(cfg, splits[split], parts, runtime)
+        return build_evaluator(cfg, splits[split], parts, runtime, bank_split=train)
 
     return Trainer(files, runtime, parts, data, training, evaluator, logger)

@@ -30,6 +30,7 @@ from vop.engine.train_state import Progress
 from vop.engine.training_faults import DataLoadError, NonFiniteLossError, StopRequest
 from vop.file_writes import failure_reason
 from vop.losses import info_nce, info_nce_scores
+from vop.metrics.similarity_file import FILENAME as SIMILARITY
 
 log = logging.getLogger(__name__)
 BEST_FILENAME = "best.safetensors"
@@ -261,10 +262,10 @@ class Trainer:
         key = f"{split}/t2v_R@1"
         if self.settings.evals_per_epoch > 1 and split == self.data.test_name and \
                 metrics[key] > self.best_test.get(f"{split}/best_t2v_R@1", -1.0):
-            self.best_test = {**{f"{split}/best_{k.split('/')[-1]}": v for k, v in metrics.items()},
+            self.best_test = {**{f"{split}/best_{k.split('/', 1)[-1]}": v for k, v in metrics.items()},
                               f"{split}/best_step": self.step}
         log.info("epoch %d %s: %s", epoch, split,
-                 ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in metrics.items()))
+                 ", ".join(f"{k.split('/', 1)[-1]} {v:.2f}" for k, v in metrics.items()))
         return metrics
 
     def update_best(self, epoch: int, metrics: dict) -> None:
@@ -337,6 +338,10 @@ class Trainer:
             if checkpoint:
                 extra = {"epoch": self.settings.epochs, "step": self.step}
                 writes.append((FILENAME, lambda: save_checkpoint(run_dir / FILENAME, self.model, self.files.cfg, extra)))
+            evaluator = self.evaluators.get(split)  # its last evaluation gave `metrics`
+            if evaluator is not None and evaluator.similarity is not None:  # after the checkpoint: less valuable
+                writes.append((SIMILARITY, lambda: evaluator.save_similarity(run_dir / SIMILARITY,
+                                                                             self.files.cfg.data.name)))
             write_outputs(run_dir, writes, result)
             link_latest(run_dir, self.files.latest_dir)  # <log dir>/train/latest
         self.logger.summary(result)

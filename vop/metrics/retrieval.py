@@ -9,21 +9,24 @@ Conventions (shared by every function here):
   order or on how a sort broke ties. With continuous embeddings exact ties practically never
   occur; they matter for degenerate models (e.g. constant embeddings rank everything 0).
 - Similarity = dot product of the given embeddings (pass L2-normalised ones for cosine).
-- The similarity matrix is built `chunk_size` queries at a time, so an [M, N] matrix never
-  sits in memory at once: peak extra memory is O(chunk_size * max(M, N)).
+- `t2v_ranks` / `v2t_ranks` build the matrix `chunk_size` queries at a time, so an [M, N] matrix never
+  sits in memory at once: peak extra memory is O(chunk_size * max(M, N)). `RetrievalMetrics` keeps the
+  whole [M, N] matrix (float32: 4 MB for MSR-VTT 1k-A, ~100 MB for ActivityNet's 4,917 videos), since
+  the run saves it and post-processing reads it whole; only its matmul temporaries are chunked.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-RECALL_KS = (1, 5, 10)
+from vop.metrics.scores import RECALL_KS, metrics_from_scores, summarize  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
 
@@ -105,39 +108,6 @@ def v2t_ranks(
     return torch.cat(ranks).long() if ranks else torch.zeros(0, dtype=torch.long)
 
 
-def ranks_from_scores(scores: Tensor, text_video: Tensor) -> tuple[Tensor, Tensor]:
-    """t2v ranks [M] and v2t ranks [N] from a score matrix [M captions, N videos], with the same
-    conventions as `t2v_ranks` / `v2t_ranks` (which build the matrix from embeddings): for scores
-    that no dot product of fixed embeddings gives, e.g. X-Pool's caption-pooled videos."""
-    if scores.ndim != 2 or text_video.shape != (scores.shape[0],):
-        raise ValueError(f"expected scores [M, N] and text_video [M], got {tuple(scores.shape)} and "
-                         f"{tuple(text_video.shape)}")
-    text_video = text_video.to(scores.device)
-    num_videos = scores.shape[1]
-    if (torch.bincount(text_video, minlength=num_videos) == 0).any():
-        raise ValueError("some video has no caption; video->text rank undefined")
-    positive = scores[torch.arange(scores.shape[0], device=scores.device), text_video]  # [M]
-    t2v = (scores > positive[:, None]).sum(dim=1)
-    by_video = scores.T  # [N queries, M captions]
-    groups = by_video.new_full((num_videos, num_videos), float("-inf"))
-    groups.scatter_reduce_(1, text_video.expand_as(by_video), by_video, reduce="amax")  # [N, N] best caption
-    own = groups.diagonal()
-    v2t = (groups > own[:, None]).sum(dim=1)
-    return t2v.long(), v2t.long()
-
-
-def summarize(ranks: Tensor) -> dict[str, float]:
-    """R@K (% of ranks < K), MdR (median of rank+1, numpy semantics: mean of the two middle
-    values for an even count) and MnR (mean of rank+1), as Python floats."""
-    if ranks.numel() == 0:
-        raise ValueError("cannot summarise an empty set of ranks")
-    one_based = ranks.detach().cpu().numpy().astype(np.float64) + 1  # [Q]
-    out = {f"R@{k}": float(100.0 * np.mean(one_based <= k)) for k in RECALL_KS}
-    out["MdR"] = float(np.median(one_based))
-    out["MnR"] = float(np.mean(one_based))
-    return out
-
-
 class RetrievalMetrics(Metric):
     """Accumulates caption and video embeddings, then computes t2v and v2t retrieval metrics.
 
@@ -158,6 +128,7 @@ class RetrievalMetrics(Metric):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
+        self.last_similarity: Similarity | None = None  # the matrix the last compute() ranked
         for name in ("text_emb", "text_video", "text_index", "video_emb", "video_index"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -190,7 +161,15 @@ class RetrievalMetrics(Metric):
             self.video_index.append(video_index.detach().long())
 
     def compute(self) -> dict[str, float]:
-        """Deduplicate, align captions to videos, and summarise ranks in both directions."""
+        """Deduplicate, align captions to videos, build the similarity matrix, and summarise ranks both ways."""
+        sim = self.similarity()
+        self.last_similarity = sim  # built from every rank's embeddings: torchmetrics syncs around compute() only
+        return metrics_from_scores(sim.text_video, sim.scores, sim.scores.T)
+
+    def similarity(self) -> "Similarity":
+        """The [captions x videos] similarity matrix (float32), captions and videos ordered by id, one copy each,
+        from the states as they are: under DDP call compute() (which gathers every rank's states first) and
+        read `last_similarity`."""
         if _count(self.text_emb) == 0 or _count(self.video_emb) == 0:
             raise RuntimeError("RetrievalMetrics.compute() needs at least one caption and one video")
         # Ids may have been passed on another device than the embeddings; align them once.
@@ -198,28 +177,26 @@ class RetrievalMetrics(Metric):
         device = video_emb.device
         video_emb, video_ids = _unique_by_index(video_emb, _cat(self.video_index).to(device))
         text_emb, text_video = _cat(self.text_emb).to(device), _cat(self.text_video).to(device)
+        caption_ids = torch.arange(text_emb.shape[0], device=device)
         if _count(self.text_index):
             text_index = _cat(self.text_index).to(device)
             if text_index.shape[0] != text_emb.shape[0]:
                 raise ValueError("text_index was given for some caption batches but not all")
             keep = _first_occurrences(text_index)
-            text_emb, text_video = text_emb[keep], text_video[keep]
+            text_emb, text_video, caption_ids = text_emb[keep], text_video[keep], text_index[keep]
         text_to_row = _rows_of(text_video, video_ids)
         text_emb, video_emb = text_emb.float(), video_emb.float()  # fp16 sums lose rank precision
-        results = {}
-        for direction, rank_fn in (("t2v", t2v_ranks), ("v2t", v2t_ranks)):
-            ranks = self._ranks_halving_on_oom(rank_fn, text_emb, video_emb, text_to_row)
-            results.update({f"{direction}_{k}": v for k, v in summarize(ranks).items()})
-        return results
+        scores = self._halving_on_oom(lambda chunk: similarity_matrix(text_emb, video_emb, chunk))
+        return Similarity(scores, text_to_row, caption_ids, video_ids, video_emb)
 
-    def _ranks_halving_on_oom(self, rank_fn, text_emb: Tensor, video_emb: Tensor, text_to_row: Tensor) -> Tensor:
-        """Run `rank_fn` in chunks; out of memory, halve `chunk_size` (kept for later calls) and retry.
+    def _halving_on_oom(self, build):
+        """Run `build(chunk_size)`; out of memory, halve `chunk_size` (kept for later calls) and retry.
 
         Runs after the DDP sync on every rank's own copy, with no collective inside, so a rank
         that retries cannot leave the others waiting."""
         while True:
             try:
-                return rank_fn(text_emb, video_emb, text_to_row, self.chunk_size)
+                return build(self.chunk_size)
             except torch.OutOfMemoryError:
                 if self.chunk_size == 1:
                     raise
@@ -227,6 +204,24 @@ class RetrievalMetrics(Metric):
                 log.warning("retrieval metrics ran out of memory; retrying with chunk_size=%d", self.chunk_size)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
+
+
+@dataclass
+class Similarity:
+    """An evaluation's similarity matrix and what its rows and columns are."""
+    scores: Tensor       # [M, N] float32 cosine similarity, caption m vs video n
+    text_video: Tensor   # [M] long, the column (video) that caption m describes
+    caption_ids: Tensor  # [M] long, the split's caption index of each row
+    video_ids: Tensor    # [N] long, the split's video index of each column
+    video_emb: Tensor | None = None  # [N, D] the columns' embeddings (a bank of captions is scored against them)
+
+
+def similarity_matrix(text_emb: Tensor, video_emb: Tensor, chunk_size: int = 1024) -> Tensor:
+    """[M, N] = text_emb @ video_emb.T, `chunk_size` captions per matmul (the temporaries stay small)."""
+    out = text_emb.new_empty((text_emb.shape[0], video_emb.shape[0]))
+    for start in range(0, text_emb.shape[0], chunk_size):
+        out[start:start + chunk_size] = text_emb[start:start + chunk_size] @ video_emb.T
+    return out
 
 
 def _check_batch(kind: str, emb: Tensor, ids: Tensor, extra: Tensor | None = None) -> None:

@@ -21,10 +21,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vop.errors import MissingFileError
-from vop.paper import METHOD_ORDER, PAPER_GAIN, PAPER_TRAINABLE_PERCENT
+from vop.paper import PAPER_GAIN, PAPER_TRAINABLE_PERCENT
+from vop.tools.leaderboard import write_leaderboard
+from vop.tools.table_format import METRICS, fmt as _fmt, fmt_se as _fmt_se, method_order as _order
 from vop.tools.table_settings import differing, note, run_settings
 
-METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
 RETRIEVAL = tuple(f"{d}_{m}" for d in ("t2v", "v2t") for m in METRICS)
 # The direction probe (vop/metrics/direction.py), read from `probe/<key>` when a run has them.
 PROBE = {"t2v_R@1": "probe t2v R@1", "t2v_direction_acc": "direction t2v %", "v2t_direction_acc": "direction v2t %",
@@ -41,8 +42,9 @@ class Run:
     data: str
     model: str
     method: str
-    metrics: dict[str, float]  # t2v_R@1 ... v2t_MnR, without the split prefix
+    metrics: dict[str, float]  # t2v_R@1 ... v2t_MnR (and dsl/t2v_R@1 ... post-processed), without the split prefix
     trainable_pct: float | None
+    trainable: int | None = None
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
@@ -71,13 +73,11 @@ def read_run(path: Path) -> Run:
     metrics = {f"{d}_{m}": float(saved[f"{split}/{d}_{m}"]) for d in ("t2v", "v2t") for m in METRICS}
     metrics.update({f"probe_{k}{s}": float(saved[f"probe/{k}{s}"]) for k in PROBE for s in ("", "@se")
                     if f"probe/{k}{s}" in saved})
+    metrics.update({key[len(split) + 1:]: float(value) for key, value in saved.items()  # test/dsl/t2v_R@1
+                    if key.count("/") == 2 and key.startswith(f"{split}/") and key.rsplit("/", 1)[1] in RETRIEVAL})
     total = saved.get("total_params")
     pct = 100.0 * saved["trainable_params"] / total if total else None
-    return Run(path, cfg.data.name, cfg.model.name, cfg.method.name, metrics, pct)
-
-
-def _order(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+    return Run(path, cfg.data.name, cfg.model.name, cfg.method.name, metrics, pct, saved.get("trainable_params"))
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -116,6 +116,7 @@ def table_rows(runs: list[Run]) -> list[dict]:
     rows = []
     for (data, model, method), members in sorted(groups.items(), key=lambda kv: (kv[0][:2], _order(kv[0][2]))):
         row = {"data": data, "model": model, "method": method, "runs": len(members),
+               "paths": [m.path for m in members], "trainable": _mean([m.trainable for m in members]),
                "trainable_%": _mean([m.trainable_pct for m in members]),
                "paper_R@1_gain_vs_full": PAPER_GAIN.get(method), "paper_trainable_%": PAPER_TRAINABLE_PERCENT.get(method)}
         for key in dict.fromkeys(k for m in members for k in m.metrics if not k.endswith("@se")):
@@ -130,18 +131,6 @@ def table_rows(runs: list[Run]) -> list[dict]:
         row["R@1_gain_vs_full_se"] = (math.hypot(row["t2v_R@1_se"] or 0.0, full["t2v_R@1_se"] or 0.0) or None
                                       if full and row is not full else None)
     return rows
-
-
-def _fmt(value, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:+.1f}" if signed else (f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}")
-    return str(value)
-
-
-def _fmt_se(se: float) -> str:
-    return f"{se:.2f}" if se < 0.1 else f"{se:.1f}"
 
 
 def _best_marks(block: list[dict], key: str) -> set[int]:
@@ -213,7 +202,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def make_table(paths: list[str | Path], out: str | Path | None = None) -> str:
-    """Markdown of the runs under `paths`; with `out`, also writes `<out>.md` and `<out>.csv`."""
+    """Markdown of the runs under `paths`; with `out`, also writes `<out>.md`, `<out>.csv` and the leaderboard
+    page `<out>.html` (vop/tools/leaderboard.py: measured rows beside published ones)."""
     runs = [read_run(p) for p in find_runs(paths)]
     rows = table_rows(runs)
     markdown = to_markdown(rows) + settings_notes(runs)
@@ -222,4 +212,5 @@ def make_table(paths: list[str | Path], out: str | Path | None = None) -> str:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text(markdown)
         write_csv(rows, out.with_suffix(".csv"))
+        write_leaderboard(rows, out.with_suffix(".html"))
     return markdown

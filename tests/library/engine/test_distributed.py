@@ -15,6 +15,7 @@ from tests.helpers import REPO_ROOT, SMALL_SYNTHETIC, tiny_synthetic
 from vop.commands.train import train
 from vop.data.shard_sampler import ShardedSampler
 from vop.engine.checkpoint import read_checkpoint
+from vop.metrics.similarity_file import FILENAME as SIMILARITY, read_similarity
 
 RUN = ["trainer.epochs=1", "trainer.max_steps_per_epoch=4", "trainer.log_every=1", "trainer.progress=false"]
 
@@ -68,6 +69,10 @@ def test_torchrun_two_processes_match_one_process(tmp_path, method, extra):
     for key, value in single.items():
         if key.startswith("test/"):
             assert double[key] == pytest.approx(value, abs=1e-6), key
+    saved_one, saved_two = read_similarity(one_run / SIMILARITY), read_similarity(run / SIMILARITY)
+    assert saved_two.scores.shape == saved_one.scores.shape == (16, 16)  # every rank's captions and videos
+    torch.testing.assert_close(saved_two.scores, saved_one.scores, rtol=1e-4, atol=1e-5)
+    assert torch.equal(saved_two.text_video, saved_one.text_video) and saved_two.videos == saved_one.videos
     one, _ = read_checkpoint(one_run)
     two, _ = read_checkpoint(run)
     assert one.keys() == two.keys()

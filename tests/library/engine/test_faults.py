@@ -64,15 +64,15 @@ def test_eval_out_of_memory_halves_the_chunk_and_goes_on(monkeypatch):
     expected = RetrievalMetrics(chunk_size=3)
     expected.update(text_emb=text, text_video=owners, video_emb=video, video_index=torch.arange(20))
     expected = expected.compute()
-    real, tried = retrieval.t2v_ranks, []
+    real, tried = retrieval.similarity_matrix, []
 
-    def small_memory(text_emb, video_emb, text_video, chunk_size):
+    def small_memory(text_emb, video_emb, chunk_size):  # builds the [M, N] matrix chunk_size captions at a time
         tried.append(chunk_size)
         if chunk_size > 5:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(text_emb, video_emb, text_video, chunk_size)
+        return real(text_emb, video_emb, chunk_size)
 
-    monkeypatch.setattr(retrieval, "t2v_ranks", small_memory)
+    monkeypatch.setattr(retrieval, "similarity_matrix", small_memory)
     metric = RetrievalMetrics(chunk_size=32)
     metric.update(text_emb=text, text_video=owners, video_emb=video, video_index=torch.arange(20))
     assert metric.compute() == expected

@@ -1,5 +1,5 @@
-"""Nothing lost to the disk: metrics.json is written first, then the checkpoint, each atomically,
-then the optional resume state; a full disk (a real small file system, tests/mounts.py) says what
+"""Nothing lost to the disk: metrics.json is written first, then the checkpoint, then the similarity
+matrix, each atomically, then the optional resume state; a full disk (a real small file system, tests/mounts.py) says what
 was saved and what was not, with the metrics in the message; an output folder that cannot be written is refused at start."""
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_a_full_disk_at_metrics_json_prints_the_metrics(tmp_path, monkeypatch):
     run = tmp_path / "run"
     with tmpfs(run, 1024):
         with pytest.raises(OutputWriteError, match=r"Saved: nothing; not saved: metrics.json, checkpoint.safetensors"
-                                                   r"\. The run's metrics: \{.*\"test/t2v_R@1\": "):
+                                                   r", similarity.safetensors\. The run's metrics: \{.*\"test/t2v_R@1\": "):
             train(tiny_synthetic("bias", tmp_path, RUN))
         assert not list(run.glob(".metrics.json*")) and not (run / "metrics.json").exists()
 

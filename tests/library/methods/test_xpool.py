@@ -11,7 +11,6 @@ from tests.helpers import tiny_synthetic
 from vop.commands.train import train
 from vop.engine.assembly import build_model
 from vop.losses import info_nce_scores
-from vop.metrics.retrieval import ranks_from_scores, t2v_ranks, v2t_ranks
 from vop.methods.xpool import TextConditionedPooling, XPoolHooks
 from vop.retrieval.query_encoder import Encoder
 
@@ -111,16 +110,6 @@ def test_the_loss_scores_each_caption_against_each_video_pooled_by_it():
     logits = reference_scores(params, text, frames, HEADS) * 20.0
     theirs = -(torch.diagonal(logits.log_softmax(1)).mean() + torch.diagonal(logits.log_softmax(0)).mean()) / 2
     torch.testing.assert_close(ours.double(), theirs, rtol=1e-6, atol=1e-6)
-
-
-def test_ranks_from_scores_equal_the_embedding_ranks():
-    gen = torch.Generator().manual_seed(3)
-    video = F.normalize(torch.randn(6, D, generator=gen), dim=-1)
-    text_video = torch.tensor([0, 1, 1, 2, 3, 4, 5, 5, 5, 0])
-    text = F.normalize(video[text_video] + 0.8 * torch.randn(10, D, generator=gen), dim=-1)
-    t2v, v2t = ranks_from_scores(text @ video.T, text_video)
-    assert torch.equal(t2v, t2v_ranks(text, video, text_video))
-    assert torch.equal(v2t, v2t_ranks(text, video, text_video))
 
 
 def test_training_and_evaluation_run_and_the_head_and_clip_train(tmp_path):
