@@ -133,3 +133,21 @@ def test_eval_reproduces_the_runs_metrics_and_its_examples_page_ranks_with_the_p
         top5 = pipeline.encoder.model.similarity(gallery.text_emb[queries], gallery.frame_emb).topk(5).indices
     own = sum(gallery.caption_video[q] in row.tolist() for q, row in zip(queries, top5))
     assert text.count('<section class="result">') == 3 and text.count('class="hit gt"') == own
+
+
+def test_the_run_saves_the_pooled_score_matrix(trained, built):
+    """The run folder's similarity.safetensors is the caption-pooled matrix the metrics ranked (not the
+    mean-pooled one), so rescore.py post-processes what X-Pool evaluates."""
+    from vop.metrics.scores import metrics_from_scores
+    from vop.metrics.similarity_file import FILENAME, read_similarity
+
+    cfg, metrics, _ = trained
+    saved = read_similarity(Path(cfg.paths.output_dir) / FILENAME)
+    pipeline = RetrievalPipeline.from_gallery(built)
+    gallery = pipeline.gallery
+    with torch.inference_mode():
+        pooled = pipeline.encoder.model.similarity(gallery.text_emb, gallery.frame_emb)  # [M, N]
+    torch.testing.assert_close(saved.scores, pooled, rtol=0, atol=1e-5)
+    assert not torch.allclose(saved.scores, gallery.text_emb @ gallery.video_emb.T, atol=1e-3)
+    again = metrics_from_scores(saved.text_video, saved.scores, saved.scores.T)
+    assert again["t2v_R@1"] == metrics["test/t2v_R@1"] and again["v2t_R@1"] == metrics["test/v2t_R@1"]
