@@ -211,6 +211,8 @@ def test_empty_or_nan_query_through_the_python_api():
 
     class NanEncoder:  # a model with NaN weights
         identity = IDENTITY
+        model = torch.nn.Linear(1, 1)  # where the pipeline puts its tensors (the CPU)
+        model.text_conditioned = False  # a video's embedding does not depend on the text
 
         def encode_texts(self, texts):
             return torch.full((len(texts), 8), float("nan"))
