@@ -26,6 +26,8 @@ register_resolvers()  # the composed configs' ${vop.*} values (vop.run_name: onl
 
 # A synthetic dataset small enough for many one-epoch runs on 2 CPU cores, trained on the CPU even
 # where CUDA exists (tests compare bit-exact CPU results; GPU tests are marked `gpu` and pick CUDA).
+# 64-px frames and 16-px patches: the tiny model at a quarter of the cost, enough to learn a little.
+SMALL_MODEL = ["model.net.vision.image_size=64", "model.net.vision.patch_size=16", "data.frame_size=48"]
 SMALL_SYNTHETIC = [
     "trainer.device=cpu",
     "data.splits.num_train=48", "data.splits.num_test=16", "data.splits.frames=12",

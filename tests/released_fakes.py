@@ -37,6 +37,20 @@ from vop.data.split import Split
 from vop.data.tokenizer import tokenize
 from vop.engine.assembly import eval_loader, load_splits
 
+SOT, EOT = 49406, 49407  # CLIP's start- and end-of-text token ids
+
+
+def every_eot_position(length: int) -> torch.Tensor:
+    """Token ids [length - 1, length]: row r has its EOT at index r + 1, random words, zero padding
+    (a released model's read-out must be right wherever a caption ends)."""
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.zeros(length - 1, length, dtype=torch.long)
+    for row, eot in enumerate(range(1, length)):
+        ids[row, 0], ids[row, eot] = SOT, EOT
+        ids[row, 1:eot] = torch.randint(300, 40000, (eot - 1,), generator=gen)
+    return ids
+
+
 TINY = OmegaConf.load(f"{CONFIG_DIR}/model/clip_tiny.yaml").net
 
 

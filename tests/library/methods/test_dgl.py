@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.dgl_fakes import TINY, ReleasedDGL, reference_metrics, reference_text, reference_video, save_dgl_checkpoint
-from tests.released_fakes import evaluation_frames
+from tests.released_fakes import every_eot_position, evaluation_frames
 from tests.helpers import SMALL_SYNTHETIC, compose_cfg, method_config, tiny_synthetic
 from vop.commands.eval import evaluate_run
 from vop.commands.retrieve import retrieve
@@ -22,7 +22,6 @@ from vop.methods.dgl import READOUTS
 from vop.models.released import ReleasedCheckpointError, load_released
 from vop.retrieval.pipeline import RetrievalPipeline
 
-SOT, EOT = 49406, 49407
 LATENTS = ("transformer", "linear")
 
 
@@ -37,16 +36,6 @@ def our_dgl(**tuner):
 def released(request, tmp_path_factory):
     module = ReleasedDGL(request.param)
     return module, save_dgl_checkpoint(module, tmp_path_factory.mktemp("dgl") / "msrvtt_dgl_ckpt.best.pth.tar")
-
-
-def captions(length: int = 32) -> torch.Tensor:
-    """Token ids [length - 1, length]: row r has its EOT at index r + 1, random words, zero padding."""
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.zeros(length - 1, length, dtype=torch.long)
-    for row, eot in enumerate(range(1, length)):
-        ids[row, 0], ids[row, eot] = SOT, EOT
-        ids[row, 1:eot] = torch.randint(300, 40000, (eot - 1,), generator=gen)
-    return ids
 
 
 def video(frames: int = 4) -> torch.Tensor:
@@ -71,7 +60,7 @@ def test_file_has_the_released_layout(released):
 def test_text_and_video_features_match_the_reference(released, dtype, atol):
     """Every caption length the 32 tokens allow, and every read-out."""
     module, path = released
-    ids = captions()
+    ids = every_eot_position(32)
     for readout in READOUTS:
         model = our_dgl(latent=module.latent, readout=readout)
         load_released(model, path)
@@ -88,7 +77,7 @@ def test_the_reference_is_sensitive_to_what_it_checks(released):
     module, path = released
     model = our_dgl(latent=module.latent)
     load_released(model, path)
-    ids = captions()[::5]
+    ids = every_eot_position(32)[::5]
     gen = torch.Generator().manual_seed(2)
     with torch.no_grad():
         base_video, base_text = model.encode_video(video()), model.encode_text(ids)
@@ -104,7 +93,7 @@ def test_the_reference_is_sensitive_to_what_it_checks(released):
 def test_text_suffix_prompts_never_reach_the_feature():
     """Released layout: the suffix follows every caption slot, so under the causal mask it is inert."""
     model = our_dgl(latent="linear")
-    ids = captions()
+    ids = every_eot_position(32)
     with torch.no_grad():
         before = model.encode_text(ids)
         model.hooks.latent.suffix.weight += 1.0

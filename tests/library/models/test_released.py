@@ -9,13 +9,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.helpers import method_config, tiny_synthetic
-from tests.released_fakes import (TINY, ModelScopeSeries, ModelScopeVoP, openai_clip, plain_text_features,
-                                  plain_test_metrics, plain_video_features, save_released)
+from tests.released_fakes import (TINY, ModelScopeSeries, ModelScopeVoP, every_eot_position, openai_clip,
+                                  plain_test_metrics, plain_text_features, plain_video_features, save_released)
 from vop.commands.eval import evaluate_run
 from vop.models.convert import hf_to_openai, openai_to_hf
 from vop.models.released import ReleasedCheckpointError, load_released
 
-SOT, EOT = 49406, 49407
 HEADS = TINY.text.num_attention_heads
 
 
@@ -36,16 +35,6 @@ def released(tmp_path_factory):
     return module, save_released(module, folder / "VoP_msrvtt9k.pth")
 
 
-def every_eot_position(length: int = 69) -> torch.Tensor:
-    """Token ids [68, 69]: row r has its EOT at index r + 1 (1..68), random words, zero padding."""
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.zeros(length - 1, length, dtype=torch.long)
-    for row, eot in enumerate(range(1, length)):
-        ids[row, 0], ids[row, eot] = SOT, EOT
-        ids[row, 1:eot] = torch.randint(300, 40000, (eot - 1,), generator=gen)
-    return ids
-
-
 def test_released_file_has_modelscope_layout(released):
     """The fake's keys are those of the released file (README "Released checkpoints")."""
     state = torch.load(released[1], weights_only=True)["state_dict"]
@@ -62,7 +51,7 @@ def released_vop(released, readout: str):
     module, path = released
     model = our_model("vop", readout=readout)
     load_released(model, path)
-    return module, model, every_eot_position()
+    return module, model, every_eot_position(69)
 
 
 @pytest.mark.parametrize("readout", ["released", "eot"])
@@ -108,7 +97,7 @@ def test_prompt_depth_matches_the_released_forward(tmp_path, video_layers, text_
     path = save_released(module, tmp_path / "VoP.pth")
     model = our_model("vop", layers=3, readout="released", video_layers=video_layers, text_layers=text_layers)
     load_released(model, path)
-    ids, video = every_eot_position()[::7], torch.randn(1, 2, 3, 224, 224)
+    ids, video = every_eot_position(69)[::7], torch.randn(1, 2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model.encode_text(ids), plain_text_features(module, ids, HEADS, "released"),
                                    atol=1e-5, rtol=0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.helpers import SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
+from tests.helpers import SMALL_MODEL, SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
 from vop.commands.retrieve import retrieve
 from vop.commands.train import train
 from vop.errors import InputError
@@ -15,7 +15,6 @@ from vop.models.clip import mean_pool
 from vop.retrieval.gallery import FORMAT, FORMAT_FRAMES, Gallery
 from vop.retrieval.pipeline import RetrievalPipeline
 
-SMALL_MODEL = ["model.net.vision.image_size=64", "model.net.vision.patch_size=16", "data.frame_size=48"]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tests.helpers import SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
+from tests.helpers import SMALL_MODEL, SMALL_SYNTHETIC, compose_cfg, tiny_synthetic
 from tests.mounts import grow, tmpfs
 from vop.commands.retrieve import retrieve
 from vop.data.annotations.common import AnnotationError
@@ -24,8 +24,6 @@ from vop.retrieval.pipeline import RetrievalPipeline
 from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.views import result_view
 
-# 64-px frames and 16-px patches: the tiny model at a quarter of the cost, enough to learn a little.
-SMALL_MODEL = ["model.net.vision.image_size=64", "model.net.vision.patch_size=16", "data.frame_size=48"]
 
 
 @pytest.fixture(scope="module")
