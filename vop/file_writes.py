@@ -34,7 +34,15 @@ def as_os_error(err: BaseException, path: str | Path) -> BaseException:
 
 
 def umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it where Linux says it (setting it to read it back
+    would, for a moment, let another thread create files with no mask)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
