@@ -11,7 +11,10 @@ format 1, unchanged, so older vop versions keep reading them; a format-2 file is
 them (by its format name, before any tensor is read), and this version refuses a newer format
 saying so.
 Building is resumable: videos are encoded in chunks saved under `<gallery>.parts/`, and a rerun
-reuses the chunks already there (if the same encoder wrote them).
+reuses the chunks already there (if the same encoder wrote them from the same files).
+`info.video_stats` holds each video file's [size, mtime_ns] when it was encoded, so `action=update`
+(vop/retrieval/gallery_update.py) re-encodes only new and changed files; galleries written before
+it have none (and an older vop ignores the key).
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ TENSORS = {"video_emb": ("F32",), "text_emb": ("F32",), "caption_video": ("I64",
 TENSORS_FRAMES = {**TENSORS, "frame_emb": ("F32",)}
 
 
-class GalleryMismatchError(UserError, ValueError):
+class GalleryMismatchError(InputError):
     """The query encoder is not the one the gallery was built with."""
 
 
@@ -64,12 +67,15 @@ class Gallery:
     config: dict = field(default_factory=dict)  # the encoder's config groups, resolved
     source: str = ""  # the file it was loaded from
     frame_emb: torch.Tensor | None = None  # [N, T, D] L2-normalised frames (text-conditioned encoders only)
+    video_stats: list[list[int] | None] | None = None  # per video [size, mtime_ns] when encoded; None: not kept
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         info = {"video_ids": self.video_ids, "video_paths": self.video_paths, "captions": self.captions,
                 "encoder": self.encoder, "config": self.config}
+        if self.video_stats is not None:
+            info["video_stats"] = self.video_stats
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
                    "caption_video": torch.tensor(self.caption_video, dtype=torch.long)}
         if self.frame_emb is not None:
@@ -107,7 +113,7 @@ class Gallery:
             require_finite(tensors["frame_emb"], "video frame", f"gallery={path}")
         return cls(tensors["video_emb"], tensors["text_emb"], info["video_ids"], info["video_paths"],
                    info["captions"], caption_video.tolist(), info["encoder"], info["config"], str(path),
-                   tensors.get("frame_emb"))
+                   tensors.get("frame_emb"), info.get("video_stats"))
 
     def encoder_config(self) -> DictConfig:
         """The encoder's config groups, read as values: rebuilt from the project's own groups."""
@@ -178,6 +184,10 @@ def _info(meta: dict, path: Path) -> dict:
     for key in ("encoder", "config"):
         if not isinstance(info.get(key), dict):
             raise InputError(f"gallery={path}: info.{key} must be a JSON object")
+    stats = info.get("video_stats")
+    if stats is not None and not (isinstance(stats, list) and len(stats) == len(info["video_ids"]) and all(
+            s is None or (isinstance(s, list) and len(s) == 2 and all(type(v) is int for v in s)) for s in stats)):
+        raise InputError(f"gallery={path}: info.video_stats must hold one [size, mtime_ns] (or null) per video")
     return info
 
 
@@ -204,7 +214,7 @@ class GalleryWriteError(UserError):
     """A build could not write its chunks or its gallery file (a full disk, a folder gone read-only)."""
 
     def __init__(self, path: Path, err: OSError):
-        parts = _parts_dir(path)
+        parts = parts_dir(path)
         done = sorted(parts.glob("videos_*.safetensors")) if parts.is_dir() else []
         kept = (f"{len(done)} finished chunks are kept in {parts}, and the same build run again reuses them"
                 if done else "nothing was saved")
@@ -218,7 +228,21 @@ def check_gallery_folder(path: str | Path) -> None:
         raise InputError(f"gallery={path}: {problem}: give gallery=<a file in a folder you can write>")
 
 
-def _parts_dir(path: Path) -> Path:
+def file_stats(paths: list) -> list[list[int] | None]:
+    """Each file's [size in bytes, modification time in ns] (None where it cannot be read): how a gallery
+    knows a video file again. Taken before encoding, so a file changed meanwhile is re-encoded by an update."""
+    stats = []
+    for path in paths:
+        try:
+            st = Path(path).stat()
+        except OSError:
+            stats.append(None)
+        else:
+            stats.append([st.st_size, st.st_mtime_ns])
+    return stats
+
+
+def parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
 
 
@@ -231,19 +255,20 @@ def _read_part(part: Path, stamp: str) -> tuple[torch.Tensor, dict[int, str]] | 
     return load_file(str(part))["emb"], {int(i): r for i, r in json.loads(meta.get("unreadable", "{}")).items()}
 
 
-def _encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progress: bool,
-                   check: Callable[[dict[int, str]], None]) -> tuple[torch.Tensor, dict[int, str]]:
+def encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progress: bool,
+                  check: Callable[[dict[int, str]], None], stats: list) -> tuple[torch.Tensor, dict[int, str]]:
     """Readable videos' embeddings [n, D] in row order, chunk by chunk, and {video index: reason} of the
-    unreadable ones (`check` sees them after each chunk, to stop early); chunks in `parts` (same encoder) are reused."""
+    unreadable ones (`check` sees them after each chunk, to stop early); chunks in `parts` written by the same
+    encoder from the same files (paths and `stats`, file_stats of the split's videos) are reused."""
     parts.mkdir(parents=True, exist_ok=True)
     embs, unreadable = [], {}
     bar = tqdm(total=split.num_videos, desc="gallery videos", unit="video", disable=not progress)
     for start in range(0, split.num_videos, chunk):
         rows = range(start, min(start + chunk, split.num_videos))
         part = parts / f"videos_{start:09d}_{rows.stop:09d}.safetensors"
-        # A chunk is reused only if the same encoder encoded the same files.
-        stamp = hashlib.sha256(json.dumps([encoder.identity["fingerprint"],
-                                           [str(split.video_paths[i]) for i in rows]]).encode()).hexdigest()
+        # A chunk is reused only if the same encoder encoded the same files (same size and time).
+        stamp = hashlib.sha256(json.dumps([encoder.identity["fingerprint"], [str(split.video_paths[i]) for i in rows],
+                                           [stats[i] for i in rows]]).encode()).hexdigest()
         done = _read_part(part, stamp) if part.is_file() else None
         if done is not None:
             emb, bad = done
@@ -271,27 +296,40 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
         raise InputError(f"chunk_videos must be >= 1, got {chunk_videos}")
     what = f"gallery={path}"
     check = partial(check_unreadable, split, max_bad_fraction=max_bad_fraction, strict=strict, what=what)
+    stats = file_stats(split.video_paths)
     try:
-        video_emb, unreadable = _encode_chunks(encoder, split, _parts_dir(path), chunk_videos, progress, check)
+        video_emb, unreadable = encode_chunks(encoder, split, parts_dir(path), chunk_videos, progress, check, stats)
     except OSError as err:
         raise GalleryWriteError(path, err) from None
+    kept = [i for i in range(split.num_videos) if i not in unreadable]
     split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
+    gallery = assemble_gallery(encoder, split, video_emb, [stats[i] for i in kept], path)
+    save_gallery(gallery, path)
+    skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
+    log.info("gallery: %d videos, %d captions -> %s%s", split.num_videos, split.num_captions, path, skipped)
+    return gallery
+
+
+def assemble_gallery(encoder: Encoder, split: Split, video_emb: torch.Tensor, stats: list, path: Path) -> Gallery:
+    """The gallery of `split`'s (readable) videos, their embeddings [N, D] (or frames [N, T, D]) and file stats;
+    its captions are encoded here."""
     if not split.num_videos:
-        raise BadVideosError(f"{what}: no video could be read")
+        raise BadVideosError(f"gallery={path}: no video could be read")
     frame_emb = None
     if video_emb.ndim == 3:  # a text-conditioned encoder: frames [N, T, D] kept, their mean shortlists
         frame_emb, video_emb = video_emb, mean_pool(video_emb)
     text_emb = encoder.encode_texts(split.captions) if split.captions else video_emb.new_zeros(0, video_emb.shape[1])
     require_finite(video_emb, "video", f"building gallery={path} with {encoder.describe()}")
     require_finite(text_emb, "caption", f"building gallery={path} with {encoder.describe()}")
-    gallery = Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
-                      list(split.captions), list(split.caption_video), encoder.identity,
-                      OmegaConf.to_container(encoder.cfg, resolve=True), frame_emb=frame_emb)
+    return Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
+                   list(split.captions), list(split.caption_video), encoder.identity,
+                   OmegaConf.to_container(encoder.cfg, resolve=True), frame_emb=frame_emb, video_stats=stats)
+
+
+def save_gallery(gallery: Gallery, path: Path) -> None:
+    """Write it atomically, then drop the finished chunks under <gallery>.parts/."""
     try:
         gallery.save(path)
     except OSError as err:
         raise GalleryWriteError(path, err) from None
-    shutil.rmtree(_parts_dir(path), ignore_errors=True)
-    skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
-    log.info("gallery: %d videos, %d captions -> %s%s", split.num_videos, split.num_captions, path, skipped)
-    return gallery
+    shutil.rmtree(parts_dir(path), ignore_errors=True)
