@@ -1,13 +1,14 @@
-"""`retrieve.py`: build a gallery (`action=build`) or query one (`query=...`)."""
+"""`retrieve.py`: build a gallery (`action=build`), bring it up to date (`action=update`) or query one (`query=...`)."""
 from __future__ import annotations
 
 import logging
 from typing import Sequence
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, open_dict
 
 from vop.config.check import check_config
+from vop.data.split import Split
 from vop.data.split_checks import checked_test_split
 from vop.engine import assembly
 from vop.engine.checkpoint import read_checkpoint, resolve_path
@@ -16,6 +17,7 @@ from vop.errors import InputError
 from vop.models.released import is_released
 from vop.retrieval.folder import folder_split
 from vop.retrieval.gallery import Gallery, build_gallery, check_gallery_folder
+from vop.retrieval.gallery_update import update_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.query_encoder import Encoder
@@ -27,6 +29,41 @@ log = logging.getLogger(__name__)
 def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     """Encode a dataset split (data=, split=) or a folder (videos=, captions=) into cfg.gallery."""
     check_gallery_folder(cfg.gallery)
+    cfg, encoder = command_encoder(cfg, overrides)
+    split = listed_split(cfg)
+    log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
+             split.num_captions, encoder.describe())
+    return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress, cfg.max_bad_fraction,
+                         cfg.strict)
+
+
+def update(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
+    """Bring cfg.gallery up to date with its split or folder: encode new and changed videos, drop deleted ones.
+
+    The encoder is the gallery's own (with its data= unless the command line names one), or the one ckpt=,
+    model= or method= name as a build does; either must be the gallery's."""
+    check_gallery_folder(cfg.gallery)
+    gallery = Gallery.load(cfg.gallery)
+    if cfg.ckpt or any(chosen_on_command_line(overrides, g) for g in ("model", "method")):
+        cfg, encoder = command_encoder(cfg, overrides)
+    else:
+        stored = gallery.encoder_config()
+        encoder = Encoder(stored, ckpt=gallery.encoder.get("ckpt"))
+        if not chosen_on_command_line(overrides, "data"):
+            cfg = cfg.copy()
+            with open_dict(cfg):
+                cfg.data = stored.data
+    gallery.check(encoder, cfg.gallery)  # before any video is listed or decoded
+    split = listed_split(cfg)
+    log.info("updating gallery %s (%d videos) from %d videos and %d captions with %s", cfg.gallery,
+             len(gallery.video_ids), split.num_videos, split.num_captions, encoder.describe())
+    return update_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress, cfg.max_bad_fraction,
+                          cfg.strict)
+
+
+def command_encoder(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[DictConfig, Encoder]:
+    """The encoder the command line names: ckpt= (a run, whose groups join cfg, or a released checkpoint), else
+    model= method=; with cfg as it then stands."""
     if cfg.ckpt and is_released(cfg.ckpt):  # an authors' .pth (VoP, DGL): the command line names model/method
         log.info("building with released checkpoint %s, model %s, method %s", cfg.ckpt, cfg.model.name,
                  cfg.method.name)
@@ -35,16 +72,15 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
         path = resolve_path(cfg.ckpt)
         cfg = merge_checkpoint_config(cfg, read_checkpoint(path, tensors=False)[1], overrides, path)
         check_config(cfg, overrides)
-    encoder = Encoder(cfg, ckpt=cfg.ckpt)
+    return cfg, Encoder(cfg, ckpt=cfg.ckpt)
+
+
+def listed_split(cfg: DictConfig) -> Split:
+    """The videos and captions to encode: a folder (videos=, captions=) or a dataset split (data=, split=)."""
     if cfg.videos:
-        split = folder_split(cfg.videos, cfg.captions)
-    else:
-        name = cfg.split or cfg.data.test_split
-        split = checked_test_split(assembly.load_splits(cfg, name)[name])
-    log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
-             split.num_captions, encoder.describe())
-    return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress, cfg.max_bad_fraction,
-                         cfg.strict)
+        return folder_split(cfg.videos, cfg.captions)
+    name = cfg.split or cfg.data.test_split
+    return checked_test_split(assembly.load_splits(cfg, name)[name])
 
 
 def pipeline_of(cfg: DictConfig, overrides: Sequence[str] = ()) -> RetrievalPipeline:
@@ -85,7 +121,7 @@ def serve(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
                  s.upload_timeout_s, cfg.thumb_frames)
 
 
-ACTIONS = {"build": build, "query": query, "serve": serve}
+ACTIONS = {"build": build, "update": update, "query": query, "serve": serve}
 
 
 def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
@@ -93,8 +129,8 @@ def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
     check_config(cfg, () if cfg.ckpt else overrides)  # with ckpt=, build checks them over the run's groups
     if action not in ACTIONS:
         raise InputError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=), "
-                         "action=query / query=<text or video file>, or action=serve (with gallery=)")
-    if cfg.get("modelscope") and action == "build":
+                         "action=update (the same, for a gallery built before), action=query / query=<text or video file>, or action=serve (with gallery=)")
+    if cfg.get("modelscope") and action in ("build", "update"):
         raise InputError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video> "
                          "or action=serve")
     if not cfg.gallery and not cfg.get("modelscope"):

@@ -182,7 +182,7 @@ class Serve:
 class RetrieveCommand(Command):
     index: Target
     serve: Serve
-    action: str | None = key(choices=("build", "query", "serve"))
+    action: str | None = key(choices=("build", "update", "query", "serve"))
     gallery: str | None = key()
     modelscope: str | None = key()
     ckpt: str | None = key()
