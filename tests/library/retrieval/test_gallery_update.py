@@ -151,3 +151,14 @@ def test_update_with_another_encoder_is_refused_naming_both(videos, folder_galle
     assert isinstance(err.value, InputError)
     assert "method=zeroshot" in str(err.value) and "method=bias" in str(err.value)
     assert encoded == [] and gallery.read_bytes() == written
+
+
+def test_update_of_a_dataset_split_reads_the_galleries_own_data(videos, tmp_path, monkeypatch):
+    """A split gallery (data=, split=) updated without data= lists the split its data group names: unchanged."""
+    data, _ = videos
+    gallery = tmp_path / "split.safetensors"
+    built = run(tmp_path, data, ["action=build", f"gallery={gallery}", "split=test", *TINY])
+    encoded = counting(monkeypatch)
+    updated = run(tmp_path, data, ["action=update", f"gallery={gallery}", "split=test"])
+    assert encoded == [] and len(updated.video_ids) == 16
+    assert_same(updated, built)
