@@ -14,6 +14,7 @@ import torch
 from tests.helpers import SMALL_MODEL
 from tests.library.retrieval.test_retrieval import retrieve_cfg
 from vop.commands.retrieve import retrieve
+from vop.data.bad_videos import BadVideosError
 from vop.engine.assembly import load_splits
 from vop.errors import InputError
 from vop.retrieval.gallery import Gallery, GalleryMismatchError
@@ -162,3 +163,47 @@ def test_update_of_a_dataset_split_reads_the_galleries_own_data(videos, tmp_path
     updated = run(tmp_path, data, ["action=update", f"gallery={gallery}", "split=test"])
     assert encoded == [] and len(updated.video_ids) == 16
     assert_same(updated, built)
+
+
+def test_update_of_a_text_conditioned_gallery_keeps_its_frames(videos, tmp_path, monkeypatch):
+    """method=xpool (format 2): the frame embeddings [N, T, D] are kept or re-encoded per video like the means."""
+    data, files = videos
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i in range(3):
+        shutil.copyfile(files[i], folder / f"v{i}.mp4")
+    xpool = ["model=clip_tiny", "method=xpool", *SMALL_MODEL]
+    gallery = tmp_path / "x.safetensors"
+    before = run(tmp_path, data, ["action=build", f"gallery={gallery}", f"videos={folder}", *xpool])
+    (folder / "v0.mp4").unlink()
+    shutil.copyfile(files[3], folder / "v3.mp4")
+    encoded = counting(monkeypatch)
+    updated = run(tmp_path, data, ["action=update", f"gallery={gallery}", f"videos={folder}"])
+    assert encoded == ["v3.mp4"] and updated.frame_emb is not None
+    assert torch.equal(updated.frame_emb[:2], before.frame_emb[1:])
+    fresh = run(tmp_path, data, ["action=build", f"gallery={tmp_path / 'fresh.safetensors'}", f"videos={folder}",
+                                 *xpool])
+    assert_same(updated, fresh)
+    assert torch.allclose(Gallery.load(gallery).frame_emb, fresh.frame_emb, atol=1e-6)
+
+
+def test_update_skips_and_counts_unreadable_videos_as_a_build_does(videos, folder_gallery, tmp_path, monkeypatch,
+                                                                   caplog):
+    data, files = videos
+    folder, captions, gallery = folder_gallery
+    written = gallery.read_bytes()
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    shutil.copyfile(files[5], folder / "v5.mp4")
+    update = ["action=update", f"gallery={gallery}", f"videos={folder}", f"captions={captions}", "max_bad_fraction=0.5"]
+    with pytest.raises(BadVideosError, match="broken.mp4"):
+        run(tmp_path, data, [*update, "strict=true"])
+    assert gallery.read_bytes() == written  # a refused update leaves the gallery as it was
+    encoded = counting(monkeypatch)
+    with caplog.at_level(logging.INFO):
+        updated = run(tmp_path, data, update)
+    assert encoded == []  # the refused update's chunk (broken.mp4, v5.mp4; same files) is reused, as a build's
+    assert any("1 unreadable videos skipped" in r.getMessage() for r in caplog.records)
+    fresh = run(tmp_path, data, ["action=build", f"gallery={tmp_path / 'fresh.safetensors'}", f"videos={folder}",
+                                 f"captions={captions}", "max_bad_fraction=0.5", *TINY])
+    assert "broken" not in updated.video_ids and "v5" in updated.video_ids
+    assert_same(updated, fresh)
