@@ -119,7 +119,10 @@ def stored_group(group: str, stored: Any, source: str) -> DictConfig:
         if directives(stored):
             key = next(iter(directives(stored)))
             raise StoredConfigError(f"{source}: {group}.{key} is not allowed: a stored config cannot choose code")
-        return OmegaConf.create(values)
+        # A key the group gained after the file was written (trainer.postprocess) takes today's
+        # default, as a chosen group's keys take their option's: the file's values go over it.
+        default = options(group).get("default") if (CONFIG_DIR / group).is_dir() else None
+        return OmegaConf.merge(default, values) if default is not None else OmegaConf.create(values)
     option = options(group)[choose_option(group, stored, source)]
     try:
         merged = OmegaConf.merge(option, values)

@@ -25,12 +25,12 @@ def run_name(ckpt: str | None, method: str, data: str, overrides: list[str] | No
     eval.py and retrieve.py take them from it) unless the command line chose them."""
     if not ckpt:
         return f"{method}_{data}"
-    from vop.engine.checkpoint import CheckpointError, read_checkpoint  # torch: only when a ckpt is given
+    from vop.engine.checkpoint import read_checkpoint  # torch: only when a ckpt is given
     from vop.engine.checkpoint_config import option_chosen
 
     try:
         saved = read_checkpoint(ckpt, tensors=False)[1]
-    except CheckpointError:  # a released .pth, or a bad path that eval.py reports itself
+    except UserError:  # a released .pth, a bad path or a refused stored config: eval.py reports it itself
         return f"{method}_{data}"
     overrides = list(overrides or [])
     method = method if option_chosen(overrides, "method") else saved.method.name

@@ -120,6 +120,19 @@ def test_a_run_named_by_the_user_keeps_its_label_and_the_projects_code(stored):
     assert cfg.method.tuner.layernorm is False
 
 
+def test_a_file_written_before_a_key_was_added_takes_todays_default_for_it(stored, tmp_path):
+    """Runs and galleries written before `trainer.postprocess` existed (and any key added later) load:
+    the key takes its default from configs/trainer/default.yaml, the file's own values stay."""
+    for key in ("postprocess", "bank_captions"):
+        del stored["trainer"][key]
+    stored["trainer"]["eval_chunk_size"] = 17
+    cfg = stored_config(stored, "checkpoint x.safetensors")
+    assert list(cfg.trainer.postprocess) == [] and cfg.trainer.bank_captions == 5000
+    assert cfg.trainer.eval_chunk_size == 17
+    write_checkpoint(tmp_path / "old.safetensors", stored)
+    assert list(read_checkpoint(tmp_path / "old.safetensors", tensors=False)[1].trainer.postprocess) == []
+
+
 def older_layout(config: dict) -> dict:
     """`config` as checkpoints and galleries written before the renames of vop/config/stored.py hold it."""
     tuner = config["method"]["tuner"]
