@@ -11,6 +11,7 @@ ranks the 10 test clips well above chance), so every step of the README's block 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -74,8 +75,6 @@ def write_collection(out: str | Path, num_videos: int = 40, num_test: int = 10) 
 
 
 def _csv_text(rows: list[dict[str, str]]) -> str:
-    import io
-
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, ["video", "caption", "split"], lineterminator="\n")
     writer.writeheader()
