@@ -33,6 +33,7 @@ import torch
 
 from vop import ROOT
 from vop.errors import ArgumentParser
+from vop.tools.bench_retrieval import clustered
 from vop.retrieval.index import FaissIndex, TorchIndex
 from vop.retrieval.pipeline import RetrievalPipeline
 
@@ -104,21 +105,6 @@ def bench_server(gallery: Path, requests: int) -> None:
         print(f"  {name:<26}{p50:9.2f}{p95:9.2f}")
     print(f"  server overhead (HTTP p50 - in-process p50): {percentiles(one)[0] - percentiles(local)[0]:.2f} ms; "
           f"8 clients: {requests / wall:.1f} queries/s")
-
-
-def clustered(n: int, dim: int, clusters: int, seed: int) -> torch.Tensor:
-    """[n, dim] unit rows from a mixture of `clusters` centres with unequal (log-normal) weights."""
-    gen = torch.Generator().manual_seed(0)  # the same mixture for the gallery and its queries
-    centres = torch.nn.functional.normalize(torch.randn(clusters, dim, generator=gen), dim=1)
-    weights = torch.exp(torch.randn(clusters, generator=gen))
-    gen.manual_seed(seed)
-    out = torch.empty(n, dim)
-    for start in range(0, n, 65536):
-        m = min(65536, n - start)
-        which = torch.multinomial(weights, m, replacement=True, generator=gen)
-        noise = torch.randn(m, dim, generator=gen) / math.sqrt(dim)  # |noise| ~ 1: cosine to the centre ~0.7
-        out[start:start + m] = torch.nn.functional.normalize(centres[which] + noise, dim=1)
-    return out
 
 
 def single_query_ms(index, queries: torch.Tensor, k: int, repeats: int = 3) -> float:

@@ -1,5 +1,6 @@
 """Top-k indexes: chunked torch search equals brute force; faiss equals torch."""
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,96 @@ def test_faiss_equals_torch_topk(kind):
     ref_scores, ref_rows = TorchIndex(gallery, chunk_size=999).search(queries, 10)
     assert torch.equal(rows, ref_rows)
     assert torch.allclose(scores, ref_scores, atol=1e-5)
+
+
+def clustered_unit(n: int, d: int, seed: int, clusters: int = 20) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(clusters, d, generator=gen), dim=1)
+    gen.manual_seed(seed)
+    rows = centres[torch.randint(clusters, (n,), generator=gen)] + 0.5 * torch.randn(n, d, generator=gen) / d ** 0.5
+    return torch.nn.functional.normalize(rows, dim=1)
+
+
+def recall(rows: torch.Tensor, exact: torch.Tensor) -> float:
+    return sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(rows, exact)) / exact.numel()
+
+
+@pytest.mark.parametrize("kind, options, min_recall, max_bytes_per_row",
+                         [("ivfsq8", {}, 0.9, 32 + 8 + 4), ("ivfpq", {"m": 16, "nbits": 4}, 0.2, 8 + 8 + 4)])
+def test_compressed_indexes_store_fewer_bytes_and_find_most_exact_neighbours(kind, options, min_recall,
+                                                                             max_bytes_per_row):
+    """SQ8: a byte a value; PQ 16x4: 8 bytes a row (plus an 8-byte id and the centroids and codebooks, over
+    3000 rows); every cluster probed, so what recall misses is the compression's."""
+    pytest.importorskip("faiss")
+    gallery, queries = clustered_unit(3000, 32, 0), clustered_unit(40, 32, 1)
+    exact_scores, exact = TorchIndex(gallery).search(queries, 10)
+    index = FaissIndex(gallery, kind=kind, nlist=8, nprobe=8, **options)
+    assert index.spec.startswith("IVF8,") and len(index) == 3000
+    assert index.nbytes() / len(index) < max_bytes_per_row < 32 * 4  # float32: 128 bytes a row
+    scores, rows = index.search(queries, 10)
+    assert min_recall <= recall(rows, exact) < 1 or kind == "ivfsq8"
+    assert (scores[:, 0] - exact_scores[:, 0]).abs().max() < 0.1  # approximate scores, on the cosine scale
+    own = index.search(gallery[:40], 10)[1]
+    assert sum(i in r.tolist() for i, r in enumerate(own)) >= 36  # a gallery row finds itself
+
+
+def test_an_index_built_chunk_by_chunk_equals_the_one_built_from_the_whole_gallery():
+    """from_chunks reads the blocks twice (a training sample, then the rows), never the whole gallery."""
+    pytest.importorskip("faiss")
+    gallery, queries = clustered_unit(2500, 32, 2), clustered_unit(20, 32, 3)
+    calls, largest = [], []
+
+    def chunks():
+        calls.append(1)
+        for start in range(0, len(gallery), 700):  # 4 blocks, the last one short
+            block = gallery[start:start + 700].clone()
+            largest.append(len(block))
+            yield block
+
+    options = dict(kind="ivfpq", nlist=4, nprobe=2, m=8, nbits=4)
+    whole, chunked = FaissIndex(gallery, **options), FaissIndex.from_chunks(chunks, **options)
+    assert len(calls) == 2 and max(largest) == 700 and len(chunked) == 2500
+    for got, want in zip(chunked.search(queries, 10), whole.search(queries, 10)):
+        assert torch.equal(got, want)
+    assert not torch.equal(chunked.search(queries, 10)[1], TorchIndex(gallery).search(queries, 10)[1])  # approximate
+    growing = iter([gallery[:1300], gallery[:1400]])  # a gallery that changed between the two passes
+    with pytest.raises(ValueError, match=r"gave 1300 rows, then 1400: chunks\(\) must yield the same rows each time"):
+        FaissIndex.from_chunks(lambda: [next(growing)], kind="flat")
+
+
+def test_sample_rows_is_uniform_and_kept_in_gallery_order():
+    rows = torch.arange(10_000, dtype=torch.float32)[:, None].repeat(1, 2)  # row i holds i
+    n, dim, sample = index_module.sample_rows(iter(rows.split(999)), 1000)
+    assert (n, dim, sample.shape) == (10_000, 2, (1000, 2))
+    picked = sample[:, 0]
+    assert (picked[1:] > picked[:-1]).all()  # distinct rows, in order
+    assert 3500 < picked.mean() < 6500 and (picked < 5000).sum() in range(400, 600)  # spread over the gallery
+
+
+def test_a_gallery_too_small_for_the_codebooks_is_kept_exact(caplog):
+    pytest.importorskip("faiss")
+    gallery, queries = random_unit(300, 16, 0), random_unit(5, 16, 1)
+    with caplog.at_level(logging.INFO, logger="vop.retrieval.index"):
+        index = FaissIndex(gallery, kind="ivfpq", m=4, nbits=8)  # 256 codes need 39 x 256 rows
+    assert index.spec == "Flat" and "300 rows are too few to train index.kind=ivfpq" in caplog.text
+    assert torch.equal(index.search(queries, 10)[1], TorchIndex(gallery).search(queries, 10)[1])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("index.kind=hnsw", "index.kind='hnsw': expected one of flat, ivf, ivfsq8, ivfpq, factory"),
+    ("index.m=5", "index.m=5 must divide the embedding size 8"),
+    ("index.nbits=16", "index.nbits=16: expected 4 to 12 bits"),
+    ("index.nprobe=0", "index.nprobe=0 must be an integer >= 1"),
+    ("index.factory='IVF4,PQ2;import os'", "index.factory='IVF4,PQ2;import os': give a faiss index_factory string"),
+    ("index.factory='IVF4,Nonsense'", "index.factory='IVF4,Nonsense': faiss cannot build it for 8-d rows"),
+    ("index.factory='IVF4096,Flat'", "index.kind=factory (IVF4096,Flat) cannot be trained on 1000 rows"),
+])
+def test_bad_faiss_options_fail_naming_the_key(override, message, tmp_path):
+    pytest.importorskip("faiss")
+    kind = ["index.kind=factory"] if override.startswith("index.factory") else ["index.kind=ivfpq", "index.m=4"]
+    cfg = compose_cfg("retrieve", ["index=faiss", *kind, override], tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        instantiate(cfg.index)(random_unit(1000, 8, 0))
 
 
 def test_bad_arguments_are_named():
