@@ -153,6 +153,9 @@ def _format(meta: dict, path: Path) -> str:
     if kind in (FORMAT, FORMAT_FRAMES):
         return kind
     version = kind[len(FORMAT_PREFIX):] if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) else ""
+    if kind == "vop-gallery-manifest-1":  # vop/retrieval/gallery_shards.py reads it and its shards
+        raise InputError(f"gallery={path} is a sharded gallery's manifest: load it with "
+                         "vop.retrieval.gallery_shards.load_gallery")
     if version.isdigit() and int(version) > 2:
         raise InputError(f"gallery={path} has format {kind}, written by a newer vop; this version reads "
                          f"{FORMAT} and {FORMAT_FRAMES}: upgrade vop, or rebuild the gallery with this one")
