@@ -68,6 +68,7 @@ class Gallery:
     source: str = ""  # the file it was loaded from
     frame_emb: torch.Tensor | None = None  # [N, T, D] L2-normalised frames (text-conditioned encoders only)
     video_stats: list[list[int] | None] | None = None  # per video [size, mtime_ns] when encoded; None: not kept
+    build_stamp: str | None = None  # a shard's: hash of what its build encoded (gallery_shards.py reuses it on a rerun)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -76,6 +77,8 @@ class Gallery:
                 "encoder": self.encoder, "config": self.config}
         if self.video_stats is not None:
             info["video_stats"] = self.video_stats
+        if self.build_stamp is not None:
+            info["build_stamp"] = self.build_stamp
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
                    "caption_video": torch.tensor(self.caption_video, dtype=torch.long)}
         if self.frame_emb is not None:
@@ -288,7 +291,8 @@ def encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progr
 
 
 def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos: int = 1024,
-                  progress: bool = True, max_bad_fraction: float = 0.1, strict: bool = False) -> Gallery:
+                  progress: bool = True, max_bad_fraction: float = 0.1, strict: bool = False,
+                  build_stamp: str | None = None) -> Gallery:
     """Encode every video and caption of `split` with `encoder` and save the gallery at `path`.
 
     A video that cannot be decoded is left out with its captions, named and counted (WARNING);
@@ -307,6 +311,7 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     kept = [i for i in range(split.num_videos) if i not in unreadable]
     split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
     gallery = assemble_gallery(encoder, split, video_emb, [stats[i] for i in kept], path)
+    gallery.build_stamp = build_stamp
     save_gallery(gallery, path)
     skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
     log.info("gallery: %d videos, %d captions -> %s%s", split.num_videos, split.num_captions, path, skipped)

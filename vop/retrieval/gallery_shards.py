@@ -25,20 +25,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from vop.errors import InputError, MissingFileError
+from vop.data.split import Split
+from vop.engine import distributed
+from vop.errors import InputError, MissingFileError, UserError
 from vop.file_writes import save_tensors
 from vop.models.tensor_file import MAX_HEADER_BYTES, TensorFileError, read_header
-from vop.retrieval.gallery import FORMAT_PREFIX, Gallery
+from vop.retrieval.gallery import FORMAT_PREFIX, Gallery, build_gallery, file_stats
+from vop.retrieval.query_encoder import Encoder
+
+log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "vop-gallery-manifest-1"
 IDENTITY = ("model", "method", "fingerprint")  # what makes two encoders' embeddings comparable
-SHARD_NAME = re.compile(r"shard-(\d{5})-of-(\d{5})\.safetensors")
+SHARD_FILE = re.compile(r"shard-\d{5}-of-\d{5}(-[0-9a-f]{8})?\.safetensors(\.parts)?")  # what a build writes
 MAX_SHARDS = 100_000
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -49,8 +57,9 @@ def shards_dir(path: str | Path) -> Path:
     return path.with_name(path.name + ".shards")
 
 
-def shard_name(k: int, total: int) -> str:
-    return f"shard-{k:05d}-of-{total:05d}.safetensors"
+def shard_name(k: int, total: int, tag: str = "") -> str:
+    """A build's shard `k` of `total`; `tag`: 8 hex digits, for a rewrite beside the files a manifest lists."""
+    return f"shard-{k:05d}-of-{total:05d}{'-' + tag if tag else ''}.safetensors"
 
 
 def shard_rows(num_videos: int, k: int, total: int) -> range:
@@ -290,3 +299,110 @@ def concat_galleries(parts: list[Gallery], manifest: Manifest) -> Gallery:
                    [v for p in parts for v in p.video_ids], [v for p in parts for v in p.video_paths],
                    [c for p in parts for c in p.captions], links, manifest.encoder, manifest.config,
                    str(manifest.path), frames, stats)
+
+
+# ------------------------------------------------------------------ building
+def shard_stamp(encoder: Encoder, split: Split, stats: list) -> str:
+    """What a shard's build encodes (encoder weights, video files with their size and time, captions and their
+    links), hashed: a finished shard with the same stamp is reused by a rerun."""
+    return hashlib.sha256(json.dumps([encoder.identity["fingerprint"], [str(p) for p in split.video_paths], stats,
+                                      split.captions, split.caption_video]).encode()).hexdigest()
+
+
+def finished_stamp(shard: Path) -> str | None:
+    """The build stamp a finished shard records (None: no file, not a gallery, or no stamp)."""
+    try:
+        _, meta = read_header(shard, ("F32", "I64"))
+        info = json.loads(meta.get("info", ""))
+    except (OSError, UserError, json.JSONDecodeError):
+        return None
+    return info.get("build_stamp") if isinstance(info, dict) else None
+
+
+def build_shard(encoder: Encoder, split: Split, path: Path, k: int, total: int, **options) -> Path:
+    """Shard `k` of `total` (its contiguous range of `split`'s videos and their captions) at
+    `<path>.shards/`; a finished one of the same stamp is kept. `options`: build_gallery's."""
+    part = split.subset(list(shard_rows(split.num_videos, k, total)))
+    shard = shards_dir(path) / shard_name(k, total)
+    stamp = shard_stamp(encoder, part, file_stats(part.video_paths))
+    if finished_stamp(shard) == stamp:
+        log.info("gallery: shard %d of %d is finished, kept (%s)", k + 1, total, shard.name)
+        return shard
+    log.info("gallery: shard %d of %d: %d videos, %d captions -> %s", k + 1, total, part.num_videos,
+             part.num_captions, shard.name)
+    build_gallery(encoder, part, shard, build_stamp=stamp, **options)
+    return shard
+
+
+def build_shards(encoder: Encoder, split: Split, path: str | Path, total: int, rank: int = 0, world: int = 1,
+                 **options) -> Manifest | None:
+    """Build the gallery at `path` as `total` shards, this process's share of them (shards rank, rank + world,
+    ...): every process of a torchrun job calls it with its rank. Once every shard is written, rank 0 writes
+    the manifest (returned; None on the other ranks). `options`: build_gallery's."""
+    path = Path(path)
+    if not 1 <= total <= min(split.num_videos, MAX_SHARDS):
+        raise InputError(f"gallery={path}: shards={total} for {split.num_videos} videos; give 1 to "
+                         f"{min(split.num_videos, MAX_SHARDS)} shards")
+    for k in range(rank, total, world):
+        build_shard(encoder, split, path, k, total, **options)
+    distributed.barrier()  # every rank's shards written
+    if rank != 0:
+        return None
+    shards = [shards_dir(path) / shard_name(k, total) for k in range(total)]
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        raise MissingFileError(
+            f"gallery={path}: shards {', '.join(missing[:5])} are not in {shards_dir(path)} on this machine, though "
+            "every process finished: on several machines the gallery's folder must be storage every machine "
+            f"shares; or copy every shard there and run the same build in one process with shards={total}, which "
+            "keeps them and writes the manifest")
+    manifest = write_manifest(path, shards)
+    remove_stale(manifest)
+    log.info("gallery: %d videos, %d captions in %d shards -> %s (manifest), %s", manifest.videos,
+             manifest.captions, total, path, shards_dir(path))
+    return manifest
+
+
+def remove_stale(manifest: Manifest) -> None:
+    """Drop the shard files (and chunk folders) a build left in the shards folder that the manifest does not list."""
+    listed = {e.file for e in manifest.shards}
+    for item in sorted(shards_dir(manifest.path).iterdir()):
+        if SHARD_FILE.fullmatch(item.name) and item.name.removesuffix(".parts") not in listed:
+            log.info("gallery: removing %s (not in the manifest)", item)
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+
+
+def split_gallery(gallery: Gallery, total: int) -> list[Gallery]:
+    """`gallery` as `total` shards of contiguous video rows, each with its videos' captions (captions of no
+    video go with the last)."""
+    n, parts = len(gallery.video_ids), []
+    links = torch.tensor(gallery.caption_video, dtype=torch.long)
+    for k in range(total):
+        rows = shard_rows(n, k, total)
+        mine = (links >= rows.start) & (links < rows.stop)
+        if k == total - 1:
+            mine |= links < 0
+        caps = mine.nonzero()[:, 0].tolist()
+        parts.append(Gallery(
+            gallery.video_emb[rows.start:rows.stop].clone(), gallery.text_emb[caps].clone(),
+            gallery.video_ids[rows.start:rows.stop], gallery.video_paths[rows.start:rows.stop],
+            [gallery.captions[c] for c in caps],
+            [gallery.caption_video[c] - rows.start if gallery.caption_video[c] >= 0 else -1 for c in caps],
+            gallery.encoder, gallery.config,
+            frame_emb=None if gallery.frame_emb is None else gallery.frame_emb[rows.start:rows.stop].clone(),
+            video_stats=None if gallery.video_stats is None else gallery.video_stats[rows.start:rows.stop]))
+    return parts
+
+
+def save_sharded(gallery: Gallery, path: str | Path, total: int) -> Manifest:
+    """Write `gallery` as `total` shards and a manifest at `path`, replacing a sharded gallery there: the new
+    shards get new names beside the old ones, the manifest is swapped in one rename, then the old are removed
+    (an interrupted rewrite leaves the old gallery whole)."""
+    path = Path(path)
+    total = max(1, min(total, len(gallery.video_ids)))
+    tag = uuid.uuid4().hex[:8]
+    shards = [part.save(shards_dir(path) / shard_name(k, total, tag))
+              for k, part in enumerate(split_gallery(gallery, total))]
+    manifest = write_manifest(path, shards)
+    remove_stale(manifest)
+    return manifest
