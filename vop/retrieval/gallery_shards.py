@@ -14,6 +14,10 @@ JSON holds:
 the sha256 of its safetensors header (its ids, paths, captions, encoder and tensor layout), so a shard
 replaced or truncated after the manifest was written is refused without hashing its tensors.
 
+`build_shards` is a build's side (`torchrun ... retrieve.py action=build`, or `shards=K`): shard k of K holds
+the k-th contiguous range of the listing whatever the number of processes, each process builds its share,
+a finished shard whose build stamp matches is kept by a rerun, and rank 0 writes the manifest once every
+shard is there. `save_sharded` writes a gallery held in memory as shards (`action=update` of a sharded one).
 `write_manifest(path, shard_paths)` writes one for shard files that already exist; `load_gallery(path)`
 loads a manifest (its shards concatenated, caption links offset) or a plain gallery file alike, and is
 what the query pipeline, the server and `action=update` read. A manifest is data: its header is checked
@@ -212,7 +216,8 @@ def read_manifest(path: str | Path) -> Manifest:
         raise InputError(f"{bad} a shard is listed twice")
     if sum(e.videos for e in entries) != info["videos"] or sum(e.captions for e in entries) != info["captions"]:
         raise InputError(f"{bad} its shards hold {sum(e.videos for e in entries)} videos and "
-                         f"{sum(e.captions for e in entries)} captions, it says {info['videos']} and {info['captions']}")
+                         f"{sum(e.captions for e in entries)} captions, it says {info['videos']} and "
+                         f"{info['captions']}")
     return Manifest(path, entries, info["encoder"], info["config"], info["format"], info["dim"], info["videos"],
                     info["captions"])
 

@@ -4,9 +4,9 @@ A video is known by its path, size and modification time (`Gallery.video_stats`,
 encoded): a known, unchanged file keeps its embedding; a new or changed one is encoded, in resumable
 chunks under `<gallery>.parts/` as a build does; a file no longer listed leaves with its captions.
 Galleries built before the stats were kept know no file, so their first update re-encodes every video
-(saying so). A sharded gallery (a manifest, vop/retrieval/gallery_shards.py) is updated in this process and
-written back as as many shards, under new names, the manifest swapped in last. Captions are re-encoded from the new listing (cheap next to videos), so the result is the
-gallery a fresh build of the same listing writes.
+(saying so). Captions are re-encoded from the new listing (cheap next to videos), so the result is the
+gallery a fresh build of the same listing writes. A sharded gallery (a manifest, gallery_shards.py) is
+updated in this process and written back as as many shards, under new names, the manifest swapped in last.
 """
 from __future__ import annotations
 

@@ -14,13 +14,17 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
-from tests.helpers import REPO_ROOT, SMALL_MODEL, SMALL_SYNTHETIC
+from tests.helpers import REPO_ROOT, SMALL_MODEL, SMALL_SYNTHETIC, assert_one_block, command_in_process
 from tests.library.retrieval.test_gallery_update import counting
 from tests.library.retrieval.test_retrieval import retrieve_cfg
 from vop.commands.retrieve import retrieve
+from vop.engine.assembly import load_splits
+from vop.errors import MissingFileError
 from vop.retrieval.gallery import Gallery
-from vop.retrieval.gallery_shards import is_manifest, load_gallery, read_manifest, shard_name, shards_dir
+from vop.retrieval.gallery_shards import (build_shards, is_manifest, load_gallery, read_manifest, shard_name,
+                                          shards_dir)
 from vop.retrieval.pipeline import RetrievalPipeline
+from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.server import SearchService, make_app
 
 TINY = ["model=clip_tiny", "method=zeroshot", *SMALL_MODEL]
@@ -96,7 +100,8 @@ def test_query_and_serve_over_shards_answer_as_over_the_one_file(single, tmp_pat
         answers.append((health, search, similar))
     (h1, s1, v1), (h2, s2, v2) = answers
     assert h1 == h2 and h2["videos"] == 16
-    assert [(h["id"], h["row"], h["truth"]) for h in s1["hits"]] == [(h["id"], h["row"], h["truth"]) for h in s2["hits"]]
+    assert [(h["id"], h["row"], h["truth"]) for h in s1["hits"]] == [(h["id"], h["row"], h["truth"])
+                                                                      for h in s2["hits"]]
     assert [h["score"] for h in s1["hits"]] == pytest.approx([h["score"] for h in s2["hits"]], abs=1e-5)
     assert sum(h["truth"] for h in s2["hits"]) <= 1 and len(s2["hits"]) == 5
     for key in ("videos", "hits"):  # row 11's nearest videos and its captions (their links offset in shard 2)
@@ -150,3 +155,24 @@ def test_torchrun_two_processes_write_the_one_process_gallery_as_two_shards(sing
     assert_same_rows(load_gallery(path), Gallery.load(plain_path))
     assert "shard 1 of 2: 8 videos" in proc.stderr and "16 videos, 16 captions in 2 shards" in proc.stderr
     assert "shard 2 of 2: 8 videos" not in proc.stderr  # rank 1 logs only warnings: one console, rank 0's
+
+
+def test_rank_0_names_shards_another_machine_kept(single, tmp_path):
+    """Rank 0 of two, alone here (no process group: the barrier passes): rank 1's shard never arrives in this
+    file system, as on machines without shared storage."""
+    _, data = single
+    cfg = retrieve_cfg(tmp_path, data, TINY)
+    split = load_splits(cfg, "test")["test"]
+    path = tmp_path / "g.safetensors"
+    with pytest.raises(MissingFileError, match=f"shards {shard_name(1, 2)} are not in .*storage every machine "
+                                               "shares.*shards=2"):
+        build_shards(Encoder(cfg), split, path, 2, rank=0, world=2, progress=False)
+    assert (shards_dir(path) / shard_name(0, 2)).is_file() and not path.exists()
+
+
+@pytest.mark.parametrize("action", ["action=update", "query=a red circle", "action=serve"])
+def test_only_a_build_runs_under_torchrun(single, tmp_path, monkeypatch, action):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    proc = command_in_process(retrieve, "retrieve", tmp_path, action, f"gallery={single[0]}", *TINY)
+    assert_one_block(proc, "runs in one process; only action=build splits its videos over torchrun's processes")
