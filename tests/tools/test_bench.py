@@ -86,27 +86,46 @@ def test_bench_decode_table(tmp_path):
     assert all(f"  {name}: " in proc.stdout for name in DECODE_VIDEOS)
 
 
-RETRIEVAL_ROW = re.compile(r"  (?P<name>torch chunked|faiss flat|faiss ivf\d+)\s+build\s+(?P<build>\S+) s \| index \+\s*\S+ "
-                           r"MiB \| 1 query\s+(?P<one>\S+) ms \| 8 queries\s+(?P<batch>\S+) ms \(\s*\S+ ms/q\) \| search "
-                           r"peak \+\s*\S+ MiB \| recall@10 (?P<recall>\S+)")
+RETRIEVAL_ROW = re.compile(r"  (?P<name>exact fp32 \(torch\)|exact fp16 \(torch\)|faiss \w+ \S+)\s+(?P<build>\S+)\s+(?P<mib>\S+)"
+                           r"\s+(?P<rss>\S+)\s+(?P<one>\S+)\s+(?P<batch>\S+)\s+(?P<recall>\S+)")
 
 
 def test_bench_retrieval_table():
-    sizes = [1000, 4000]
+    """Exact fp32 and fp16, faiss flat, IVF, IVF-SQ8 and IVF-PQ side by side on clustered galleries: the index
+    bytes per million rows are what each stores, the exact ones find exact fp32's top-10, the ratio line
+    is the table's."""
+    sizes, dim = [1000, 4000], 64
     proc = main_in_process("scripts/bench_retrieval.py", "--sizes", *map(str, sizes), "--queries", "8", "--repeats", "1",
-                           "--dim", "64")
+                           "--dim", str(dim), "--clusters", "10", "--m", "16", "--nbits", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     blocks = proc.stdout.split("\ngallery ")[1:]
     assert [int(b.split(" x ")[0].replace(",", "")) for b in blocks] == sizes
     for n, block in zip(sizes, blocks):
-        rows = [RETRIEVAL_ROW.fullmatch(line) for line in block.splitlines()[1:4]]
+        lines = block.splitlines()
+        assert lines[1].split() == ["index", "build", "s", "MiB/1M", "rows", "RSS", "+MiB", "1", "query", "ms", "ms/query",
+                                    "recall@10"]
+        rows = [RETRIEVAL_ROW.fullmatch(line) for line in lines[2:8]]
         assert all(rows), block
-        assert [r["name"] for r in rows] == ["torch chunked", "faiss flat", f"faiss ivf{int(n ** 0.5)}"]
-        assert all(number(r[key]) >= 0 for r in rows for key in ("build", "one", "batch"))  # ms, 2 decimals
-        assert [number(r["recall"]) for r in rows[:2]] == [1.0, 1.0]  # both exact
-        assert 0 < number(rows[2]["recall"]) <= 1  # IVF: approximate
-        ratios = re.fullmatch(r"  batched latency ratio vs torch: faiss flat (\S+)x, ivf (\S+)x", block.splitlines()[4])
-        assert ratios and all(number(r) > 0 for r in ratios.groups())
+        nlist = min(int(4 * math.sqrt(n)), n // 39)  # faiss wants >= 39 rows per cluster
+        assert [r["name"] for r in rows] == ["exact fp32 (torch)", "exact fp16 (torch)", "faiss flat Flat",
+                                             f"faiss ivf IVF{nlist},Flat", f"faiss ivfsq8 IVF{nlist},SQ8",
+                                             f"faiss ivfpq IVF{nlist},PQ16x4"]
+        fig = {r["name"].split()[1]: {k: number(r[k]) for k in ("build", "mib", "one", "batch", "recall")} for r in rows}
+        assert all(f[k] >= 0 for f in fig.values() for k in ("build", "one", "batch"))
+        float32 = dim * 4 * 1e6 / 2 ** 20  # MiB per million rows
+        assert fig["fp32"]["mib"] == pytest.approx(float32, abs=0.06)
+        assert fig["fp16"]["mib"] == pytest.approx(float32 / 2, abs=0.06)
+        assert float32 <= fig["flat"]["mib"] < float32 * 1.01 and float32 < fig["ivf"]["mib"]  # ivf: + ids, centroids
+        assert fig["ivfpq"]["mib"] < fig["ivfsq8"]["mib"] < float32 / 2  # 8 and 64 bytes of codes + 8 of id a row
+        assert fig["fp32"]["recall"] == fig["flat"]["recall"] == 1.0 and fig["fp16"]["recall"] >= 0.9
+        assert all(0 < fig[k]["recall"] <= 1 for k in ("ivf", "ivfsq8", "ivfpq"))
+        ratios = re.fullmatch(r"  vs exact fp32: fp16 (\S+)x smaller, (\S+)x faster, flat (\S+)x smaller, (\S+)x faster, "
+                              r"ivf (\S+)x smaller, (\S+)x faster, ivfsq8 (\S+)x smaller, (\S+)x faster, "
+                              r"ivfpq (\S+)x smaller, (\S+)x faster", lines[8])
+        assert ratios, lines[8]
+        for i, name in enumerate(["fp16", "flat", "ivf", "ivfsq8", "ivfpq"]):
+            assert number(ratios[2 * i + 1]) == pytest.approx(float32 / fig[name]["mib"], rel=0.05)
+            assert number(ratios[2 * i + 2]) > 0
 
 
 SERVE_ROW = re.compile(r"  (?P<name>in-process pipeline|HTTP, 1 client|HTTP, 8 clients at once)\s+(?P<p50>\S+)\s+(?P<p95>\S+)")
