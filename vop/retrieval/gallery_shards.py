@@ -286,6 +286,15 @@ def load_sharded(path: str | Path) -> Gallery:
     return concat_galleries([load_shard(manifest, e) for e in manifest.shards], manifest)
 
 
+def shard_video_chunks(path: str | Path):
+    """The manifest's video embeddings one shard at a time ([n_k, D], shard order), each shard checked as
+    load_sharded checks it; only one shard is in memory at once. For an index built without the whole
+    gallery: `FaissIndex.from_chunks(lambda: shard_video_chunks(path), kind="ivfpq")`."""
+    manifest = read_manifest(path)
+    for entry in manifest.shards:
+        yield load_shard(manifest, entry).video_emb
+
+
 def concat_galleries(parts: list[Gallery], manifest: Manifest) -> Gallery:
     links, offset = [], 0
     for part in parts:

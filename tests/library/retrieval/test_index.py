@@ -173,3 +173,22 @@ def test_fp16_keeps_the_exact_top_k_on_clustered_embeddings_and_auto_says_so(cap
     assert "2000 rows kept in fp16 (index.precision=auto)" in caplog.text
     with pytest.raises(ConfigError, match="index.precision=fp8 is not allowed"):
         TorchIndex(gallery, precision="fp8")
+
+
+def test_an_index_over_a_sharded_gallery_reads_one_shard_at_a_time(tmp_path):
+    """FaissIndex.from_chunks over shard_video_chunks equals the index of the loaded (concatenated) gallery."""
+    pytest.importorskip("faiss")
+    from vop.retrieval.gallery import Gallery
+    from vop.retrieval.gallery_shards import load_gallery, shard_name, shard_video_chunks, shards_dir, write_manifest
+
+    path, encoder = tmp_path / "g.safetensors", {"model": "clip_tiny", "method": "zeroshot", "fingerprint": "0" * 16}
+    shards = [Gallery(clustered_unit(n, 16, seed), torch.zeros(0, 16), [f"s{seed}v{i}" for i in range(n)], [""] * n,
+                      [], [], encoder, {"model": {}}).save(shards_dir(path) / shard_name(seed, 3))
+              for seed, n in enumerate([900, 300, 1100])]
+    write_manifest(path, shards)
+    options, queries = dict(kind="ivfsq8", nlist=8, nprobe=3), clustered_unit(10, 16, 9)
+    chunked = FaissIndex.from_chunks(lambda: shard_video_chunks(path), **options)
+    whole = FaissIndex(load_gallery(path).video_emb, **options)
+    assert len(chunked) == 2300
+    for got, want in zip(chunked.search(queries, 10), whole.search(queries, 10)):
+        assert torch.equal(got, want)
