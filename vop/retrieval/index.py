@@ -140,7 +140,8 @@ class FaissIndex:
         try:
             self.index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as err:
-            raise ConfigError(f"index.factory={factory!r}: faiss cannot build it for {dim}-d rows "
+            what = f"index.factory={factory!r}" if kind == "factory" else f"index.kind={kind} ({spec})"
+            raise ConfigError(f"{what}: faiss cannot build it for {dim}-d rows "
                               f"({str(err).strip().splitlines()[-1]})") from None
         self.spec = spec
         if trained and not self.index.is_trained:
