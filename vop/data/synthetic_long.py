@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from vop.data.split import Split
-from vop.data.synthetic import (TEMPLATES, _combinations, _remove_stale_temps, _temp_name, caption, random_spec,
-                                render, write_mp4)
+from vop.data.synthetic import (TEMPLATES, attribute_combinations, caption, random_spec, remove_stale_temps, render,
+                                temp_name, write_mp4)
 
 log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1  # bump when the pictures, captions or spans change
@@ -32,7 +32,7 @@ def long_plan(num_videos: int, clips: int, seed: int, min_frames: int, max_frame
               ) -> list[dict]:
     """Per long video: its id and its clips (spec, frame count, caption), from one seeded RNG."""
     rng = np.random.default_rng([seed, 7])  # its own stream: not data=synthetic's videos
-    combos = iter(_combinations(num_videos * clips, rng))
+    combos = iter(attribute_combinations(num_videos * clips, rng))
     plan = []
     for v in range(num_videos):
         parts = []
@@ -86,8 +86,8 @@ def load_synthetic_long(root: str | Path, num_videos: int = 20, clips: int = 5, 
     if folder.exists():
         raise FileExistsError(f"synthetic_long: {folder} exists but has no captions.json; delete it to regenerate")
     root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(root, key)
-    temp = root / _temp_name(key)
+    remove_stale_temps(root, key)
+    temp = root / temp_name(key)
     shutil.rmtree(temp, ignore_errors=True)
     params = dict(num_videos=num_videos, clips=clips, seed=seed, min_frames=min_frames, max_frames=max_frames,
                   width=width, height=height, fps=fps, version=GENERATOR_VERSION)
