@@ -166,8 +166,9 @@ def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
     check_config(cfg, () if cfg.ckpt else overrides)  # with ckpt=, build checks them over the run's groups
     if action not in ACTIONS:
         raise InputError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=), "
-                         "action=update (the same, for a gallery built before), action=query / query=<text or video file>, action=serve "
-                         "(with gallery=), or action=evaluate (moment retrieval on a moment gallery)")
+                         "action=update (the same, for a gallery built before), action=query / "
+                         "query=<text or video file>, action=serve (with gallery=), or action=evaluate (moment "
+                         "retrieval on a moment gallery)")
     if cfg.get("modelscope") and action in ("build", "update", "evaluate"):
         raise InputError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video> "
                          "or action=serve")

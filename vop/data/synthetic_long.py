@@ -79,7 +79,8 @@ def load_synthetic_long(root: str | Path, num_videos: int = 20, clips: int = 5, 
         raise ValueError(f"load_synthetic_long: width and height even and >= 32, fps >= 1; got {width}x{height} "
                          f"at {fps}")
     root = Path(root)
-    key = f"long_v{GENERATOR_VERSION}_n{num_videos}x{clips}_f{min_frames}-{max_frames}_{width}x{height}_{fps}fps_s{seed}"
+    key = (f"long_v{GENERATOR_VERSION}_n{num_videos}x{clips}_f{min_frames}-{max_frames}_{width}x{height}_{fps}fps"
+           f"_s{seed}")
     folder = root / key
     if (folder / "captions.json").is_file():
         return {"test": _split(folder)}

@@ -210,9 +210,9 @@ def check_spans(spans: torch.Tensor, info: dict, path: Path) -> None:
     if not isinstance(moments, dict):
         raise InputError(f"gallery={path}: a moment gallery's info.moments must be a JSON object")
     cap = info.get("caption_spans")
+    seconds = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     if cap is not None and not (isinstance(cap, list) and len(cap) == len(info["captions"]) and all(
-            s is None or (isinstance(s, list) and len(s) == 2 and all(isinstance(v, (int, float)) and
-                                                                      not isinstance(v, bool) for v in s)) for s in cap)):
+            s is None or (isinstance(s, list) and len(s) == 2 and all(map(seconds, s))) for s in cap)):
         raise InputError(f"gallery={path}: info.caption_spans must hold one [start, end] (or null) per caption")
 
 

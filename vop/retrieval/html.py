@@ -115,7 +115,8 @@ h2{{font-size:16px;margin:0 0 8px}} .mode{{background:#444;color:#fff;border-rad
 .hits{{display:flex;flex-wrap:wrap;gap:6px}} .hit{{border:2px solid #eee;border-radius:4px;padding:4px}}
 .hit.gt{{border-color:{GT_COLOUR};background:#eef8f0}} .badge{{color:#fff;background:{GT_COLOUR};border-radius:3px;
 padding:0 5px;font-size:11px}} .meta{{font-size:12px;color:#555}} .label{{font-size:13px;margin:2px 0}}
-.thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}} .span{{font-size:12px;color:#555}} .caption{{font-size:12px;color:#444;max-width:360px;margin:2px 0}}"""
+.thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}} .span{{font-size:12px;color:#555}}
+.caption{{font-size:12px;color:#444;max-width:360px;margin:2px 0}}"""
 
 
 def page_html(views: list[QueryView], title: str) -> str:

@@ -110,7 +110,7 @@ class RetrievalPipeline:
 
     def __init__(self, encoder: Encoder, gallery: Gallery, index: Callable[[torch.Tensor], object] = TorchIndex,
                  topk: int = 5, gallery_path: str | Path = "", rerank_k: int = 100, nms_iou: float = 0.5,
-                 per_video: int = 1):
+                 per_video: int = 3):
         gallery.check(encoder, gallery_path)
         check_topk(topk)
         check_nms(nms_iou, per_video)
@@ -208,7 +208,6 @@ class RetrievalPipeline:
             return two_stage_topk(lambda t, rows: model.score_prepared(t.to(self.device), self.prepared,
                                                                       rows.to(self.device)).cpu(),
                                   text, self.video_index, len(self.gallery.video_ids), self.rerank_k, k)
-
 
     def search_moments(self, text: torch.Tensor, k: int) -> tuple[list[float], list[int]]:
         """A caption embedding [1, D] -> the top-k moments (scores, rows) after temporal NMS and the per-video
