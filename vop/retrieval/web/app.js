@@ -125,7 +125,8 @@ drop.addEventListener("drop", (event) => {
 (async () => {
   try {
     const health = await call("/api/health");
-    $("gallery").textContent = `${health.videos} videos, ${health.captions} captions; ` +
+    const rows = health.moments ? `${health.videos} moments` : `${health.videos} videos`;  // a moment gallery's rows
+    $("gallery").textContent = `${rows}, ${health.captions} captions; ` +
       `model ${health.encoder.model}, method ${health.encoder.method}`;
     $("k").max = health.max_topk;
     if (!$("k").value) $("k").value = health.topk;
