@@ -77,6 +77,7 @@ class Gallery:
     spans: torch.Tensor | None = None  # [N, 2] seconds: a moment gallery's rows are windows (format 3)
     moments: dict | None = None  # {"window": s, "stride": s} of a moment gallery
     caption_spans: list[list[float] | None] | None = None  # per caption its ground-truth [start, end] seconds
+    build_stamp: str | None = None  # a shard's: hash of what its build encoded (gallery_shards.py reuses it on a rerun)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -89,6 +90,8 @@ class Gallery:
             info["moments"] = self.moments or {}
             if self.caption_spans is not None:
                 info["caption_spans"] = self.caption_spans
+        if self.build_stamp is not None:
+            info["build_stamp"] = self.build_stamp
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
                    "caption_video": torch.tensor(self.caption_video, dtype=torch.long)}
         if self.frame_emb is not None:
@@ -188,6 +191,9 @@ def _format(meta: dict, path: Path) -> str:
     if kind in READ:
         return kind
     version = kind[len(FORMAT_PREFIX):] if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) else ""
+    if kind == "vop-gallery-manifest-1":  # vop/retrieval/gallery_shards.py reads it and its shards
+        raise InputError(f"gallery={path} is a sharded gallery's manifest: load it with "
+                         "vop.retrieval.gallery_shards.load_gallery")
     if version.isdigit() and int(version) > len(READ):
         raise InputError(f"gallery={path} has format {kind}, written by a newer vop; this version reads "
                          f"{', '.join(READ)}: upgrade vop, or rebuild the gallery with this one")
@@ -351,7 +357,8 @@ def window_key(split: Split, rows: range) -> list:
 
 
 def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos: int = 1024,
-                  progress: bool = True, max_bad_fraction: float = 0.1, strict: bool = False) -> Gallery:
+                  progress: bool = True, max_bad_fraction: float = 0.1, strict: bool = False,
+                  build_stamp: str | None = None) -> Gallery:
     """Encode every video and caption of `split` with `encoder` and save the gallery at `path`.
 
     A video that cannot be decoded is left out with its captions, named and counted (WARNING);
@@ -370,6 +377,7 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     kept = [i for i in range(split.num_videos) if i not in unreadable]
     split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
     gallery = assemble_gallery(encoder, split, video_emb, [stats[i] for i in kept], path)
+    gallery.build_stamp = build_stamp
     save_gallery(gallery, path)
     skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
     rows = "moments" if split.windows is not None else "videos"

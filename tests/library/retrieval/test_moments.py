@@ -171,6 +171,20 @@ def test_the_json_api_and_the_pages_give_start_and_end(built) -> None:
     assert "#t=${hit.start},${hit.end}" in script  # the search page plays a moment from its start
 
 
+def test_a_sharded_moment_build_equals_the_one_file_build(built) -> None:
+    from vop.retrieval.gallery_shards import load_gallery
+
+    path, _, tmp = built
+    sharded = tmp / "sharded.safetensors"
+    overrides = ["action=build", f"gallery={sharded}", "shards=2", *MOMENTS]
+    retrieve(compose_cfg("retrieve", [*LONG, *overrides], tmp), overrides)
+    one, two = Gallery.load(path), load_gallery(sharded)
+    assert two.video_ids == one.video_ids and two.caption_video == one.caption_video
+    assert torch.equal(two.spans, one.spans) and two.caption_spans == one.caption_spans and two.moments == one.moments
+    torch.testing.assert_close(two.video_emb, one.video_emb)
+    assert evaluate_moments(two) == evaluate_moments(one)
+
+
 def test_evaluate_update_and_bad_options(built, capsys) -> None:
     path, whole_path, tmp = built
     metrics, chance = evaluate_moments(Gallery.load(path), nms_iou=0.5)
