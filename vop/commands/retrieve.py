@@ -26,6 +26,7 @@ from vop.retrieval.gallery_shards import Manifest, build_shards, load_gallery
 from vop.retrieval.gallery_update import update_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.moment_eval import evaluate_moments
+from vop.data.shots import require_scenedetect
 from vop.retrieval.moments import check_moment_options, moment_split
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.query_encoder import Encoder
@@ -43,16 +44,17 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery | Manifest 
 
     Returns the gallery, or the manifest (rank 0; None on the other ranks)."""
     check_gallery_folder(cfg.gallery)
-    window, stride = moment_options(cfg)
+    window, stride, shots = moment_options(cfg)
     env = join_build_group(cfg)
     cfg, encoder = command_encoder(cfg, overrides)
     with distributed.main_first():  # rank 0 may write the synthetic dataset that the others then read
         split = listed_split(cfg)
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
-    if window is not None:  # each window of a video is a row: a moment gallery (vop/retrieval/moments.py)
-        split = moment_split(split, encoder.decoder, window, stride)
-        log.info("moments: %d windows of %g s every %g s", split.num_videos, window, stride)
+    if window is not None or shots is not None:  # each window (shot) of a video is a row: vop/retrieval/moments.py
+        split = moment_split(split, encoder.decoder, window, stride, shots)
+        log.info("moments: %d %s", split.num_videos, f"windows of {window:g} s every {stride:g} s" if shots is None
+                 else "shots" + (f" (cut into windows of {window:g} s every {stride:g} s)" if window else ""))
     options = {"chunk_videos": cfg.chunk_videos, "progress": cfg.trainer.progress and env.is_main,
                "max_bad_fraction": cfg.max_bad_fraction, "strict": cfg.strict}
     if env.world_size == 1 and not cfg.shards:
@@ -82,7 +84,7 @@ def update(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     model= or method= name as a build does; either must be the gallery's."""
     check_gallery_folder(cfg.gallery)
     gallery = load_gallery(cfg.gallery)
-    if gallery.spans is not None or cfg.moments.window is not None:
+    if gallery.spans is not None or cfg.moments.window is not None or cfg.moments.split == "shots":
         raise InputError(f"gallery={cfg.gallery}: action=update keeps whole-video galleries up to date; a moment "
                          "gallery (moments.window=...) is rebuilt: python retrieve.py action=build with the same "
                          "arguments (finished chunks of an interrupted build are reused)")
@@ -117,14 +119,17 @@ def command_encoder(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[Dic
     return cfg, Encoder(cfg, ckpt=cfg.ckpt)
 
 
-def moment_options(cfg: DictConfig) -> tuple[float | None, float | None]:
-    """(window, stride) seconds of a moment build, (None, None) for whole videos; stride defaults to half
-    the window."""
+def moment_options(cfg: DictConfig) -> tuple[float | None, float | None, float | None]:
+    """(window, stride, shot threshold) of a moment build, all None for whole videos; stride defaults to half
+    the window; the threshold is None unless moments.split=shots (PySceneDetect, checked installed here)."""
     window, stride = cfg.moments.window, cfg.moments.stride
     if window is not None and stride is None:
         stride = window / 2
     check_moment_options(window, stride)
-    return window, stride
+    if cfg.moments.split != "shots":
+        return window, stride, None
+    require_scenedetect()
+    return window, stride, float(cfg.moments.shot_threshold)
 
 
 def listed_split(cfg: DictConfig) -> Split:

@@ -59,3 +59,18 @@ def plan_windows(num_frames: int, fps: float, window: float, stride: float) -> l
     """The windows of one video, with their times in seconds."""
     return [Window(first, stop, first / fps, stop / fps) for first, stop in window_frames(num_frames, fps, window,
                                                                                           stride)]
+
+
+def shot_windows(shots: list[tuple[int, int]], num_frames: int, fps: float, window: float | None = None,
+                 stride: float | None = None) -> list[Window]:
+    """Each shot [first, stop) of a video as a window; with `window`, a shot longer than it is cut into windows
+    (every `stride` seconds, the last aligned to the shot's end) as a video is. Shots are clipped to the
+    video's frames; none left: the whole video."""
+    rows = []
+    for first, stop in shots:
+        first, stop = max(0, first), min(stop, num_frames)
+        if stop <= first:
+            continue
+        parts = window_frames(stop - first, fps, window, stride) if window is not None else [(0, stop - first)]
+        rows.extend(Window(first + a, first + b, (first + a) / fps, (first + b) / fps) for a, b in parts)
+    return rows or [Window(0, num_frames, 0.0, num_frames / fps)]

@@ -16,10 +16,11 @@ import torch
 
 from vop.data.decode_error import VideoDecodeError
 from vop.data.decoders.base import Decoder
+from vop.data.shots import shot_frames
 from vop.data.split import Split
 from vop.data.video_header import UnreadableHeader
 from vop.data.video_timing import frame_rate
-from vop.data.windows import Window, plan_windows
+from vop.data.windows import Window, plan_windows, shot_windows
 from vop.errors import InputError
 from vop.metrics.moments import temporal_iou
 
@@ -39,22 +40,28 @@ def check_moment_options(window: float | None, stride: float | None) -> None:
                              "moments.stride=2 (moments.window=null: whole videos)")
 
 
-def video_windows(decoder: Decoder, path, window: float, stride: float) -> list[Window]:
-    """The windows of the video at `path`; [NO_WINDOW] (one row the build then counts as unreadable) when
-    its frame count or frame rate cannot be read."""
+def video_windows(decoder: Decoder, path, window: float | None, stride: float | None, shots: float | None = None
+                  ) -> list[Window]:
+    """The windows of the video at `path` (`shots`: a PySceneDetect threshold, the shots, each cut into windows
+    where longer than `window`); [NO_WINDOW] (one row the build then counts as unreadable) when its frame
+    count or frame rate cannot be read."""
     try:
+        if shots is not None:
+            return shot_windows(shot_frames(path, shots), decoder.num_frames(path), frame_rate(path), window, stride)
         return plan_windows(decoder.num_frames(path), frame_rate(path), window, stride)
-    except (VideoDecodeError, UnreadableHeader, ValueError) as err:
+    except (VideoDecodeError, UnreadableHeader, ValueError, OSError) as err:
         log.warning("moments: %s: its length or frame rate cannot be read (%s)", path, getattr(err, "reason", err))
         return [NO_WINDOW]
 
 
-def moment_split(split: Split, decoder: Decoder, window: float, stride: float) -> Split:
-    """`split` with one row per window of each video (module docstring)."""
+def moment_split(split: Split, decoder: Decoder, window: float | None, stride: float | None,
+                 shots: float | None = None) -> Split:
+    """`split` with one row per window (or shot: `shots`, a PySceneDetect threshold) of each video (module
+    docstring)."""
     ids, paths, windows, first_row = [], [], [], []
     for vid, path in zip(split.video_ids, split.video_paths):
         first_row.append(len(ids))
-        for w in video_windows(decoder, path, window, stride):
+        for w in video_windows(decoder, path, window, stride, shots):
             ids.append(vid)
             paths.append(path)
             windows.append(w)
@@ -68,7 +75,8 @@ def moment_split(split: Split, decoder: Decoder, window: float, stride: float) -
             continue
         spans = torch.tensor([[windows[r].start, windows[r].end] for r in rows])  # [n, 2]
         links.append(rows[int(temporal_iou(spans, torch.tensor(span, dtype=spans.dtype)).argmax())])
-    info = {**split.info, "moments": {"window": window, "stride": stride}}
+    info = {**split.info, "moments": {"window": window, "stride": stride,
+                                      **({"split": "shots", "shot_threshold": shots} if shots is not None else {})}}
     return replace(split, video_ids=ids, video_paths=paths, caption_video=links, info=info, windows=windows)
 
 

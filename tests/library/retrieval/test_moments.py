@@ -185,6 +185,31 @@ def test_a_sharded_moment_build_equals_the_one_file_build(built) -> None:
     assert evaluate_moments(two) == evaluate_moments(one)
 
 
+def test_shots_as_moments(built) -> None:
+    """moments.split=shots (PySceneDetect): on synthetic_long every cut is a clip boundary, and a shot longer than
+    moments.window is cut into windows."""
+    pytest.importorskip("scenedetect", reason="PySceneDetect is the optional extra `shots`")
+    _, _, tmp = built
+    data = [*LONG, "data.splits.num_videos=2", "data.splits.min_frames=16", "data.splits.max_frames=20",
+            "data.splits.seed=3"]  # clips of at least PySceneDetect's shortest shot (15 frames)
+    for name, extra in (("shots", []), ("cut", ["moments.window=1.5", "moments.stride=1"])):
+        path = tmp / f"{name}.safetensors"
+        overrides = ["action=build", f"gallery={path}", "moments.split=shots", *extra]
+        retrieve(compose_cfg("retrieve", [*data, *overrides], tmp), overrides)
+        gallery = Gallery.load(path)
+        assert gallery.moments["split"] == "shots" and gallery.moments["shot_threshold"] == 27.0
+        for (_, file), rows in gallery.video_rows.items():
+            spans, clips = gallery.spans[rows], {tuple(s) for c, s in enumerate(gallery.caption_spans)
+                                                if gallery.video_paths[gallery.caption_video[c]] == file}
+            edges = {e for s in clips for e in s}
+            assert spans[0, 0] == 0 and spans[-1, 1] == pytest.approx(Decoded.duration(file))
+            if name == "shots":  # contiguous shots, cut only where a clip ends (most clips found whole)
+                assert torch.equal(spans[1:, 0], spans[:-1, 1]) and {float(t) for t in spans.flatten()} <= edges
+                assert len({tuple(s.tolist()) for s in spans} & {tuple(s) for s in clips}) >= len(clips) - 1
+            else:
+                assert float((spans[:, 1] - spans[:, 0]).max()) <= 1.5
+
+
 def test_evaluate_update_and_bad_options(built, capsys) -> None:
     path, whole_path, tmp = built
     metrics, chance = evaluate_moments(Gallery.load(path), nms_iou=0.5)
