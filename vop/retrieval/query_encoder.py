@@ -126,8 +126,9 @@ class Encoder:
 
         loader = self.video_loader(split, [i for rows in chunks for i in rows], readable_only=True)
         done = 0  # chunks yielded
-        for emb, index in encode_video_batches(self.model, readable(loader), self.transform, self.device, self.dtype,
-                                               progress=progress, total=len(loader), per_frame=self.model.text_conditioned):
+        batches = encode_video_batches(self.model, readable(loader), self.transform, self.device, self.dtype,
+                                       progress=progress, total=len(loader), per_frame=self.model.text_conditioned)
+        for emb, index in batches:
             take(emb.cpu(), index.cpu())
             while done < len(chunks) and todo[done] == 0:
                 yield self._in_order(embs[done]), bad[done]
