@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from datetime import timedelta
 from typing import Sequence
 
 from hydra.utils import instantiate
@@ -10,31 +12,60 @@ from omegaconf import DictConfig, ListConfig, open_dict
 from vop.config.check import check_config
 from vop.data.split import Split
 from vop.data.split_checks import checked_test_split
-from vop.engine import assembly
+from vop.engine import assembly, distributed
 from vop.engine.checkpoint import read_checkpoint, resolve_path
 from vop.engine.checkpoint_config import chosen_on_command_line, merge_checkpoint_config
+from vop.engine.distributed import DistEnv
+from vop.engine.precision import resolve_device
 from vop.errors import InputError
 from vop.models.released import is_released
 from vop.retrieval.folder import folder_split
 from vop.retrieval.gallery import Gallery, build_gallery, check_gallery_folder
+from vop.retrieval.gallery_shards import Manifest, build_shards, load_gallery
 from vop.retrieval.gallery_update import update_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.views import result_view
+from vop.run_lock import launched_by_torchrun
 
 log = logging.getLogger(__name__)
+# A sharded build's ranks meet once, when every shard is written: the first may wait hours for the slowest.
+BUILD_TIMEOUT = timedelta(days=7)
 
 
-def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
-    """Encode a dataset split (data=, split=) or a folder (videos=, captions=) into cfg.gallery."""
+def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery | Manifest | None:
+    """Encode a dataset split (data=, split=) or a folder (videos=, captions=) into cfg.gallery: one file, or
+    under torchrun (several processes) or with shards=K, shards and a manifest (vop/retrieval/gallery_shards.py).
+
+    Returns the gallery, or the manifest (rank 0; None on the other ranks)."""
     check_gallery_folder(cfg.gallery)
+    env = join_build_group(cfg)
     cfg, encoder = command_encoder(cfg, overrides)
-    split = listed_split(cfg)
+    with distributed.main_first():  # rank 0 may write the synthetic dataset that the others then read
+        split = listed_split(cfg)
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
-    return build_gallery(encoder, split, cfg.gallery, cfg.chunk_videos, cfg.trainer.progress, cfg.max_bad_fraction,
-                         cfg.strict)
+    options = {"chunk_videos": cfg.chunk_videos, "progress": cfg.trainer.progress and env.is_main,
+               "max_bad_fraction": cfg.max_bad_fraction, "strict": cfg.strict}
+    if env.world_size == 1 and not cfg.shards:
+        return build_gallery(encoder, split, cfg.gallery, **options)
+    try:
+        return build_shards(encoder, split, cfg.gallery, cfg.shards or env.world_size, env.rank, env.world_size,
+                            **options)
+    finally:
+        distributed.cleanup()
+
+
+def join_build_group(cfg: DictConfig) -> DistEnv:
+    """Under torchrun: this process's rank in a gloo group (only a barrier crosses it), its GPU cuda:LOCAL_RANK;
+    the group waits for the slowest rank's shards however long they take. Only rank 0 logs below WARNING."""
+    if not launched_by_torchrun():
+        return DistEnv()
+    env = distributed.init_distributed(resolve_device(cfg.trainer.device), backend="gloo", timeout=BUILD_TIMEOUT)
+    if not env.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    return env
 
 
 def update(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
@@ -43,7 +74,7 @@ def update(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     The encoder is the gallery's own (with its data= unless the command line names one), or the one ckpt=,
     model= or method= name as a build does; either must be the gallery's."""
     check_gallery_folder(cfg.gallery)
-    gallery = Gallery.load(cfg.gallery)
+    gallery = load_gallery(cfg.gallery)
     if cfg.ckpt or any(chosen_on_command_line(overrides, g) for g in ("model", "method")):
         cfg, encoder = command_encoder(cfg, overrides)
     else:
@@ -135,4 +166,7 @@ def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
                          "or action=serve")
     if not cfg.gallery and not cfg.get("modelscope"):
         raise InputError("retrieve.py needs gallery=<file>: where to write (build) or read (query) the gallery")
+    if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1 and action != "build":
+        raise InputError(f"retrieve.py action={action} runs in one process; only action=build splits its videos "
+                         "over torchrun's processes: run it with python, not torchrun")
     return ACTIONS[action](cfg, overrides)

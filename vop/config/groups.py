@@ -190,6 +190,7 @@ class RetrieveCommand(Command):
     videos: str | None = key()
     captions: str | None = key()
     chunk_videos: int = key(low=1)
+    shards: int | None = key(low=1)  # build: shards + manifest (null: one per torchrun process; one file alone)
     max_bad_fraction: float = key(low=0.0, high=1.0)  # build: unreadable videos skipped up to this share
     strict: bool = key()                               # build: stop at the first unreadable video
     query: Any = key()            # a text, a video file, or a list of them

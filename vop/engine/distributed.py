@@ -10,6 +10,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Iterator
 
 import torch
@@ -35,8 +36,9 @@ class DistEnv:
         return dist.is_available() and dist.is_initialized()
 
 
-def init_distributed(device: torch.device) -> DistEnv:
-    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); a world of one otherwise.
+def init_distributed(device: torch.device, backend: str | None = None, timeout: timedelta | None = None) -> DistEnv:
+    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA, or `backend`; collectives
+    give up after `timeout`, torch's default if None); a world of one otherwise.
 
     Returns the rank layout. On CUDA each process uses the GPU `cuda:LOCAL_RANK`.
     """
@@ -46,8 +48,8 @@ def init_distributed(device: torch.device) -> DistEnv:
     if device.type == "cuda":
         torch.cuda.set_device(env.local_rank)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend=backend, **({"timeout": timeout} if timeout else {}))
         log.info("process group: %s, rank %d of %d", backend, env.rank, env.world_size)
     return env
 

@@ -68,6 +68,7 @@ class Gallery:
     source: str = ""  # the file it was loaded from
     frame_emb: torch.Tensor | None = None  # [N, T, D] L2-normalised frames (text-conditioned encoders only)
     video_stats: list[list[int] | None] | None = None  # per video [size, mtime_ns] when encoded; None: not kept
+    build_stamp: str | None = None  # a shard's: hash of what its build encoded (gallery_shards.py reuses it on a rerun)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -76,6 +77,8 @@ class Gallery:
                 "encoder": self.encoder, "config": self.config}
         if self.video_stats is not None:
             info["video_stats"] = self.video_stats
+        if self.build_stamp is not None:
+            info["build_stamp"] = self.build_stamp
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
                    "caption_video": torch.tensor(self.caption_video, dtype=torch.long)}
         if self.frame_emb is not None:
@@ -153,6 +156,9 @@ def _format(meta: dict, path: Path) -> str:
     if kind in (FORMAT, FORMAT_FRAMES):
         return kind
     version = kind[len(FORMAT_PREFIX):] if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) else ""
+    if kind == "vop-gallery-manifest-1":  # vop/retrieval/gallery_shards.py reads it and its shards
+        raise InputError(f"gallery={path} is a sharded gallery's manifest: load it with "
+                         "vop.retrieval.gallery_shards.load_gallery")
     if version.isdigit() and int(version) > 2:
         raise InputError(f"gallery={path} has format {kind}, written by a newer vop; this version reads "
                          f"{FORMAT} and {FORMAT_FRAMES}: upgrade vop, or rebuild the gallery with this one")
@@ -287,7 +293,8 @@ def encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progr
 
 
 def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos: int = 1024,
-                  progress: bool = True, max_bad_fraction: float = 0.1, strict: bool = False) -> Gallery:
+                  progress: bool = True, max_bad_fraction: float = 0.1, strict: bool = False,
+                  build_stamp: str | None = None) -> Gallery:
     """Encode every video and caption of `split` with `encoder` and save the gallery at `path`.
 
     A video that cannot be decoded is left out with its captions, named and counted (WARNING);
@@ -306,6 +313,7 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     kept = [i for i in range(split.num_videos) if i not in unreadable]
     split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
     gallery = assemble_gallery(encoder, split, video_emb, [stats[i] for i in kept], path)
+    gallery.build_stamp = build_stamp
     save_gallery(gallery, path)
     skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
     log.info("gallery: %d videos, %d captions -> %s%s", split.num_videos, split.num_captions, path, skipped)

@@ -5,11 +5,13 @@ encoded): a known, unchanged file keeps its embedding; a new or changed one is e
 chunks under `<gallery>.parts/` as a build does; a file no longer listed leaves with its captions.
 Galleries built before the stats were kept know no file, so their first update re-encodes every video
 (saying so). Captions are re-encoded from the new listing (cheap next to videos), so the result is the
-gallery a fresh build of the same listing writes.
+gallery a fresh build of the same listing writes. A sharded gallery (a manifest, gallery_shards.py) is
+updated in this process and written back as as many shards, under new names, the manifest swapped in last.
 """
 from __future__ import annotations
 
 import logging
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from vop.data.split import Split
 from vop.errors import InputError
 from vop.retrieval.gallery import (Gallery, GalleryWriteError, assemble_gallery, encode_chunks, file_stats,
                                    parts_dir, save_gallery)
+from vop.retrieval.gallery_shards import is_manifest, load_gallery, read_manifest, save_sharded
 from vop.retrieval.query_encoder import Encoder
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,8 @@ def update_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_video
     path = Path(path)
     if chunk_videos < 1:
         raise InputError(f"chunk_videos must be >= 1, got {chunk_videos}")
-    old = Gallery.load(path)
+    sharded = read_manifest(path) if is_manifest(path) else None  # rewritten as as many shards
+    old = load_gallery(path)
     old.check(encoder, path)
     stats = file_stats(split.video_paths)
     reuse = reusable_rows(old, split, stats)
@@ -73,7 +77,10 @@ def update_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_video
     emb = _merge(_old_embeddings(old), reuse, new_emb, [i for i in todo if i not in unreadable], kept)
     gallery = assemble_gallery(encoder, drop_unreadable(split, unreadable, max_bad_fraction, strict, what), emb,
                                [stats[i] for i in kept], path)
-    save_gallery(gallery, path)
+    if sharded is None:
+        save_gallery(gallery, path)
+    else:
+        _save_shards(gallery, path, len(sharded.shards))
     listed = {str(p) for p in split.video_paths}
     dropped = sum(p not in listed for p in old.video_paths)
     skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
@@ -92,3 +99,12 @@ def _merge(old_emb: torch.Tensor, reuse: dict[int, int], new_emb: torch.Tensor |
     new_row = {i: k for k, i in enumerate(encoded)}
     rows = [old_emb[reuse[i]] if i in reuse else new_emb[new_row[i]] for i in kept]
     return torch.stack(rows) if rows else old_emb[:0]
+
+
+def _save_shards(gallery: Gallery, path: Path, total: int) -> None:
+    """A sharded gallery stays sharded: the updated rows written as `total` new shards and a new manifest."""
+    try:
+        save_sharded(gallery, path, total)
+    except OSError as err:
+        raise GalleryWriteError(path, err) from None
+    shutil.rmtree(parts_dir(path), ignore_errors=True)

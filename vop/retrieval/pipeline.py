@@ -14,6 +14,7 @@ from vop.data.video_files import VIDEO_SUFFIXES, is_video_file
 from vop.engine.finite_embeddings import require_finite
 from vop.errors import InputError, MissingFileError
 from vop.retrieval.gallery import Gallery
+from vop.retrieval.gallery_shards import load_gallery
 from vop.retrieval.index import TorchIndex
 from vop.retrieval.query_encoder import Encoder
 from vop.result_count import topk_problem
@@ -122,8 +123,9 @@ class RetrievalPipeline:
 
     @classmethod
     def from_gallery(cls, gallery: str | Path, **kwargs) -> "RetrievalPipeline":
-        """Query with the encoder the gallery was built with (rebuilt from its stored config)."""
-        loaded = Gallery.load(gallery)
+        """Query with the encoder the gallery was built with (rebuilt from its stored config); `gallery`: a
+        gallery file or a sharded gallery's manifest."""
+        loaded = load_gallery(gallery)
         return cls(Encoder(loaded.encoder_config(), ckpt=loaded.encoder.get("ckpt")), loaded,
                    gallery_path=gallery, **kwargs)
 
@@ -142,7 +144,7 @@ class RetrievalPipeline:
     @classmethod
     def from_run(cls, run: str | Path, gallery: str | Path, **kwargs) -> "RetrievalPipeline":
         """Query with a trained run's model; refused unless the gallery was built with it."""
-        return cls(Encoder.from_run(run), Gallery.load(gallery), gallery_path=gallery, **kwargs)
+        return cls(Encoder.from_run(run), load_gallery(gallery), gallery_path=gallery, **kwargs)
 
     def __call__(self, query: str | Path, topk: int | None = None) -> RetrievalResult:
         k = self.topk if topk is None else check_topk(topk)

@@ -4,10 +4,13 @@
 video (one per described moment); the query is a video's descriptions joined with spaces in file
 order, over the whole video. An optional `{split}_list.txt` (one video file name per line)
 restricts a split to the videos listed, as peers do for the videos they could download.
+`load_didemo_moments` reads the same files entry by entry with each annotator's moment (`times`), for
+moment localisation (vop/metrics/moments.py).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from vop.data.annotations.common import (
@@ -21,6 +24,8 @@ from vop.data.annotations.common import (
     require_file,
 )
 from vop.data.split import Split
+
+SEGMENTS = 6  # 5-second segments per video: a moment is (first, last) with 0 <= first <= last < 6
 
 DATASET = "DiDeMo"
 SOURCE = "the DiDeMo annotations (github.com/LisaAnne/LocalizingMoments, folder data/)"
@@ -74,6 +79,39 @@ def _sentences_by_video(path: Path) -> dict[str, list[str]]:
     if empty:
         raise AnnotationError(f"{DATASET}: {path}: video {empty[0]!r} has only empty descriptions")
     return by_video
+
+
+@dataclass(frozen=True)
+class DidemoMoment:
+    """One description of one moment: the video's file name, the text, each annotator's (first, last) segments."""
+
+    video: str
+    description: str
+    times: tuple[tuple[int, int], ...]
+
+
+def load_didemo_moments(path: str | Path) -> list[DidemoMoment]:
+    """Every entry of a `{split}_data.json` in file order, with its `times` checked (moment localisation,
+    vop/metrics/moments.py); entries are not grouped by video."""
+    path = Path(path)
+    data = read_json(require_file(path, f"a split of {SOURCE}", DATASET, LAYOUT), DATASET)
+    if not isinstance(data, list):
+        raise AnnotationError(f"{DATASET}: {path} should be a list of {{video, description, times, ...}} entries")
+    return [_moment(entry, f"{path} entry {i}") for i, entry in enumerate(data)]
+
+
+def _moment(entry: object, where: str) -> DidemoMoment:
+    if not isinstance(entry, dict) or not isinstance(entry.get("video"), str) \
+            or not isinstance(entry.get("description"), str):
+        raise AnnotationError(f"{DATASET}: {where} lacks a text 'video' or 'description'")
+    times = entry.get("times")
+    ok = isinstance(times, list) and times and all(
+        isinstance(t, list) and len(t) == 2 and all(type(v) is int for v in t) and 0 <= t[0] <= t[1] < SEGMENTS
+        for t in times)
+    if not ok:
+        raise AnnotationError(f"{DATASET}: {where}: 'times' must be a non-empty list of [first, last] segment "
+                              f"indices with 0 <= first <= last <= {SEGMENTS - 1}, got {times!r}")
+    return DidemoMoment(entry["video"], entry["description"], tuple((t[0], t[1]) for t in times))
 
 
 def _find(finder: VideoFinder, video: str) -> Path:
