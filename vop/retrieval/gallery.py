@@ -323,22 +323,25 @@ def encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progr
                   check: Callable[[dict[int, str]], None], stats: list) -> tuple[torch.Tensor, dict[int, str]]:
     """Readable videos' embeddings [n, D] in row order, chunk by chunk, and {video index: reason} of the
     unreadable ones (`check` sees them after each chunk, to stop early); chunks in `parts` written by the same
-    encoder from the same files (paths and `stats`, file_stats of the split's videos) are reused."""
+    encoder from the same files (paths and `stats`, file_stats of the split's videos) are reused. The others
+    are encoded from one loader, whose workers decode across chunk boundaries."""
     parts.mkdir(parents=True, exist_ok=True)
+    chunks = [range(start, min(start + chunk, split.num_videos)) for start in range(0, split.num_videos, chunk)]
+    # A chunk is reused only if the same encoder encoded the same files (same size and time).
+    stamps = [hashlib.sha256(json.dumps([encoder.identity["fingerprint"], [str(split.video_paths[i]) for i in rows],
+                                         [stats[i] for i in rows]] + window_key(split, rows)).encode()).hexdigest()
+              for rows in chunks]
+    files = [parts / f"videos_{rows.start:09d}_{rows.stop:09d}.safetensors" for rows in chunks]
+    reused = [_read_part(part, stamp) if part.is_file() else None for part, stamp in zip(files, stamps)]
+    fresh = encoder.encode_readable_chunks(split, [rows for rows, done in zip(chunks, reused) if done is None])
     embs, unreadable = [], {}
     bar = tqdm(total=split.num_videos, desc="gallery videos", unit="video", disable=not progress)
-    for start in range(0, split.num_videos, chunk):
-        rows = range(start, min(start + chunk, split.num_videos))
-        part = parts / f"videos_{start:09d}_{rows.stop:09d}.safetensors"
-        # A chunk is reused only if the same encoder encoded the same files (same size and time).
-        stamp = hashlib.sha256(json.dumps([encoder.identity["fingerprint"], [str(split.video_paths[i]) for i in rows],
-                                           [stats[i] for i in rows]] + window_key(split, rows)).encode()).hexdigest()
-        done = _read_part(part, stamp) if part.is_file() else None
+    for rows, part, stamp, done in zip(chunks, files, stamps, reused):
         if done is not None:
             emb, bad = done
             log.info("gallery: reusing %s", part.name)
         else:
-            emb, bad = encoder.encode_readable_videos(split, rows)  # [n, D]
+            emb, bad = next(fresh)  # [n, D]
             save_tensors({"emb": emb.contiguous()}, part, {"fingerprint": stamp, "unreadable": json.dumps(bad)})
         embs.append(emb)
         unreadable.update(bad)
