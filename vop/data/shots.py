@@ -26,7 +26,10 @@ def require_scenedetect() -> None:
 def shot_frames(path: str | Path, threshold: float = 27.0) -> list[tuple[int, int]]:
     """[first, stop) frames of each shot of the video at `path`, in order; one shot for a video without a cut."""
     require_scenedetect()
-    from scenedetect import ContentDetector, detect
+    from scenedetect import ContentDetector, SceneManager, open_video
 
-    scenes = detect(str(path), ContentDetector(threshold=threshold), backend="pyav")
+    manager = SceneManager()
+    manager.add_detector(ContentDetector(threshold=threshold))
+    manager.detect_scenes(open_video(str(path), backend="pyav"))
+    scenes = manager.get_scene_list(start_in_scene=True)  # a video without a cut: one scene, the whole video
     return [(start.frame_num, end.frame_num) for start, end in scenes]

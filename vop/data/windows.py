@@ -65,8 +65,12 @@ def shot_windows(shots: list[tuple[int, int]], num_frames: int, fps: float, wind
                  stride: float | None = None) -> list[Window]:
     """Each shot [first, stop) of a video as a window; with `window`, a shot longer than it is cut into windows
     (every `stride` seconds, the last aligned to the shot's end) as a video is. Shots are clipped to the
-    video's frames; none left: the whole video."""
+    video's frames, the last one running to the video's end (PySceneDetect's versions differ by a frame about
+    where the last scene ends); none left: the whole video."""
     rows = []
+    shots = [(first, stop) for first, stop in shots if first < num_frames]
+    if shots:
+        shots[-1] = (shots[-1][0], num_frames)
     for first, stop in shots:
         first, stop = max(0, first), min(stop, num_frames)
         if stop <= first:
