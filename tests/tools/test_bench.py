@@ -1,7 +1,8 @@
 """The benchmark scripts whose figures the docs quote, on the CPU at their smallest: the throughput
 benchmark's loader figures per data path and its GPU-side measurements' code path with the tiny model
 (figures meaningless there, structure checked); bench_decode, bench_retrieval, bench_serve and
-synthetic_benchmark as documented, their printed tables read back and checked."""
+synthetic_benchmark as documented, their printed tables read back and checked; bench_build's table for the
+tiny model."""
 import json
 import math
 import re
@@ -10,9 +11,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.helpers import CONFIG_DIR, SMALL_SYNTHETIC, compose_cfg, main_in_process
+from tests.helpers import CONFIG_DIR, SMALL_MODEL, SMALL_SYNTHETIC, compose_cfg, main_in_process
 from vop.commands.retrieve import retrieve
 from vop.engine.assembly import load_splits
+from vop.tools import bench_build
 from vop.tools import bench_throughput as bench
 
 
@@ -232,3 +234,37 @@ def test_bench_rerank_table():
     assert all(number(r["ms"]) > 0 and number(r["speed"]) > 0 for r in rows)
     assert number(rows[2]["kept"]) == number(rows[3]["kept"]) == 100 and number(rows[2]["two"]) == exhaustive
     assert number(rows[0]["kept"]) <= number(rows[1]["kept"])  # K=3 shortlists 10 (the top-k): a subset of K=20's
+
+
+BUILD_ROW = re.compile(r"\| (?P<name>decode only|encode only|build) \(.*\) \| (?P<videos>\d+) \| (?P<seconds>\S+) \| (?P<rate>\S+) \|")
+
+
+def test_bench_build_table(tmp_path, capsys):
+    """scripts/bench_build.py at its smallest (its config, composed as its main does): the three measures
+    and the two ratios, each figure consistent with the others; chunks of 4 videos in batches of 3."""
+    data = [o for o in SMALL_SYNTHETIC if not o.startswith(("data.splits.num_train", "data.num_workers"))]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("bench_build", [f"paths.data_dir={tmp_path}", "model=clip_tiny", *SMALL_MODEL, *data,
+                                      "data.splits.num_train=1", "data.num_workers=1", "bench_build.videos=12",
+                                      "bench_build.batch_size=3", "bench_build.chunk_videos=4",
+                                      "bench_build.cached_batches=2", "bench_build.rounds=1"])
+    figures = bench_build.run_bench(cfg)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("gallery build speed: model=clip_tiny method=zeroshot on cpu")
+    assert lines[1].startswith("12 videos of data=synthetic split 'test' x 4 frames") and "batch 3, 1 workers, " \
+        "chunk_videos 4, median of 1 rounds; load average before " in lines[1]
+    assert lines[3] == "| measure | videos | seconds | videos/s |"
+    rows = {m["name"]: m for m in map(BUILD_ROW.fullmatch, lines[5:8]) if m}
+    assert list(rows) == ["decode only", "encode only", "build"]
+    rate = {}
+    for name, row in rows.items():
+        videos, seconds = int(row["videos"]), number(row["seconds"])
+        assert videos == 12 and figures[name] == (videos, pytest.approx(seconds, abs=0.005))  # 4 batches of 3
+        rate[name] = number(row["rate"])
+        assert rate[name] > 0 and rate[name] == pytest.approx(videos / figures[name][1], rel=0.01)  # its own timing
+    ratios = dict(re.fullmatch(r"build / (\S+).*: (\S+)", line).groups() for line in lines[9:11])
+    assert number(ratios["min(decode,"]) == pytest.approx(rate["build"] / min(rate["decode only"], rate["encode only"]),
+                                                          rel=0.02)
+    serial = 1 / (1 / rate["decode only"] + 1 / rate["encode only"])
+    assert number(ratios["serial"]) == pytest.approx(rate["build"] / serial, rel=0.02)
+    assert number(ratios["serial"]) > number(ratios["min(decode,"]) > 0

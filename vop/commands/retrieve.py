@@ -1,4 +1,5 @@
-"""`retrieve.py`: build a gallery (`action=build`), bring it up to date (`action=update`) or query one (`query=...`)."""
+"""`retrieve.py`: build a gallery (`action=build`), bring it up to date (`action=update`), query one (`query=...`),
+serve it (`action=serve`) or measure moment retrieval on a moment gallery (`action=evaluate`)."""
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,9 @@ from vop.retrieval.gallery import Gallery, build_gallery, check_gallery_folder
 from vop.retrieval.gallery_shards import Manifest, build_shards, load_gallery
 from vop.retrieval.gallery_update import update_gallery
 from vop.retrieval.html import write_page
+from vop.retrieval.moment_eval import evaluate_moments
+from vop.data.shots import require_scenedetect
+from vop.retrieval.moments import check_moment_options, moment_split
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.query_encoder import Encoder
 from vop.retrieval.views import result_view
@@ -40,12 +44,17 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery | Manifest 
 
     Returns the gallery, or the manifest (rank 0; None on the other ranks)."""
     check_gallery_folder(cfg.gallery)
+    window, stride, shots = moment_options(cfg)
     env = join_build_group(cfg)
     cfg, encoder = command_encoder(cfg, overrides)
     with distributed.main_first():  # rank 0 may write the synthetic dataset that the others then read
         split = listed_split(cfg)
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
+    if window is not None or shots is not None:  # each window (shot) of a video is a row: vop/retrieval/moments.py
+        split = moment_split(split, encoder.decoder, window, stride, shots)
+        log.info("moments: %d %s", split.num_videos, f"windows of {window:g} s every {stride:g} s" if shots is None
+                 else "shots" + (f" (cut into windows of {window:g} s every {stride:g} s)" if window else ""))
     options = {"chunk_videos": cfg.chunk_videos, "progress": cfg.trainer.progress and env.is_main,
                "max_bad_fraction": cfg.max_bad_fraction, "strict": cfg.strict}
     if env.world_size == 1 and not cfg.shards:
@@ -75,6 +84,10 @@ def update(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery:
     model= or method= name as a build does; either must be the gallery's."""
     check_gallery_folder(cfg.gallery)
     gallery = load_gallery(cfg.gallery)
+    if gallery.spans is not None or cfg.moments.window is not None or cfg.moments.split == "shots":
+        raise InputError(f"gallery={cfg.gallery}: action=update keeps whole-video galleries up to date; a moment "
+                         "gallery (moments.window=...) is rebuilt: python retrieve.py action=build with the same "
+                         "arguments (finished chunks of an interrupted build are reused)")
     if cfg.ckpt or any(chosen_on_command_line(overrides, g) for g in ("model", "method")):
         cfg, encoder = command_encoder(cfg, overrides)
     else:
@@ -106,6 +119,19 @@ def command_encoder(cfg: DictConfig, overrides: Sequence[str] = ()) -> tuple[Dic
     return cfg, Encoder(cfg, ckpt=cfg.ckpt)
 
 
+def moment_options(cfg: DictConfig) -> tuple[float | None, float | None, float | None]:
+    """(window, stride, shot threshold) of a moment build, all None for whole videos; stride defaults to half
+    the window; the threshold is None unless moments.split=shots (PySceneDetect, checked installed here)."""
+    window, stride = cfg.moments.window, cfg.moments.stride
+    if window is not None and stride is None:
+        stride = window / 2
+    check_moment_options(window, stride)
+    if cfg.moments.split != "shots":
+        return window, stride, None
+    require_scenedetect()
+    return window, stride, float(cfg.moments.shot_threshold)
+
+
 def listed_split(cfg: DictConfig) -> Split:
     """The videos and captions to encode: a folder (videos=, captions=) or a dataset split (data=, split=)."""
     if cfg.videos:
@@ -120,9 +146,11 @@ def pipeline_of(cfg: DictConfig, overrides: Sequence[str] = ()) -> RetrievalPipe
     if cfg.get("modelscope"):  # the authors' model folder: its model and its precomputed gallery
         topk = {"topk": cfg.topk} if chosen_on_command_line(overrides, "topk") else {}
         return RetrievalPipeline.from_modelscope(cfg.modelscope, list(overrides), cfg=cfg, index=index, **topk)
+    kwargs = dict(index=index, topk=cfg.topk, rerank_k=cfg.rerank_k, nms_iou=cfg.moments.nms_iou,
+                  per_video=cfg.moments.per_video)
     if cfg.ckpt:
-        return RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, index=index, topk=cfg.topk, rerank_k=cfg.rerank_k)
-    return RetrievalPipeline.from_gallery(cfg.gallery, index=index, topk=cfg.topk, rerank_k=cfg.rerank_k)
+        return RetrievalPipeline.from_run(cfg.ckpt, cfg.gallery, **kwargs)
+    return RetrievalPipeline.from_gallery(cfg.gallery, **kwargs)
 
 
 def query(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RetrievalResult]:
@@ -152,7 +180,21 @@ def serve(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
                  s.upload_timeout_s, cfg.thumb_frames)
 
 
-ACTIONS = {"build": build, "update": update, "query": query, "serve": serve}
+def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Video-corpus moment retrieval over a moment gallery's own captions (vop/retrieval/moment_eval.py):
+    R@k at temporal IoU 0.5 and 0.7, each beside its chance."""
+    gallery = load_gallery(cfg.gallery)  # one file or a sharded gallery's manifest
+    metrics, chance = evaluate_moments(gallery, cfg.moments.nms_iou)  # no per-video cap: the corpus protocol
+    queries = sum(s is not None for s in gallery.caption_spans or [])
+    print(f"VCMR over {cfg.gallery}: {queries} captions, {len(gallery.video_ids)} moments of "
+          f"{len(gallery.video_rows)} videos (moments.nms_iou={cfg.moments.nms_iou}; chance: the moments in a "
+          "random order)")
+    for name, value in metrics.items():
+        print(f"vcmr/{name} {value:.2f} (chance {chance[name]:.2f})")
+    return {f"vcmr/{k}": v for k, v in metrics.items()}
+
+
+ACTIONS = {"build": build, "update": update, "query": query, "serve": serve, "evaluate": evaluate}
 
 
 def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
@@ -160,8 +202,10 @@ def retrieve(cfg: DictConfig, overrides: Sequence[str] = ()):
     check_config(cfg, () if cfg.ckpt else overrides)  # with ckpt=, build checks them over the run's groups
     if action not in ACTIONS:
         raise InputError(f"retrieve.py: action={cfg.action!r}; use action=build (with gallery=, data= or videos=), "
-                         "action=update (the same, for a gallery built before), action=query / query=<text or video file>, or action=serve (with gallery=)")
-    if cfg.get("modelscope") and action in ("build", "update"):
+                         "action=update (the same, for a gallery built before), action=query / "
+                         "query=<text or video file>, action=serve (with gallery=), or action=evaluate (moment "
+                         "retrieval on a moment gallery)")
+    if cfg.get("modelscope") and action in ("build", "update", "evaluate"):
         raise InputError("retrieve.py modelscope=<folder> queries the folder's own gallery: give query=<text or video> "
                          "or action=serve")
     if not cfg.gallery and not cfg.get("modelscope"):

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vop.data.decode_error import VideoDecodeError
-from vop.data.decoders.base import Decoder, read_frames
+from vop.data.decoders.base import Decoder, read_frames, read_window
 from vop.data.deferred import stack_videos
 from vop.data.frames import fit_frames, fit_short_side, pad_videos
 from vop.data.split import Split
@@ -89,8 +89,12 @@ class VideoTextDataset(Dataset):
         video = self.video_of(item)
         path = self.split.video_paths[video]
         rng = np.random.default_rng([self.seed, self.epoch, item])
+        window = self.split.windows[video] if self.split.windows is not None else None
         try:
-            frames = read_frames(self.decoder, path, self.num_frames, self.sampling, rng)  # [T, H, W, 3]
+            if window is None:
+                frames = read_frames(self.decoder, path, self.num_frames, self.sampling, rng)  # [T, H, W, 3]
+            else:  # a moment: T frames sampled within its window, only those decoded
+                frames = read_window(self.decoder, path, window, self.num_frames, self.sampling, rng)
         except VideoDecodeError as err:
             raise VideoDecodeError(path, f"{err.reason} (split {self.split.name!r}, item {item}, "
                                          f"video {self.split.video_ids[video]!r})") from err

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vop.data.windows import Window
+
 
 @dataclass
 class Split:
@@ -11,6 +13,11 @@ class Split:
 
     `caption_video[i]` is the index into `video_ids` / `video_paths` of caption i, so a video may
     have several captions (MSR-VTT training) or one paragraph (DiDeMo, ActivityNet).
+
+    `caption_spans` (optional): per caption the (start, end) seconds of its video it describes, or None
+    for a caption of the whole video (moment ground truth: DiDeMo, synthetic_long).
+    `windows` (optional): per video row the Window (frames, seconds) it stands for, None for the whole
+    video: a moment split (vop/retrieval/moments.py) lists each window of a video as its own row.
     """
 
     name: str
@@ -19,6 +26,8 @@ class Split:
     captions: list[str]
     caption_video: list[int]
     info: dict = field(default_factory=dict)
+    caption_spans: list[tuple[float, float] | None] | None = None
+    windows: list[Window | None] | None = None
 
     def __post_init__(self) -> None:
         if len(self.video_ids) != len(self.video_paths):
@@ -28,6 +37,10 @@ class Split:
         bad = [i for i in self.caption_video if not 0 <= i < len(self.video_ids)]
         if bad:
             raise ValueError(f"split {self.name!r}: caption links out of range, e.g. {bad[:3]}")
+        if self.caption_spans is not None and len(self.caption_spans) != len(self.captions):
+            raise ValueError(f"split {self.name!r}: {len(self.captions)} captions but {len(self.caption_spans)} spans")
+        if self.windows is not None and len(self.windows) != len(self.video_ids):
+            raise ValueError(f"split {self.name!r}: {len(self.video_ids)} videos but {len(self.windows)} windows")
 
     @property
     def num_videos(self) -> int:
@@ -40,6 +53,8 @@ class Split:
     def subset(self, keep: list[int]) -> "Split":
         """The split restricted to the videos `keep` (indices, in order) and their captions."""
         new_index = {old: new for new, old in enumerate(keep)}
-        pairs = [(c, new_index[v]) for c, v in zip(self.captions, self.caption_video) if v in new_index]
+        kept = [i for i, v in enumerate(self.caption_video) if v in new_index]
         return Split(self.name, [self.video_ids[i] for i in keep], [self.video_paths[i] for i in keep],
-                     [c for c, _ in pairs], [v for _, v in pairs], dict(self.info))
+                     [self.captions[i] for i in kept], [new_index[self.caption_video[i]] for i in kept],
+                     dict(self.info), None if self.caption_spans is None else [self.caption_spans[i] for i in kept],
+                     None if self.windows is None else [self.windows[i] for i in keep])

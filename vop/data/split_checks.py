@@ -45,7 +45,8 @@ def checked_train_split(split: Split) -> Split:
                     split.name, _source(split), len(blank), split.num_captions,
                     split.video_ids[split.caption_video[min(blank)]])
         split = Split(split.name, split.video_ids, split.video_paths, [split.captions[i] for i in keep],
-                      [split.caption_video[i] for i in keep], {**split.info, "empty_captions_skipped": len(blank)})
+                      [split.caption_video[i] for i in keep], {**split.info, "empty_captions_skipped": len(blank)},
+                      None if split.caption_spans is None else [split.caption_spans[i] for i in keep], split.windows)
     if split.num_captions == 0:
         raise AnnotationError(f"the {split.name} split read from {_source(split)} has no (video, caption) pair to "
                               "train on")

@@ -94,7 +94,7 @@ def caption(spec: VideoSpec, template: int) -> str:
     return TEMPLATES[template].format(phrase=DIRECTION_PHRASES[spec.direction], **spec.attributes)
 
 
-def _combinations(count: int, rng: np.random.Generator) -> list[tuple[str, str, str, str]]:
+def attribute_combinations(count: int, rng: np.random.Generator) -> list[tuple[str, str, str, str]]:
     """`count` (shape, colour, background, direction) tuples; the first 640 are all distinct.
 
     Distinct test videos keep retrieval unambiguous (no two test captions say the same thing),
@@ -190,7 +190,7 @@ def split_plan(num_train: int, num_test: int, seed: int, frames: int, width: int
     plan: dict[str, list[tuple[VideoSpec, list[str]]]] = {}
     for name, count, captions_per_video in (("train", num_train, 2), ("test", num_test, 1)):
         videos = []
-        for i, combo in enumerate(_combinations(count, rng)):
+        for i, combo in enumerate(attribute_combinations(count, rng)):
             spec = random_spec(f"{name}{i:04d}", combo, frames, width, height, rng)
             templates = rng.choice(len(TEMPLATES), size=captions_per_video, replace=False)
             videos.append((spec, [caption(spec, int(k)) for k in templates]))
@@ -247,13 +247,13 @@ def _generate(folder: Path, plan: dict[str, list[tuple[VideoSpec, list[str]]]], 
     (folder / "captions.json").write_text(json.dumps(index, indent=1))
 
 
-def _temp_name(key: str) -> str:
+def temp_name(key: str) -> str:
     # Host and pid: several DDP ranks (possibly on several nodes sharing a file system) may
     # generate at once; each writes its own copy and the first rename wins.
     return f".{key}.tmp-{socket.gethostname()}-{os.getpid()}"
 
 
-def _remove_stale_temps(root: Path, key: str) -> None:
+def remove_stale_temps(root: Path, key: str) -> None:
     """Delete this host's temp folders of `key` whose process died mid-generation."""
     prefix = f".{key}.tmp-{socket.gethostname()}-"
     for temp in root.glob(f"{prefix}*"):
@@ -324,8 +324,8 @@ def load_synthetic(
         raise FileExistsError(f"synthetic: {folder} exists but has no captions.json (not written by "
                               "load_synthetic, or edited since); delete it to regenerate")
     root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(root, key)
-    temp = root / _temp_name(key)
+    remove_stale_temps(root, key)
+    temp = root / temp_name(key)
     shutil.rmtree(temp, ignore_errors=True)
     params = dict(num_train=num_train, num_test=num_test, seed=seed, frames=frames, width=width,
                   height=height, fps=fps, version=GENERATOR_VERSION)

@@ -20,7 +20,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -181,7 +181,7 @@ def build_model_parts(cfg: DictConfig, ckpt: str | Path | None = None, tensors: 
 
 # ------------------------------------------------------------------ evaluation
 def eval_loader(cfg: DictConfig, split: Split, decoder: Decoder, pin_memory: bool, env: DistEnv = DistEnv(),
-                rows: range | None = None, readable_only: bool = False, num_workers: int | None = None,
+                rows: Sequence[int] | None = None, readable_only: bool = False, num_workers: int | None = None,
                 seed: int | None = None) -> DataLoader:
     """`split`'s videos (all, or `rows`) as evaluation samples them, each rank its share (the sampler
     pads with repeats, which the metric drops by index); `readable_only`: a video that fails to

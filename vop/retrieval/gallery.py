@@ -15,6 +15,9 @@ reuses the chunks already there (if the same encoder wrote them from the same fi
 `info.video_stats` holds each video file's [size, mtime_ns] when it was encoded, so `action=update`
 (vop/retrieval/gallery_update.py) re-encodes only new and changed files; galleries written before
 it have none (and an older vop ignores the key).
+Format 3 is a moment gallery (vop/retrieval/moments.py): each row is a window of a video, `spans`
+[N, 2] holds its start and end seconds (ids and paths repeat per window), `info.moments` the window
+and stride, and `info.caption_spans` each caption's ground-truth span where the data set has one.
 """
 from __future__ import annotations
 
@@ -46,9 +49,12 @@ from vop.retrieval.query_encoder import ENCODER_GROUPS, Encoder
 log = logging.getLogger(__name__)
 FORMAT = "vop-gallery-1"           # mean-pooled video embeddings only
 FORMAT_FRAMES = "vop-gallery-2"    # ... plus frame embeddings, for a text-conditioned pooling (X-Pool)
+FORMAT_MOMENTS = "vop-gallery-3"   # rows are moments (video, start, end): + spans [N, 2] seconds
 FORMAT_PREFIX = "vop-gallery-"
 TENSORS = {"video_emb": ("F32",), "text_emb": ("F32",), "caption_video": ("I64",)}  # what a gallery holds
 TENSORS_FRAMES = {**TENSORS, "frame_emb": ("F32",)}
+TENSORS_MOMENTS = ({**TENSORS, "spans": ("F32",)}, {**TENSORS_FRAMES, "spans": ("F32",)})  # without/with frames
+READ = (FORMAT, FORMAT_FRAMES, FORMAT_MOMENTS)
 
 
 class GalleryMismatchError(InputError):
@@ -68,6 +74,9 @@ class Gallery:
     source: str = ""  # the file it was loaded from
     frame_emb: torch.Tensor | None = None  # [N, T, D] L2-normalised frames (text-conditioned encoders only)
     video_stats: list[list[int] | None] | None = None  # per video [size, mtime_ns] when encoded; None: not kept
+    spans: torch.Tensor | None = None  # [N, 2] seconds: a moment gallery's rows are windows (format 3)
+    moments: dict | None = None  # {"window": s, "stride": s} of a moment gallery
+    caption_spans: list[list[float] | None] | None = None  # per caption its ground-truth [start, end] seconds
     build_stamp: str | None = None  # a shard's: hash of what its build encoded (gallery_shards.py reuses it on a rerun)
 
     def save(self, path: str | Path) -> Path:
@@ -77,6 +86,10 @@ class Gallery:
                 "encoder": self.encoder, "config": self.config}
         if self.video_stats is not None:
             info["video_stats"] = self.video_stats
+        if self.spans is not None:
+            info["moments"] = self.moments or {}
+            if self.caption_spans is not None:
+                info["caption_spans"] = self.caption_spans
         if self.build_stamp is not None:
             info["build_stamp"] = self.build_stamp
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
@@ -84,6 +97,8 @@ class Gallery:
         if self.frame_emb is not None:
             tensors["frame_emb"] = self.frame_emb.contiguous()
         kind = FORMAT if self.frame_emb is None else FORMAT_FRAMES
+        if self.spans is not None:
+            tensors["spans"], kind = self.spans.float().contiguous(), FORMAT_MOMENTS
         return save_tensors(tensors, path, {"format": kind, "info": json.dumps(info)})
 
     @classmethod
@@ -97,7 +112,7 @@ class Gallery:
         try:
             shapes, meta = read_header(path, ("F32", "I64"))
             kind = _format(meta, path)
-            _check_dtypes(path, shapes, TENSORS if kind == FORMAT else TENSORS_FRAMES)
+            _check_dtypes(path, shapes, _tensors_of(kind, shapes))
         except TensorFileError as err:
             raise InputError(f"gallery={path} is not a readable safetensors file ({err}): a truncated copy or "
                              f"another format; {rebuild}") from None
@@ -114,16 +129,22 @@ class Gallery:
         require_finite(tensors["text_emb"], "caption", f"gallery={path}")
         if "frame_emb" in tensors:
             require_finite(tensors["frame_emb"], "video frame", f"gallery={path}")
+        if "spans" in tensors:
+            check_spans(tensors["spans"], info, path)
         return cls(tensors["video_emb"], tensors["text_emb"], info["video_ids"], info["video_paths"],
                    info["captions"], caption_video.tolist(), info["encoder"], info["config"], str(path),
-                   tensors.get("frame_emb"), info.get("video_stats"))
+                   tensors.get("frame_emb"), info.get("video_stats"), tensors.get("spans"), info.get("moments"),
+                   info.get("caption_spans"))
 
     def encoder_config(self) -> DictConfig:
         """The encoder's config groups, read as values: rebuilt from the project's own groups."""
         return stored_config(self.config, f"gallery {self.source or '(in memory)'}", ENCODER_GROUPS)
 
     def first_caption(self, video: int) -> str | None:
-        """The first caption of the gallery's video row `video`, None if it has none."""
+        """The first caption of the gallery's video row `video`, None if it has none (a moment gallery: the
+        caption of its video whose span overlaps the moment most, vop/retrieval/moments.py)."""
+        if self.spans is not None:
+            return self._moment_captions.get(video)
         return self._first_captions.get(video)
 
     @cached_property
@@ -132,6 +153,20 @@ class Gallery:
         for text, owner in zip(self.captions, self.caption_video):
             first.setdefault(owner, text)
         return first
+
+    @cached_property
+    def _moment_captions(self) -> dict[int, str]:
+        from vop.retrieval.moments import moment_captions  # moment logic in its own file, which reads galleries
+
+        return moment_captions(self)
+
+    @cached_property
+    def video_rows(self) -> dict[tuple[str, str], list[int]]:
+        """(id, file) of each video -> its rows (one for a whole-video gallery; its moments for a moment gallery)."""
+        rows: dict[tuple[str, str], list[int]] = {}
+        for row, key in enumerate(zip(self.video_ids, self.video_paths)):
+            rows.setdefault(key, []).append(row)
+        return rows
 
     def check_width(self, query: torch.Tensor) -> None:
         """A query embedding [1, D] must be as wide as the gallery's."""
@@ -151,19 +186,40 @@ class Gallery:
 
 
 def _format(meta: dict, path: Path) -> str:
-    """The file's gallery format (1 or 2); a newer one is refused as such, anything else as no gallery."""
+    """The file's gallery format (1, 2 or 3); a newer one is refused as such, anything else as no gallery."""
     kind = meta.get("format")
-    if kind in (FORMAT, FORMAT_FRAMES):
+    if kind in READ:
         return kind
     version = kind[len(FORMAT_PREFIX):] if isinstance(kind, str) and kind.startswith(FORMAT_PREFIX) else ""
     if kind == "vop-gallery-manifest-1":  # vop/retrieval/gallery_shards.py reads it and its shards
         raise InputError(f"gallery={path} is a sharded gallery's manifest: load it with "
                          "vop.retrieval.gallery_shards.load_gallery")
-    if version.isdigit() and int(version) > 2:
+    if version.isdigit() and int(version) > len(READ):
         raise InputError(f"gallery={path} has format {kind}, written by a newer vop; this version reads "
-                         f"{FORMAT} and {FORMAT_FRAMES}: upgrade vop, or rebuild the gallery with this one")
-    raise InputError(f"gallery={path} is not a vop gallery (its metadata has format={kind}, expected {FORMAT} "
-                     f"or {FORMAT_FRAMES})")
+                         f"{', '.join(READ)}: upgrade vop, or rebuild the gallery with this one")
+    raise InputError(f"gallery={path} is not a vop gallery (its metadata has format={kind}, expected one of "
+                     f"{', '.join(READ)})")
+
+
+def _tensors_of(kind: str, shapes: dict) -> dict:
+    """The tensors a file of format `kind` holds (a moment gallery: with or without frames)."""
+    if kind == FORMAT_MOMENTS:
+        return TENSORS_MOMENTS[1] if "frame_emb" in shapes else TENSORS_MOMENTS[0]
+    return TENSORS if kind == FORMAT else TENSORS_FRAMES
+
+
+def check_spans(spans: torch.Tensor, info: dict, path: Path) -> None:
+    """A moment gallery's spans [N, 2]: finite seconds, start <= end; its caption spans likewise (or null)."""
+    if not bool(torch.isfinite(spans).all()) or bool((spans[:, 0] > spans[:, 1]).any()) or bool((spans < 0).any()):
+        raise InputError(f"gallery={path}: spans must hold finite [start, end] seconds with 0 <= start <= end")
+    moments = info.get("moments")
+    if not isinstance(moments, dict):
+        raise InputError(f"gallery={path}: a moment gallery's info.moments must be a JSON object")
+    cap = info.get("caption_spans")
+    seconds = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if cap is not None and not (isinstance(cap, list) and len(cap) == len(info["captions"]) and all(
+            s is None or (isinstance(s, list) and len(s) == 2 and all(map(seconds, s))) for s in cap)):
+        raise InputError(f"gallery={path}: info.caption_spans must hold one [start, end] (or null) per caption")
 
 
 def _check_dtypes(path: Path, shapes: dict, expected: dict[str, tuple[str, ...]]) -> None:
@@ -211,6 +267,8 @@ def _check_shapes(shapes: dict, info: dict, path: Path) -> None:
     frames = shapes["frame_emb"].shape if "frame_emb" in shapes else None
     if frames is not None and (len(frames) != 3 or frames[0] != n or frames[1] < 1 or list(frames[2:]) != list(video[1:])):
         problems.append(f"frame_emb is {list(frames)} for video_emb {list(video)}")
+    if "spans" in shapes and list(shapes["spans"].shape) != [n, 2]:
+        problems.append(f"spans is {list(shapes['spans'].shape)} for {n} rows")
     if problems:
         raise InputError(f"gallery={path} is inconsistent: {'; '.join(problems)}; rebuild it with "
                          f"`python retrieve.py action=build gallery={path} ...`")
@@ -265,22 +323,25 @@ def encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progr
                   check: Callable[[dict[int, str]], None], stats: list) -> tuple[torch.Tensor, dict[int, str]]:
     """Readable videos' embeddings [n, D] in row order, chunk by chunk, and {video index: reason} of the
     unreadable ones (`check` sees them after each chunk, to stop early); chunks in `parts` written by the same
-    encoder from the same files (paths and `stats`, file_stats of the split's videos) are reused."""
+    encoder from the same files (paths and `stats`, file_stats of the split's videos) are reused. The others
+    are encoded from one loader, whose workers decode across chunk boundaries."""
     parts.mkdir(parents=True, exist_ok=True)
+    chunks = [range(start, min(start + chunk, split.num_videos)) for start in range(0, split.num_videos, chunk)]
+    # A chunk is reused only if the same encoder encoded the same files (same size and time).
+    stamps = [hashlib.sha256(json.dumps([encoder.identity["fingerprint"], [str(split.video_paths[i]) for i in rows],
+                                         [stats[i] for i in rows]] + window_key(split, rows)).encode()).hexdigest()
+              for rows in chunks]
+    files = [parts / f"videos_{rows.start:09d}_{rows.stop:09d}.safetensors" for rows in chunks]
+    reused = [_read_part(part, stamp) if part.is_file() else None for part, stamp in zip(files, stamps)]
+    fresh = encoder.encode_readable_chunks(split, [rows for rows, done in zip(chunks, reused) if done is None])
     embs, unreadable = [], {}
     bar = tqdm(total=split.num_videos, desc="gallery videos", unit="video", disable=not progress)
-    for start in range(0, split.num_videos, chunk):
-        rows = range(start, min(start + chunk, split.num_videos))
-        part = parts / f"videos_{start:09d}_{rows.stop:09d}.safetensors"
-        # A chunk is reused only if the same encoder encoded the same files (same size and time).
-        stamp = hashlib.sha256(json.dumps([encoder.identity["fingerprint"], [str(split.video_paths[i]) for i in rows],
-                                           [stats[i] for i in rows]]).encode()).hexdigest()
-        done = _read_part(part, stamp) if part.is_file() else None
+    for rows, part, stamp, done in zip(chunks, files, stamps, reused):
         if done is not None:
             emb, bad = done
             log.info("gallery: reusing %s", part.name)
         else:
-            emb, bad = encoder.encode_readable_videos(split, rows)  # [n, D]
+            emb, bad = next(fresh)  # [n, D]
             save_tensors({"emb": emb.contiguous()}, part, {"fingerprint": stamp, "unreadable": json.dumps(bad)})
         embs.append(emb)
         unreadable.update(bad)
@@ -288,6 +349,14 @@ def encode_chunks(encoder: Encoder, split: Split, parts: Path, chunk: int, progr
         bar.update(len(rows))
     bar.close()
     return torch.cat(embs), unreadable
+
+
+def window_key(split: Split, rows: range) -> list:
+    """What a chunk of a moment split encodes besides its files: each row's frames (nothing for whole videos,
+    so their chunks keep their stamps)."""
+    if split.windows is None:
+        return []
+    return [[[w.first, w.stop] if w is not None else None for w in (split.windows[i] for i in rows)]]
 
 
 def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos: int = 1024,
@@ -314,7 +383,8 @@ def build_gallery(encoder: Encoder, split: Split, path: str | Path, chunk_videos
     gallery.build_stamp = build_stamp
     save_gallery(gallery, path)
     skipped = f" ({len(unreadable)} unreadable videos skipped)" if unreadable else ""
-    log.info("gallery: %d videos, %d captions -> %s%s", split.num_videos, split.num_captions, path, skipped)
+    rows = "moments" if split.windows is not None else "videos"
+    log.info("gallery: %d %s, %d captions -> %s%s", split.num_videos, rows, split.num_captions, path, skipped)
     return gallery
 
 
@@ -329,9 +399,16 @@ def assemble_gallery(encoder: Encoder, split: Split, video_emb: torch.Tensor, st
     text_emb = encoder.encode_texts(split.captions) if split.captions else video_emb.new_zeros(0, video_emb.shape[1])
     require_finite(video_emb, "video", f"building gallery={path} with {encoder.describe()}")
     require_finite(text_emb, "caption", f"building gallery={path} with {encoder.describe()}")
+    moments = {}
+    if split.windows is not None:  # a moment gallery (format 3)
+        spans = [[w.start, w.end] if w is not None else [0.0, 0.0] for w in split.windows]
+        caption_spans = None if split.caption_spans is None else [
+            None if s is None else [float(s[0]), float(s[1])] for s in split.caption_spans]
+        moments = dict(spans=torch.tensor(spans, dtype=torch.float32), moments=dict(split.info.get("moments", {})),
+                       caption_spans=caption_spans)
     return Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
                    list(split.captions), list(split.caption_video), encoder.identity,
-                   OmegaConf.to_container(encoder.cfg, resolve=True), frame_emb=frame_emb, video_stats=stats)
+                   OmegaConf.to_container(encoder.cfg, resolve=True), frame_emb=frame_emb, video_stats=stats, **moments)
 
 
 def save_gallery(gallery: Gallery, path: Path) -> None:

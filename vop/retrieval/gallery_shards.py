@@ -43,7 +43,7 @@ from vop.engine import distributed
 from vop.errors import InputError, MissingFileError, UserError
 from vop.file_writes import save_tensors
 from vop.models.tensor_file import MAX_HEADER_BYTES, TensorFileError, read_header
-from vop.retrieval.gallery import FORMAT_PREFIX, Gallery, build_gallery, file_stats
+from vop.retrieval.gallery import FORMAT_PREFIX, Gallery, build_gallery, file_stats, window_key
 from vop.retrieval.query_encoder import Encoder
 
 log = logging.getLogger(__name__)
@@ -312,7 +312,21 @@ def concat_galleries(parts: list[Gallery], manifest: Manifest) -> Gallery:
     return Gallery(torch.cat([p.video_emb for p in parts]), torch.cat([p.text_emb for p in parts]),
                    [v for p in parts for v in p.video_ids], [v for p in parts for v in p.video_paths],
                    [c for p in parts for c in p.captions], links, manifest.encoder, manifest.config,
-                   str(manifest.path), frames, stats)
+                   str(manifest.path), frames, stats, **concat_moments(parts, manifest))
+
+
+def concat_moments(parts: list[Gallery], manifest: Manifest) -> dict:
+    """A moment gallery's spans, window options and caption spans over its shards (vop/retrieval/moments.py);
+    nothing for whole videos. Every shard must be of the same kind."""
+    kinds = {p.spans is not None for p in parts}
+    if len(kinds) > 1:
+        raise InputError(f"gallery={manifest.path}: some of its shards are moment galleries and some are not")
+    if parts[0].spans is None:
+        return {}
+    timed = any(p.caption_spans is not None for p in parts)
+    return {"spans": torch.cat([p.spans for p in parts]), "moments": parts[0].moments,
+            "caption_spans": [s for p in parts for s in (p.caption_spans or [None] * len(p.captions))] if timed
+            else None}
 
 
 # ------------------------------------------------------------------ building
@@ -320,7 +334,8 @@ def shard_stamp(encoder: Encoder, split: Split, stats: list) -> str:
     """What a shard's build encodes (encoder weights, video files with their size and time, captions and their
     links), hashed: a finished shard with the same stamp is reused by a rerun."""
     return hashlib.sha256(json.dumps([encoder.identity["fingerprint"], [str(p) for p in split.video_paths], stats,
-                                      split.captions, split.caption_video]).encode()).hexdigest()
+                                      split.captions, split.caption_video]
+                                     + window_key(split, range(split.num_videos))).encode()).hexdigest()
 
 
 def finished_stamp(shard: Path) -> str | None:

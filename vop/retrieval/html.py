@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vop.data.caption_preview import caption_preview
-from vop.data.decoders.base import Decoder
+from vop.data.decoders.base import Decoder, read_window
+from vop.data.windows import span_window
 
 THUMB_HEIGHT = 72
 GT_COLOUR = "#1a9641"
@@ -35,6 +36,7 @@ class Hit:
     is_gt: bool = False
     path: str = ""  # the hit's video file: the page links to it ("" where unknown)
     caption: str | None = None  # t2v: the hit video's first caption, where the gallery has one
+    span: tuple[float, float] | None = None  # a moment's (start, end) seconds; None: the whole video
 
 
 @dataclass
@@ -45,9 +47,13 @@ class QueryView:
     frames: list[Image.Image] = field(default_factory=list)  # the query video's strip (v2t)
 
 
-def thumbnails(decoder: Decoder, path: str | Path, count: int = 4, height: int = THUMB_HEIGHT) -> list[Image.Image]:
-    """`count` evenly spaced frames of a video, scaled to `height` pixels."""
-    frames = decoder.read(path, count, "uniform").numpy()  # [count, H, W, 3] uint8
+def thumbnails(decoder: Decoder, path: str | Path, count: int = 4, height: int = THUMB_HEIGHT,
+               span: tuple[float, float] | None = None) -> list[Image.Image]:
+    """`count` evenly spaced frames of a video (of its `span` seconds: a moment), scaled to `height` pixels."""
+    if span is None:
+        frames = decoder.read(path, count, "uniform").numpy()  # [count, H, W, 3] uint8
+    else:
+        frames = read_window(decoder, path, span_window(decoder, path, span), count, "uniform").numpy()
     images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
     return [im.resize((max(1, round(im.width * height / im.height)), height), Image.BILINEAR) for im in images]
 
@@ -73,14 +79,22 @@ def shown_query(view: QueryView) -> str:
     return caption_preview(view.query) if view.mode == "t2v" else view.query
 
 
+def span_label(span: tuple[float, float]) -> str:
+    """A moment's span as the pages show it: "0:12.0-0:15.5"."""
+    return "-".join(f"{int(t // 60)}:{t % 60:04.1f}" for t in span)
+
+
 def _hit_html(rank: int, hit: Hit, mode: str) -> str:
     cls = "hit gt" if hit.is_gt else "hit"
     badge = '<span class="badge">ground truth</span>' if hit.is_gt else ""
     shown = caption_preview(hit.label) if mode == "v2t" else hit.label  # v2t: the hit is a caption
     label = html.escape(shown)
     strip = _strip_html(hit.frames, shown)
-    if hit.path:  # the id and the thumbnails open the video
-        href = html.escape(file_link(hit.path), quote=True)
+    if hit.span is not None:  # a moment: its time span beside the id
+        label += f' <span class="span">{html.escape(span_label(hit.span))}</span>'
+    if hit.path:  # the id and the thumbnails open the video (a moment: at its start, media fragment #t=)
+        href = file_link(hit.path) + (f"#t={hit.span[0]:g},{hit.span[1]:g}" if hit.span is not None else "")
+        href = html.escape(href, quote=True)
         label, strip = f'<a href="{href}">{label}</a>', f'<a href="{href}">{strip}</a>' if strip else ""
     caption = f'<div class="caption">{html.escape(caption_preview(hit.caption))}</div>' if hit.caption else ""
     return (f'<div class="{cls}"><div class="meta">#{rank} &middot; {hit.score:.3f} {badge}</div>'
@@ -101,7 +115,8 @@ h2{{font-size:16px;margin:0 0 8px}} .mode{{background:#444;color:#fff;border-rad
 .hits{{display:flex;flex-wrap:wrap;gap:6px}} .hit{{border:2px solid #eee;border-radius:4px;padding:4px}}
 .hit.gt{{border-color:{GT_COLOUR};background:#eef8f0}} .badge{{color:#fff;background:{GT_COLOUR};border-radius:3px;
 padding:0 5px;font-size:11px}} .meta{{font-size:12px;color:#555}} .label{{font-size:13px;margin:2px 0}}
-.thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}} .caption{{font-size:12px;color:#444;max-width:360px;margin:2px 0}}"""
+.thumb{{height:{THUMB_HEIGHT}px;margin-right:2px}} .span{{font-size:12px;color:#555}}
+.caption{{font-size:12px;color:#444;max-width:360px;margin:2px 0}}"""
 
 
 def page_html(views: list[QueryView], title: str) -> str:
@@ -183,7 +198,7 @@ def _draw_hit(sheet: Image.Image, draw: ImageDraw.ImageDraw, hit: Hit, rank: int
     if not hit.frames:  # a caption hit (v2t): its text, wrapped at word boundaries
         for i, line in enumerate(caption_lines(caption_preview(hit.label), strip_w, lines=THUMB_HEIGHT // LINE_H)):
             draw.text((x, y + LINE_H * i), line, fill="black")
-    caption = hit_caption(rank, hit.score)
+    caption = hit_caption(rank, hit.score) + (f"  {span_label(hit.span)}" if hit.span is not None else "")
     draw.text((x, y + THUMB_HEIGHT + 4), caption, fill="black")
     if hit.is_gt:
         draw.rectangle((x - 3, y - 3, x + strip_w + 2, y + THUMB_HEIGHT + LINE_H + 6), outline=GT_COLOUR, width=3)

@@ -16,6 +16,7 @@ from vop.errors import InputError, MissingFileError
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.gallery_shards import load_gallery
 from vop.retrieval.index import TorchIndex
+from vop.retrieval.moments import check_nms, rank_moments, video_numbers
 from vop.retrieval.query_encoder import Encoder
 from vop.result_count import topk_problem
 
@@ -31,7 +32,8 @@ class RetrievalResult:
     t2v: `ids` are video ids; v2t: `ids` are captions. `rows` index the gallery's videos (t2v) or
     captions (v2t); `video_ids` names the video of each hit in both modes, `video_paths` its file
     ("" where the gallery does not know it), `captions` the hit video's first caption in the gallery
-    (t2v; None for a video without captions) or the hit caption itself (v2t).
+    (t2v; None for a video without captions) or the hit caption itself (v2t). `spans`: a moment
+    gallery's t2v hits are moments, each its video's (start, end) seconds; None for whole videos.
     """
 
     query: str
@@ -42,6 +44,7 @@ class RetrievalResult:
     video_ids: list[str]
     video_paths: list[str] = field(default_factory=list)
     captions: list[str | None] = field(default_factory=list)
+    spans: list[tuple[float, float]] | None = None
 
     def __str__(self) -> str:
         shown = caption_preview(self.query, PRINTED_PATH_CHARS if self.mode == "v2t" else PREVIEW_CHARS)
@@ -53,11 +56,17 @@ class RetrievalResult:
                 lines.append(f"{i + 1:3d}. {score:.4f}  {shown_item}" + (f"  [{owner}]" if owner else ""))
                 continue
             path = self.video_paths[i] if i < len(self.video_paths) else ""
-            lines.append(f"{i + 1:3d}. {score:.4f}  {item}" + (f"  {path}" if path else ""))
+            when = f"  {span_text(self.spans[i])}" if self.spans is not None else ""
+            lines.append(f"{i + 1:3d}. {score:.4f}  {item}{when}" + (f"  {path}" if path else ""))
             caption = self.captions[i] if i < len(self.captions) else None
             if caption is not None:
                 lines.append(f"{'':14}{json.dumps(caption_preview(caption), ensure_ascii=False)}")
         return "\n".join(lines)
+
+
+def span_text(span: tuple[float, float]) -> str:
+    """A moment's time span as printed: "12.0-15.0 s"."""
+    return f"{span[0]:.1f}-{span[1]:.1f} s"
 
 
 def query_mode(query: str | Path) -> str:
@@ -101,9 +110,13 @@ class RetrievalPipeline:
     """`RetrievalPipeline.from_gallery("g.safetensors")("a red circle moves left")` -> RetrievalResult."""
 
     def __init__(self, encoder: Encoder, gallery: Gallery, index: Callable[[torch.Tensor], object] = TorchIndex,
-                 topk: int = 5, gallery_path: str | Path = "", rerank_k: int = 100):
+                 topk: int = 5, gallery_path: str | Path = "", rerank_k: int = 100, nms_iou: float = 0.5,
+                 per_video: int = 3):
         gallery.check(encoder, gallery_path)
         check_topk(topk)
+        check_nms(nms_iou, per_video)
+        self.nms_iou, self.per_video = nms_iou, per_video  # a moment gallery's hits (vop/retrieval/moments.py)
+        self.video_number = video_numbers(gallery.video_ids, gallery.video_paths) if gallery.spans is not None else None
         if rerank_k < 0:
             raise InputError(f"rerank_k={rerank_k} must be >= 0 (0: score every video with the text-conditioned "
                              "pooling)")
@@ -156,12 +169,16 @@ class RetrievalPipeline:
             emb = self.encoder.encode_texts([str(query)])  # [1, D]
             require_finite(emb, "query text", f"query {caption_preview(str(query))}")  # NaN: an arbitrary video first
             self.gallery.check_width(emb)
-            scores, rows = self.search_videos(emb, k)  # [k], [k]
-            rows = rows.tolist()
+            if self.video_number is None:
+                scores, rows = self.search_videos(emb, k)  # [k], [k]
+                scores, rows, spans = scores.tolist(), rows.tolist(), None
+            else:
+                scores, rows = self.search_moments(emb, k)
+                spans = [tuple(self.gallery.spans[r].tolist()) for r in rows]
             ids = [self.gallery.video_ids[r] for r in rows]
-            return RetrievalResult(str(query), mode, ids, scores.tolist(), rows, ids,
+            return RetrievalResult(str(query), mode, ids, scores, rows, ids,
                                    [self.gallery.video_paths[r] for r in rows],
-                                   [self.gallery.first_caption(r) for r in rows])
+                                   [self.gallery.first_caption(r) for r in rows], spans)
         if self.text_index is None:
             raise InputError("this gallery holds no captions, so a video query has nothing to rank; build it "
                              "from a dataset split or with captions=<file>")
@@ -193,6 +210,20 @@ class RetrievalPipeline:
             return two_stage_topk(lambda t, rows: model.score_prepared(t.to(self.device), self.prepared,
                                                                       rows.to(self.device)).cpu(),
                                   text, self.video_index, len(self.gallery.video_ids), self.rerank_k, k)
+
+    def search_moments(self, text: torch.Tensor, k: int) -> tuple[list[float], list[int]]:
+        """A caption embedding [1, D] -> the top-k moments (scores, rows) after temporal NMS and the per-video
+        cap: a shortlist of the best rows, widened until k moments survive or every row was looked at."""
+        total = len(self.gallery.video_ids)
+        want = min(total, 4 * k * self.per_video + 64)
+        while True:
+            scores, rows = self.search_videos(text, want)  # [want], [want]
+            kept = rank_moments(scores, rows, self.video_number, self.gallery.spans, k, self.nms_iou, self.per_video)
+            if len(kept) == k or want >= total:
+                break
+            want = min(total, want * 4)
+        score_of = dict(zip(rows.tolist(), scores.tolist()))
+        return [score_of[r] for r in kept], kept
 
 
 def two_stage_topk(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], text: torch.Tensor, index,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -72,7 +74,7 @@ class Encoder:
                                                            self.device, self.dtype)]
         return torch.cat(chunks)
 
-    def video_loader(self, split: Split, rows: range | None = None, readable_only: bool = False,
+    def video_loader(self, split: Split, rows: Sequence[int] | None = None, readable_only: bool = False,
                      num_workers: int | None = None) -> DataLoader:
         """A loader over `split`'s videos (all, or `rows`), sampled as at evaluation; `readable_only`:
         a video that fails to decode is listed in its batch's "unreadable" instead of raising."""
@@ -88,17 +90,60 @@ class Encoder:
                                ) -> tuple[torch.Tensor, dict[int, str]]:
         """Like `encode_videos`, but a video that fails to decode is left out instead of raising:
         ([readable videos, D] in row order, {video index: reason} of the others)."""
-        unreadable: dict[int, str] = {}
+        return next(self.encode_readable_chunks(split, [range(split.num_videos) if rows is None else rows], progress))
+
+    def encode_readable_chunks(self, split: Split, chunks: Sequence[range], progress: bool = False
+                               ) -> Iterator[tuple[torch.Tensor, dict[int, str]]]:
+        """`encode_readable_videos` of each of `chunks` (ascending, disjoint ranges of rows), yielded chunk
+        by chunk, from one loader over them all: its workers go on decoding the next chunk while the
+        caller saves this one. (A loader per chunk would start its workers anew at every chunk and leave
+        the model waiting for their first batch.)"""
+        if any(a.stop > b.start for a, b in zip(chunks, chunks[1:])) or any(c.step != 1 for c in chunks):
+            raise ValueError(f"encode_readable_chunks: chunks must be ascending, disjoint ranges, got {chunks}")
+        found_bad: deque[tuple[int, str]] = deque()  # appended by the loading side (on CUDA the feed's thread)
 
         def readable(loader):
             for batch in loader:
-                unreadable.update({i: r["reason"] for i, r in batch.pop("unreadable").items()})
+                found_bad.extend((i, r["reason"]) for i, r in batch.pop("unreadable").items())
                 if len(batch["index"]):
                     yield batch
 
-        loader = self.video_loader(split, rows, readable_only=True)
-        emb = self._encode(readable(loader), progress, total=len(loader))
-        return emb, unreadable
+        starts = torch.tensor([rows.start for rows in chunks])
+        embs: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in chunks]  # per chunk: (emb, index)
+        bad: list[dict[int, str]] = [{} for _ in chunks]
+        todo = [len(rows) for rows in chunks]  # per chunk: videos neither encoded nor found unreadable yet
+
+        def take(emb: torch.Tensor, index: torch.Tensor) -> None:
+            owner = torch.searchsorted(starts, index, right=True) - 1  # [n] the chunk of each video
+            for k in owner.unique().tolist():
+                embs[k].append((emb[owner == k], index[owner == k]))
+                todo[k] -= int((owner == k).sum())
+            while found_bad:
+                i, reason = found_bad.popleft()
+                k = int(torch.searchsorted(starts, torch.tensor(i), right=True)) - 1
+                bad[k][i] = reason
+                todo[k] -= 1
+
+        loader = self.video_loader(split, [i for rows in chunks for i in rows], readable_only=True)
+        done = 0  # chunks yielded
+        batches = encode_video_batches(self.model, readable(loader), self.transform, self.device, self.dtype,
+                                       progress=progress, total=len(loader), per_frame=self.model.text_conditioned)
+        for emb, index in batches:
+            take(emb.cpu(), index.cpu())
+            while done < len(chunks) and todo[done] == 0:
+                yield self._in_order(embs[done]), bad[done]
+                embs[done], done = [], done + 1
+        take(torch.zeros(0), torch.zeros(0, dtype=torch.long))  # unreadable videos after the last readable one
+        for k in range(done, len(chunks)):
+            yield self._in_order(embs[k]), bad[k]
+
+    def _in_order(self, pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """(embeddings [b, D] or frames [b, T, D], video index [b]) pieces -> one tensor in row order."""
+        if not pieces:
+            frames = [self.cfg.data.num_frames] if self.model.text_conditioned else []
+            return torch.zeros(0, *frames, self.model.clip.config.projection_dim)
+        emb, index = torch.cat([e for e, _ in pieces]), torch.cat([i for _, i in pieces])
+        return emb[index.argsort()]
 
     def _encode(self, batches, progress: bool, total: int | None = None) -> torch.Tensor:
         embs, indices = [], []

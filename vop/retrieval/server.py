@@ -43,6 +43,7 @@ from vop.errors import ConfigError, UserError
 from vop.retrieval.browser_video import BrowserCopies
 from vop.retrieval.host_check import HostCheck, is_loopback, server_names
 from vop.retrieval.html import thumbnails
+from vop.retrieval.moments import moment_truth
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.request_log import RequestLog
 from vop.result_count import MAX_TOPK, topk_problem
@@ -65,21 +66,25 @@ class SearchService:
         self.videos = ServedVideos()  # a row's file is sent only if it is a video (a gallery is someone's data)
         # AVI, MPEG-4 Part 2 ...: transcoded once into H.264 for the page's player
         self.copies = BrowserCopies(browser_cache(self.gallery.source))
-        # A gallery caption given as the query marks its videos as the ground truth: looked up, not scanned.
+        # A gallery caption given as the query marks its videos as the ground truth: looked up, not scanned
+        # (a moment gallery: the moments of its video that overlap its span, vop/retrieval/moments.py).
         self.videos_of_caption: dict[str, set[int]] = {}
-        for text, video in zip(self.gallery.captions, self.gallery.caption_video):
-            self.videos_of_caption.setdefault(text, set()).add(video)
+        for c, (text, video) in enumerate(zip(self.gallery.captions, self.gallery.caption_video)):
+            rows = moment_truth(self.gallery, c) if self.gallery.spans is not None and video >= 0 else {video}
+            self.videos_of_caption.setdefault(text, set()).update(rows)
 
     def health(self) -> dict:
         g = self.gallery
-        return {"status": "ok", "videos": len(g.video_ids), "captions": len(g.captions),
+        return {"status": "ok", "videos": len(g.video_ids), "captions": len(g.captions), "moments": g.spans is not None,
                 "encoder": self.pipeline.encoder.identity, "topk": self.pipeline.topk, "max_topk": MAX_TOPK}
 
     def video_hit(self, rank: int, row: int, score: float, truth: set[int]) -> dict:
         g = self.gallery
         playable = 0 <= row < len(g.video_paths) and is_video_file(g.video_paths[row])
+        # start/end: a moment gallery's row is [start, end] seconds of its video; null for whole videos
+        start, end = g.spans[row].tolist() if g.spans is not None and 0 <= row < len(g.spans) else (None, None)
         return {"rank": rank, "id": g.video_ids[row], "score": score, "row": row, "caption": g.first_caption(row),
-                "video_url": f"/video/{row}" if playable else None,
+                "start": start, "end": end, "video_url": f"/video/{row}" if playable else None,
                 "thumb_url": f"/thumb/{row}.jpg" if playable else None, "truth": row in truth}
 
     def caption_hit(self, rank: int, row: int, score: float, truth_video: int | None) -> dict:
@@ -125,7 +130,9 @@ class SearchService:
     def _thumb(self, row: int) -> bytes:
         self.videos.check(self.gallery.video_paths[row])  # only a video file is opened for a thumbnail
         with self.lock:
-            frames = thumbnails(self.pipeline.encoder.decoder, self.gallery.video_paths[row], self.thumb_frames)
+            span = tuple(self.gallery.spans[row].tolist()) if self.gallery.spans is not None else None
+            frames = thumbnails(self.pipeline.encoder.decoder, self.gallery.video_paths[row], self.thumb_frames,
+                                span=span)
         strip = Image.new("RGB", (sum(f.width for f in frames), max(f.height for f in frames)))
         x = 0
         for frame in frames:

@@ -10,6 +10,7 @@ from vop.data.split import Split
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.html import Hit, QueryView, thumbnails
 from vop.retrieval.index import TorchIndex
+from vop.retrieval.moments import moment_truth
 from vop.retrieval.pipeline import RetrievalResult
 
 
@@ -17,16 +18,26 @@ def result_view(result: RetrievalResult, gallery: Gallery, decoder: Decoder, thu
     """Ground truth: for a text, the videos it captions in the gallery (exact match); for a video file,
     the captions of the gallery video with the same path."""
     if result.mode == "t2v":
-        truth = {gallery.caption_video[i] for i, c in enumerate(gallery.captions) if c == result.query}
+        truth = truth_rows(gallery, result.query)
+        spans = result.spans or [None] * len(result.rows)
         # A ModelScope gallery knows a video's path only where the dataset's videos are present.
-        hits = [Hit(vid, s, thumbnails(decoder, gallery.video_paths[r], thumb_frames) if gallery.video_paths[r]
-                    else [], r in truth, gallery.video_paths[r], gallery.first_caption(r))
-                for vid, s, r in zip(result.ids, result.scores, result.rows)]
+        hits = [Hit(vid, s, thumbnails(decoder, gallery.video_paths[r], thumb_frames, span=span)
+                    if gallery.video_paths[r] else [], r in truth, gallery.video_paths[r], gallery.first_caption(r),
+                    span) for vid, s, r, span in zip(result.ids, result.scores, result.rows, spans)]
         return QueryView(result.query, "t2v", hits)
     same = [i for i, p in enumerate(gallery.video_paths) if p and Path(p).resolve() == Path(result.query).resolve()]
     hits = [Hit(text, s, [], gallery.caption_video[r] in same, path) for text, s, r, path in
             zip(result.ids, result.scores, result.rows, result.video_paths)]
     return QueryView(result.query, "v2t", hits, thumbnails(decoder, result.query, thumb_frames))
+
+
+def truth_rows(gallery: Gallery, caption: str) -> set[int]:
+    """The rows a gallery caption given as the query describes: its videos; in a moment gallery every moment
+    of its video, or where the caption has a ground-truth span, those overlapping it by a temporal IoU >= 0.5."""
+    captions = [i for i, c in enumerate(gallery.captions) if c == caption and gallery.caption_video[i] >= 0]
+    if gallery.spans is None:
+        return {gallery.caption_video[i] for i in captions}
+    return set().union(*(moment_truth(gallery, i) for i in captions)) if captions else set()
 
 
 def example_views(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, decoder: Decoder, count: int,

@@ -31,10 +31,11 @@ VARIANTS = ("vop_p", "vop_c", "vop_f", "vop_fp", "vop_fc")
 # value), and the keys data/_base.yaml gave every dataset, which must hold the value the code used
 # when a dataset file did not set them (`cfg.data.get("hflip", 0.5)`, `data.get("shuffle_group", 1)`),
 # and X-Pool's rate, which method/_base.yaml names once (the 3e-5 every method file wrote); the
-# post-processing keys, whose default (none) is what every run did before them.
+# post-processing keys, whose default (none) is what every run did before them; DiDeMo's and ActivityNet's
+# `queries`, whose default (paragraphs) is the protocol every run used before moment queries.
 ANY = object()
 NEW_KEYS = {"data.lr_new": ANY, "data.hflip": 0.5, "data.shuffle_group": 1, "method.lr_xpool": 3.0e-5,
-            "trainer.postprocess": [], "trainer.bank_captions": ANY}
+            "trainer.postprocess": [], "trainer.bank_captions": ANY, "data.splits.queries": "paragraphs"}
 # Keys a newer layout removes, allowed only where they repeated another key: VoP's tuner took its
 # name from `method.name` (the method is now named once).
 RETIRED_KEYS = {"method.tuner.name": "method.name"}

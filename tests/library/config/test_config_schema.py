@@ -33,7 +33,7 @@ def test_every_command_method_dataset_model_and_decoder_composition_passes(tmp_p
         check_config(compose_cfg("train", [f"model={model}", f"decoder={decoder}"], tmp_path))
 
 
-@pytest.mark.parametrize("script", ["bench", "build_frame_cache", "convert_openai", "export_hf", "param_table", "tools"])
+@pytest.mark.parametrize("script", ["bench", "bench_build", "build_frame_cache", "convert_openai", "export_hf", "param_table", "tools"])
 def test_every_script_config_passes(script, tmp_path):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         check_config(compose(config_name=script))

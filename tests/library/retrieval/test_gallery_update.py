@@ -38,13 +38,13 @@ def run(tmp: Path, data: Path, overrides: list[str]) -> Gallery:
 def counting(monkeypatch) -> list[str]:
     """The names of the video files the encoder decodes from now on."""
     names: list[str] = []
-    real = Encoder.encode_readable_videos
+    real = Encoder.encode_readable_chunks
 
-    def encode(self, split, rows=None, progress=False):
-        names.extend(Path(split.video_paths[i]).name for i in (rows if rows is not None else range(split.num_videos)))
-        return real(self, split, rows)
+    def encode(self, split, chunks, progress=False):
+        names.extend(Path(split.video_paths[i]).name for rows in chunks for i in rows)
+        return real(self, split, chunks, progress)
 
-    monkeypatch.setattr(Encoder, "encode_readable_videos", encode)
+    monkeypatch.setattr(Encoder, "encode_readable_chunks", encode)
     return names
 
 

@@ -104,8 +104,10 @@ def test_the_header_is_checked_before_the_contents(built, tmp_path, monkeypatch)
     opened = []
     monkeypatch.setattr(gallery_module, "safe_open", lambda *a, **k: opened.append(a) or (_ for _ in ()).throw(
         AssertionError("tensors read before the header was checked")))
-    with pytest.raises(InputError, match="format vop-gallery-3, written by a newer vop.*upgrade"):
-        Gallery.load(rewrite(built, tmp_path / "newer.safetensors", "vop-gallery-3"))
+    with pytest.raises(InputError, match="format vop-gallery-4, written by a newer vop.*upgrade"):
+        Gallery.load(rewrite(built, tmp_path / "newer.safetensors", "vop-gallery-4"))
+    with pytest.raises(InputError, match="holds tensors.*its format holds.*spans"):  # moments without their spans
+        Gallery.load(rewrite(built, tmp_path / "v3.safetensors", "vop-gallery-3"))
     with pytest.raises(InputError, match="holds tensors.*its format holds"):
         Gallery.load(rewrite(built, tmp_path / "v1.safetensors", FORMAT))  # format 1 with frames
     with pytest.raises(InputError, match="holds tensors.*its format holds"):

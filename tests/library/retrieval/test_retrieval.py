@@ -101,25 +101,24 @@ def test_build_resumes_from_finished_chunks(trained, built, tmp_path, monkeypatc
     cfg, _, _ = trained
     encoder = Encoder.from_run(cfg.paths.output_dir)
     split = load_splits(encoder.cfg, "test")["test"]
-    calls = []
-    real = Encoder.encode_readable_videos
+    real = Encoder.encode_readable_chunks
 
-    def interrupted(self, split, rows=None, progress=False):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(rows)
-        return real(self, split, rows)
+    def interrupted(self, split, chunks, progress=False):
+        for done, chunk in enumerate(real(self, split, chunks, progress)):
+            if done == 2:
+                raise KeyboardInterrupt
+            yield chunk
 
     path = tmp_path / "g.safetensors"
-    monkeypatch.setattr(Encoder, "encode_readable_videos", interrupted)
+    monkeypatch.setattr(Encoder, "encode_readable_chunks", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_gallery(encoder, split, path, chunk_videos=5, progress=False)
     assert len(list((tmp_path / "g.safetensors.parts").iterdir())) == 2 and not path.exists()
-    calls.clear()
-    monkeypatch.setattr(Encoder, "encode_readable_videos", lambda self, s, rows=None, progress=False:
-                        calls.append(rows) or real(self, s, rows))
+    calls = []
+    monkeypatch.setattr(Encoder, "encode_readable_chunks", lambda self, s, chunks, progress=False:
+                        calls.append(chunks) or real(self, s, chunks, progress))
     resumed = build_gallery(encoder, split, path, chunk_videos=5, progress=False)
-    assert calls == [range(10, 15), range(15, 16)]  # 16 videos: chunks 0-5, 5-10 were reused
+    assert calls == [[range(10, 15), range(15, 16)]]  # 16 videos: chunks 0-5, 5-10 were reused
     assert torch.allclose(resumed.video_emb, Gallery.load(built).video_emb, atol=1e-6)
     assert not (tmp_path / "g.safetensors.parts").exists()
 
@@ -210,10 +209,10 @@ def test_a_full_disk_during_a_build_says_what_was_kept_and_the_rebuild_reuses_it
                             "them", str(err.value)), str(err.value)
         grow(folder, 1024)
         calls = []
-        real = Encoder.encode_readable_videos
-        monkeypatch.setattr(Encoder, "encode_readable_videos", lambda self, s, rows=None, progress=False:
-                            calls.append(rows) or real(self, s, rows))
+        real = Encoder.encode_readable_chunks
+        monkeypatch.setattr(Encoder, "encode_readable_chunks", lambda self, s, chunks, progress=False:
+                            calls.append(chunks) or real(self, s, chunks, progress))
         gallery = build_gallery(encoder, split, path, chunk_videos=5, progress=False)
-        assert calls == [range(10, 15), range(15, 16)]  # 16 videos in 4 chunks; the first two were kept
+        assert calls == [[range(10, 15), range(15, 16)]]  # 16 videos in 4 chunks; the first two were kept
         assert torch.allclose(gallery.video_emb, Gallery.load(built).video_emb, atol=1e-6)
         assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~umask())

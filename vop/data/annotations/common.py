@@ -196,6 +196,15 @@ def annotation_and_video_dirs(root: str | Path, annotation_dir: str | Path | Non
     return ann, videos
 
 
+QUERIES = ("paragraphs", "moments")  # DiDeMo, ActivityNet: a video's sentences joined, or each with its span
+
+
+def check_queries(queries: str, dataset: str) -> None:
+    if queries not in QUERIES:
+        raise AnnotationError(f"{dataset}: data.splits.queries={queries!r}; use paragraphs (one query per video, its "
+                              "sentences joined) or moments (each sentence a query with its time span)")
+
+
 def paragraph(sentences: list[str]) -> str:
     """Join a video's sentences into one query, as the paragraph-retrieval protocol does."""
     return " ".join(s.strip() for s in sentences if s and s.strip())

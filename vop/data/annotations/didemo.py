@@ -4,12 +4,16 @@
 video (one per described moment); the query is a video's descriptions joined with spaces in file
 order, over the whole video. An optional `{split}_list.txt` (one video file name per line)
 restricts a split to the videos listed, as peers do for the videos they could download.
+With `queries="moments"` each description is its own query with the moment it describes
+(`Split.caption_spans`, seconds: the span most annotators gave, the first of equals; every annotator's
+span in `info["annotator_times"]`), for moment retrieval (docs/retrieval.md).
 `load_didemo_moments` reads the same files entry by entry with each annotator's moment (`times`), for
 moment localisation (vop/metrics/moments.py).
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from vop.data.annotations.common import (
     AnnotationError,
     VideoFinder,
     annotation_and_video_dirs,
+    check_queries,
     grouped_split,
     paragraph,
     read_json,
@@ -26,6 +31,7 @@ from vop.data.annotations.common import (
 from vop.data.split import Split
 
 SEGMENTS = 6  # 5-second segments per video: a moment is (first, last) with 0 <= first <= last < 6
+SECONDS = 5.0
 
 DATASET = "DiDeMo"
 SOURCE = "the DiDeMo annotations (github.com/LisaAnne/LocalizingMoments, folder data/)"
@@ -43,25 +49,51 @@ def load_didemo(
     annotation_dir: str | Path | None = None,
     video_dir: str | Path | None = None,
     splits: tuple[str, ...] = ("train", "val", "test"),
+    queries: str = "paragraphs",
 ) -> dict[str, Split]:
-    """Return {"train", "val", "test"}: one paragraph per video, videos restricted by `{split}_list.txt` if present."""
+    """Return {"train", "val", "test"}: one paragraph per video (queries="paragraphs") or one query per
+    described moment (queries="moments"), videos restricted by `{split}_list.txt` if present."""
+    check_queries(queries, DATASET)
     ann, videos = annotation_and_video_dirs(root, annotation_dir, video_dir, DATASET, LAYOUT)
     finder = VideoFinder(videos)
-    return {name: _split(name, ann, finder) for name in splits}
+    return {name: _split(name, ann, finder, queries) for name in splits}
 
 
-def _split(name: str, ann: Path, finder: VideoFinder) -> Split:
+def _split(name: str, ann: Path, finder: VideoFinder, queries: str = "paragraphs") -> Split:
     path = require_file(ann / f"{name}_data.json", f"the {name} split of {SOURCE}", DATASET, LAYOUT)
-    sentences = _sentences_by_video(path)
     list_path = ann / f"{name}_list.txt"
+    keep = None
     if list_path.is_file():
         keep = {line.strip() for line in read_text(list_path, DATASET).splitlines() if line.strip()}
+    restricted = str(list_path) if keep is not None else None
+    if queries == "moments":
+        return _moment_split(name, path, finder, keep, restricted)
+    sentences = _sentences_by_video(path)
+    if keep is not None:
         sentences = {video: s for video, s in sentences.items() if video in keep}
     captions = {video: [paragraph(s)] for video, s in sentences.items()}
     paths = {video: _find(finder, video) for video in captions}
-    info = {"dataset": "didemo", "captions_from": str(path), "paragraphs": True,
-            "restricted_by": str(list_path) if list_path.is_file() else None}
+    info = {"dataset": "didemo", "captions_from": str(path), "paragraphs": True, "restricted_by": restricted}
     return grouped_split(name, captions, paths, info)
+
+
+def _moment_split(name: str, path: Path, finder: VideoFinder, keep: set[str] | None, restricted: str | None
+                  ) -> Split:
+    """One query per entry (description), its span the one most annotators gave, in seconds."""
+    moments = [m for m in load_didemo_moments(path) if keep is None or m.video in keep]
+    videos = list(dict.fromkeys(m.video for m in moments))
+    row = {video: i for i, video in enumerate(videos)}
+    info = {"dataset": "didemo", "captions_from": str(path), "paragraphs": False, "restricted_by": restricted,
+            "annotator_times": [[list(t) for t in m.times] for m in moments]}
+    return Split(name, videos, [_find(finder, v) for v in videos], [m.description for m in moments],
+                 [row[m.video] for m in moments], info, caption_spans=[agreed_seconds(m.times) for m in moments])
+
+
+def agreed_seconds(times: tuple[tuple[int, int], ...]) -> tuple[float, float]:
+    """The span most annotators gave (the first given of equally common ones), in seconds: segment i is
+    [5 i, 5 (i + 1))."""
+    first, last = Counter(times).most_common(1)[0][0]
+    return SECONDS * first, SECONDS * (last + 1)
 
 
 def _sentences_by_video(path: Path) -> dict[str, list[str]]:

@@ -87,3 +87,13 @@ def read_frames(
     Raises VideoDecodeError (naming `path`) for unreadable files and videos with 0 frames.
     """
     return decoder.read(path, count, mode, rng)
+
+
+def read_window(decoder: Decoder, path: str | Path, window, count: int, mode: str,
+                rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Sample `count` frames within `window` (a vop.data.windows.Window: frames [first, stop)) as
+    `frame_indices` samples a whole video, and decode only those -> uint8 [count, H, W, 3]."""
+    if window.stop <= window.first:
+        raise VideoDecodeError(path, f"its window [{window.first}, {window.stop}) holds no frame")
+    indices = window.first + sample_indices(path, window.stop - window.first, count, mode, rng)  # [count]
+    return decoder.decode(path, indices)

@@ -21,6 +21,11 @@ async function call(url, options) {
   return body;
 }
 
+function clock(seconds) {  // 75.5 -> "1:15.5"
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}:${(seconds - 60 * minutes).toFixed(1).padStart(4, "0")}`;
+}
+
 function card(hit, onSimilar) {
   const box = el("article", {class: "card" + (hit.truth ? " truth" : ""), "data-rank": hit.rank});
   const head = el("div", {class: "head"});
@@ -30,7 +35,11 @@ function card(hit, onSimilar) {
   if (hit.truth) box.append(el("span", {class: "badge"}, "ground truth"));
   if (hit.caption) box.append(el("p", {class: "caption"}, hit.caption));
   if (hit.thumb_url) box.append(el("img", {class: "strip", src: hit.thumb_url, alt: `frames of ${hit.id}`, loading: "lazy"}));
-  if (hit.video_url) box.append(el("video", {src: hit.video_url, controls: "", preload: "metadata"}));
+  const moment = hit.start !== null && hit.start !== undefined;
+  if (moment) box.append(el("p", {class: "span"}, `${clock(hit.start)} - ${clock(hit.end)}`));
+  // A moment plays from its start (media fragment #t=start,end: the browser seeks there and pauses at its end).
+  const src = moment && hit.video_url ? `${hit.video_url}#t=${hit.start},${hit.end}` : hit.video_url;
+  if (hit.video_url) box.append(el("video", {src: src, controls: "", preload: "metadata"}));
   if (hit.row !== null && hit.row !== undefined) {
     const button = el("button", {type: "button", class: "similar"}, "similar");
     button.addEventListener("click", () => onSimilar(hit.row));
@@ -116,7 +125,8 @@ drop.addEventListener("drop", (event) => {
 (async () => {
   try {
     const health = await call("/api/health");
-    $("gallery").textContent = `${health.videos} videos, ${health.captions} captions; ` +
+    const rows = health.moments ? `${health.videos} moments` : `${health.videos} videos`;  // a moment gallery's rows
+    $("gallery").textContent = `${rows}, ${health.captions} captions; ` +
       `model ${health.encoder.model}, method ${health.encoder.method}`;
     $("k").max = health.max_topk;
     if (!$("k").value) $("k").value = health.topk;
