@@ -25,7 +25,7 @@ from vop.retrieval.gallery import Gallery, build_gallery, check_gallery_folder
 from vop.retrieval.gallery_shards import Manifest, build_shards, load_gallery
 from vop.retrieval.gallery_update import update_gallery
 from vop.retrieval.html import write_page
-from vop.retrieval.moment_eval import evaluate_moments
+from vop.retrieval.moment_eval import evaluate_localisation, evaluate_moments
 from vop.data.shots import require_scenedetect
 from vop.retrieval.moments import check_moment_options, moment_split
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
@@ -45,15 +45,17 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery | Manifest 
     Returns the gallery, or the manifest (rank 0; None on the other ranks)."""
     check_gallery_folder(cfg.gallery)
     window, stride, shots = moment_options(cfg)
+    didemo = cfg.moments.split == "didemo"
     env = join_build_group(cfg)
     cfg, encoder = command_encoder(cfg, overrides)
     with distributed.main_first():  # rank 0 may write the synthetic dataset that the others then read
         split = listed_split(cfg)
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
-    if window is not None or shots is not None:  # each window (shot) of a video is a row: vop/retrieval/moments.py
-        split = moment_split(split, encoder.decoder, window, stride, shots)
-        log.info("moments: %d %s", split.num_videos, f"windows of {window:g} s every {stride:g} s" if shots is None
+    if window is not None or shots is not None or didemo:  # each window (shot) of a video is a row: retrieval/moments.py
+        split = moment_split(split, encoder.decoder, window, stride, shots, didemo)
+        log.info("moments: %d %s", split.num_videos, "DiDeMo candidate moments" if didemo else
+                 f"windows of {window:g} s every {stride:g} s" if shots is None
                  else "shots" + (f" (cut into windows of {window:g} s every {stride:g} s)" if window else ""))
     options = {"chunk_videos": cfg.chunk_videos, "progress": cfg.trainer.progress and env.is_main,
                "max_bad_fraction": cfg.max_bad_fraction, "strict": cfg.strict}
@@ -126,6 +128,9 @@ def moment_options(cfg: DictConfig) -> tuple[float | None, float | None, float |
     if window is not None and stride is None:
         stride = window / 2
     check_moment_options(window, stride)
+    if cfg.moments.split == "didemo" and window is not None:
+        raise InputError(f"moments.split=didemo makes DiDeMo's 21 candidate moments of each video: leave out "
+                         f"moments.window={window}")
     if cfg.moments.split != "shots":
         return window, stride, None
     require_scenedetect()
@@ -191,7 +196,14 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
           "random order)")
     for name, value in metrics.items():
         print(f"vcmr/{name} {value:.2f} (chance {chance[name]:.2f})")
-    return {f"vcmr/{k}": v for k, v in metrics.items()}
+    out = {f"vcmr/{k}": v for k, v in metrics.items()}
+    if (gallery.moments or {}).get("split") == "didemo":  # DiDeMo's candidates: localisation in the caption's video
+        local, chance = evaluate_localisation(gallery)
+        print("DiDeMo moment localisation (its authors' Rank@1, Rank@5, mIoU; chance: random candidate orders)")
+        for name, value in local.items():
+            print(f"didemo/{name} {value:.2f} (chance {chance[name]:.2f})")
+        out.update({f"didemo/{k}": v for k, v in local.items()})
+    return out
 
 
 ACTIONS = {"build": build, "update": update, "query": query, "serve": serve, "evaluate": evaluate}

@@ -183,7 +183,7 @@ class Moments:
     """retrieve.py: windows of long videos as gallery rows (build), and how a query's moments are merged."""
     window: float | None = key(low=0.0)   # seconds per window; null: one row per whole video
     stride: float | None = key(low=0.0)   # seconds between window starts; null: half the window
-    split: str = key(choices=("windows", "shots"))  # shots: PySceneDetect's shots as rows (window: cut longer ones)
+    split: str = key(choices=("windows", "shots", "didemo"))  # shots: PySceneDetect's shots as rows (window: cut longer ones)
     shot_threshold: float = key(low=0.0)  # moments.split=shots: ContentDetector's threshold
     nms_iou: float = key(low=0.0, high=1.0)  # a moment overlapping a better one of its video this much is dropped
     per_video: int = key(low=1)           # at most this many moments of one video per query

@@ -46,7 +46,8 @@ def checked_train_split(split: Split) -> Split:
                     split.video_ids[split.caption_video[min(blank)]])
         split = Split(split.name, split.video_ids, split.video_paths, [split.captions[i] for i in keep],
                       [split.caption_video[i] for i in keep], {**split.info, "empty_captions_skipped": len(blank)},
-                      None if split.caption_spans is None else [split.caption_spans[i] for i in keep], split.windows)
+                      None if split.caption_spans is None else [split.caption_spans[i] for i in keep], split.windows,
+                      None if split.caption_times is None else [split.caption_times[i] for i in keep])
     if split.num_captions == 0:
         raise AnnotationError(f"the {split.name} split read from {_source(split)} has no (video, caption) pair to "
                               "train on")

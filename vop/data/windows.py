@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from vop.data.decode_error import VideoDecodeError
 from vop.data.video_header import UnreadableHeader
 from vop.data.video_timing import frame_rate
+from vop.metrics.moments import DIDEMO_MOMENTS, DIDEMO_SECONDS
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,22 @@ def window_frames(num_frames: int, fps: float, window: float, stride: float) -> 
     if starts[-1] != num_frames - size:
         starts.append(num_frames - size)  # the last window ends with the video
     return [(s, s + size) for s in starts]
+
+
+def didemo_windows(num_frames: int, fps: float) -> list[Window]:
+    """DiDeMo's candidate moments of a video (vop/metrics/moments.py DIDEMO_MOMENTS, in that order): every span of
+    whole 5-second segments, cut at the video's end; a span whose last segment starts at or after the end is
+    left out (a shorter video has fewer segments, as its annotations do)."""
+    if num_frames < 1 or fps <= 0:
+        raise ValueError(f"moments: a video needs frames and a frame rate, got {num_frames} frames at {fps} fps")
+    rows = []
+    for first, last in DIDEMO_MOMENTS:
+        if round(DIDEMO_SECONDS * last * fps) >= num_frames:
+            continue
+        a = round(DIDEMO_SECONDS * first * fps)
+        b = min(num_frames, round(DIDEMO_SECONDS * (last + 1) * fps))
+        rows.append(Window(a, b, a / fps, b / fps))
+    return rows
 
 
 def span_window(decoder, path, span: tuple[float, float]) -> Window:

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from typing import Sequence
 
@@ -100,3 +101,9 @@ def didemo_localisation(scores: Tensor, times: Sequence[Sequence[Sequence[int]]]
 def didemo_seconds(span: Sequence[int]) -> tuple[float, float]:
     """A DiDeMo (first, last) segment span in seconds: [5 * first, 5 * (last + 1))."""
     return DIDEMO_SECONDS * span[0], DIDEMO_SECONDS * (span[1] + 1)
+
+
+def didemo_segments(start: float, end: float) -> tuple[int, int]:
+    """The (first, last) segments of a span in seconds that starts on a segment and ends on one (or, cut at
+    a video's end, inside its last segment)."""
+    return round(start / DIDEMO_SECONDS), math.ceil(end / DIDEMO_SECONDS - 1e-6) - 1

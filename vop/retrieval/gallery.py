@@ -17,7 +17,8 @@ reuses the chunks already there (if the same encoder wrote them from the same fi
 it have none (and an older vop ignores the key).
 Format 3 is a moment gallery (vop/retrieval/moments.py): each row is a window of a video, `spans`
 [N, 2] holds its start and end seconds (ids and paths repeat per window), `info.moments` the window
-and stride, and `info.caption_spans` each caption's ground-truth span where the data set has one.
+and stride, and `info.caption_spans` each caption's ground-truth span where the data set has one
+(`info.caption_times`: every annotator's, DiDeMo).
 """
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ class Gallery:
     spans: torch.Tensor | None = None  # [N, 2] seconds: a moment gallery's rows are windows (format 3)
     moments: dict | None = None  # {"window": s, "stride": s} of a moment gallery
     caption_spans: list[list[float] | None] | None = None  # per caption its ground-truth [start, end] seconds
+    caption_times: list[list[list[float]] | None] | None = None  # per caption every annotator's [start, end] (DiDeMo)
     build_stamp: str | None = None  # a shard's: hash of what its build encoded (gallery_shards.py reuses it on a rerun)
 
     def save(self, path: str | Path) -> Path:
@@ -90,6 +92,8 @@ class Gallery:
             info["moments"] = self.moments or {}
             if self.caption_spans is not None:
                 info["caption_spans"] = self.caption_spans
+            if self.caption_times is not None:
+                info["caption_times"] = self.caption_times
         if self.build_stamp is not None:
             info["build_stamp"] = self.build_stamp
         tensors = {"video_emb": self.video_emb.contiguous(), "text_emb": self.text_emb.contiguous(),
@@ -134,7 +138,7 @@ class Gallery:
         return cls(tensors["video_emb"], tensors["text_emb"], info["video_ids"], info["video_paths"],
                    info["captions"], caption_video.tolist(), info["encoder"], info["config"], str(path),
                    tensors.get("frame_emb"), info.get("video_stats"), tensors.get("spans"), info.get("moments"),
-                   info.get("caption_spans"))
+                   info.get("caption_spans"), info.get("caption_times"))
 
     def encoder_config(self) -> DictConfig:
         """The encoder's config groups, read as values: rebuilt from the project's own groups."""
@@ -220,6 +224,11 @@ def check_spans(spans: torch.Tensor, info: dict, path: Path) -> None:
     if cap is not None and not (isinstance(cap, list) and len(cap) == len(info["captions"]) and all(
             s is None or (isinstance(s, list) and len(s) == 2 and all(map(seconds, s))) for s in cap)):
         raise InputError(f"gallery={path}: info.caption_spans must hold one [start, end] (or null) per caption")
+    times = info.get("caption_times")
+    if times is not None and not (isinstance(times, list) and len(times) == len(info["captions"]) and all(
+            t is None or (isinstance(t, list) and t and all(isinstance(s, list) and len(s) == 2 and all(map(seconds, s))
+                                                          for s in t)) for t in times)):
+        raise InputError(f"gallery={path}: info.caption_times must hold per caption a list of [start, end] (or null)")
 
 
 def _check_dtypes(path: Path, shapes: dict, expected: dict[str, tuple[str, ...]]) -> None:
@@ -404,8 +413,10 @@ def assemble_gallery(encoder: Encoder, split: Split, video_emb: torch.Tensor, st
         spans = [[w.start, w.end] if w is not None else [0.0, 0.0] for w in split.windows]
         caption_spans = None if split.caption_spans is None else [
             None if s is None else [float(s[0]), float(s[1])] for s in split.caption_spans]
+        caption_times = None if split.caption_times is None else [
+            None if t is None else [[float(a), float(b)] for a, b in t] for t in split.caption_times]
         moments = dict(spans=torch.tensor(spans, dtype=torch.float32), moments=dict(split.info.get("moments", {})),
-                       caption_spans=caption_spans)
+                       caption_spans=caption_spans, caption_times=caption_times)
     return Gallery(video_emb, text_emb, list(split.video_ids), [str(p) for p in split.video_paths],
                    list(split.captions), list(split.caption_video), encoder.identity,
                    OmegaConf.to_container(encoder.cfg, resolve=True), frame_emb=frame_emb, video_stats=stats, **moments)

@@ -323,10 +323,13 @@ def concat_moments(parts: list[Gallery], manifest: Manifest) -> dict:
         raise InputError(f"gallery={manifest.path}: some of its shards are moment galleries and some are not")
     if parts[0].spans is None:
         return {}
-    timed = any(p.caption_spans is not None for p in parts)
+    def joined(key: str) -> list | None:  # per caption lists of the shards, None where no shard has one
+        if all(getattr(p, key) is None for p in parts):
+            return None
+        return [s for p in parts for s in (getattr(p, key) or [None] * len(p.captions))]
+
     return {"spans": torch.cat([p.spans for p in parts]), "moments": parts[0].moments,
-            "caption_spans": [s for p in parts for s in (p.caption_spans or [None] * len(p.captions))] if timed
-            else None}
+            "caption_spans": joined("caption_spans"), "caption_times": joined("caption_times")}
 
 
 # ------------------------------------------------------------------ building
@@ -419,8 +422,18 @@ def split_gallery(gallery: Gallery, total: int) -> list[Gallery]:
             [gallery.caption_video[c] - rows.start if gallery.caption_video[c] >= 0 else -1 for c in caps],
             gallery.encoder, gallery.config,
             frame_emb=None if gallery.frame_emb is None else gallery.frame_emb[rows.start:rows.stop].clone(),
-            video_stats=None if gallery.video_stats is None else gallery.video_stats[rows.start:rows.stop]))
+            video_stats=None if gallery.video_stats is None else gallery.video_stats[rows.start:rows.stop],
+            **split_moments(gallery, rows, caps)))
     return parts
+
+
+def split_moments(gallery: Gallery, rows: range, caps: list[int]) -> dict:
+    """A moment gallery's spans of `rows` and its caption spans and times of `caps`; nothing for whole videos."""
+    if gallery.spans is None:
+        return {}
+    pick = lambda values: None if values is None else [values[c] for c in caps]  # noqa: E731
+    return {"spans": gallery.spans[rows.start:rows.stop].clone(), "moments": gallery.moments,
+            "caption_spans": pick(gallery.caption_spans), "caption_times": pick(gallery.caption_times)}
 
 
 def save_sharded(gallery: Gallery, path: str | Path, total: int) -> Manifest:

@@ -8,6 +8,11 @@ the caption's video with temporal IoU >= 0.5 / 0.7.
 Chance is what a uniformly random order of the gallery's moments scores (before NMS): with N
 moments of which h are hits for a caption, R@k by chance is 1 - C(N - h, k) / C(N, k), averaged
 over the captions.
+
+A gallery of DiDeMo's candidate moments (`moments.split=didemo`, captions with every annotator's span)
+is also scored for moment localisation in the caption's own video, as DiDeMo's authors define it
+(`didemo_localisation`: Rank@1, Rank@5, mIoU); a candidate a short video lacks scores below every other,
+and chance is the mean of CHANCE_DRAWS random orders of the candidates there are.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import math
 import torch
 
 from vop.errors import InputError
-from vop.metrics.moments import VCMR_IOUS, VCMR_KS, temporal_iou, vcmr_recall
+from vop.metrics.moments import (DIDEMO_MOMENTS, VCMR_IOUS, VCMR_KS, didemo_localisation, didemo_segments,
+                                 temporal_iou, vcmr_recall)
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.moments import check_nms, rank_moments, video_numbers
 
@@ -71,3 +77,38 @@ def evaluate_moments(gallery: Gallery, nms_iou: float = 0.5, per_video: int | No
     chance = {f"R@{k}_IoU{t}": chance_recall((same & (overlap >= t)).sum(1), len(numbers), k)
               for t in ious for k in ks}
     return metrics, chance
+
+
+CHANCE_DRAWS = 20
+
+
+def localisation_scores(gallery: Gallery) -> tuple[torch.Tensor, list[list[tuple[int, int]]]]:
+    """Per caption with annotator spans: its scores [Q, 21] of its own video's DiDeMo candidates (-inf where
+    the video lacks one) and the annotators' (first, last) segments."""
+    where = f"gallery={gallery.source}"
+    if gallery.spans is None or (gallery.moments or {}).get("split") != "didemo":
+        raise InputError(f"{where}: localisation needs a gallery of DiDeMo's candidate moments (retrieve.py "
+                         "action=build data=didemo data.splits.queries=moments moments.split=didemo)")
+    times = gallery.caption_times or []
+    queries = [c for c, t in enumerate(times) if t and gallery.caption_video[c] >= 0]
+    if not queries:
+        raise InputError(f"{where} has no caption with annotator spans (info.caption_times): build it from "
+                         "data=didemo data.splits.queries=moments")
+    candidate = {m: i for i, m in enumerate(DIDEMO_MOMENTS)}
+    scores = torch.full((len(queries), len(DIDEMO_MOMENTS)), float("-inf"))
+    for q, c in enumerate(queries):
+        owner = gallery.caption_video[c]
+        rows = gallery.video_rows[(gallery.video_ids[owner], gallery.video_paths[owner])]
+        columns = [candidate[didemo_segments(*gallery.spans[r].tolist())] for r in rows]
+        scores[q, columns] = gallery.text_emb[c] @ gallery.video_emb[rows].T
+    return scores, [[didemo_segments(*span) for span in times[c]] for c in queries]
+
+
+def evaluate_localisation(gallery: Gallery) -> tuple[dict[str, float], dict[str, float]]:
+    """(metrics, chance) of DiDeMo's moment localisation over `gallery`: Rank@1, Rank@5, mIoU in percent."""
+    scores, times = localisation_scores(gallery)
+    metrics = didemo_localisation(scores, times)
+    gen = torch.Generator().manual_seed(0)
+    draws = [didemo_localisation(torch.where(scores.isinf(), scores, torch.rand(scores.shape, generator=gen)), times)
+             for _ in range(CHANCE_DRAWS)]
+    return metrics, {k: sum(d[k] for d in draws) / CHANCE_DRAWS for k in metrics}

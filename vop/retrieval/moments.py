@@ -20,7 +20,7 @@ from vop.data.shots import shot_frames
 from vop.data.split import Split
 from vop.data.video_header import UnreadableHeader
 from vop.data.video_timing import frame_rate
-from vop.data.windows import Window, plan_windows, shot_windows
+from vop.data.windows import Window, didemo_windows, plan_windows, shot_windows
 from vop.errors import InputError
 from vop.metrics.moments import temporal_iou
 
@@ -40,12 +40,14 @@ def check_moment_options(window: float | None, stride: float | None) -> None:
                              "moments.stride=2 (moments.window=null: whole videos)")
 
 
-def video_windows(decoder: Decoder, path, window: float | None, stride: float | None, shots: float | None = None
-                  ) -> list[Window]:
+def video_windows(decoder: Decoder, path, window: float | None, stride: float | None, shots: float | None = None,
+                  didemo: bool = False) -> list[Window]:
     """The windows of the video at `path` (`shots`: a PySceneDetect threshold, the shots, each cut into windows
     where longer than `window`); [NO_WINDOW] (one row the build then counts as unreadable) when its frame
     count or frame rate cannot be read."""
     try:
+        if didemo:  # DiDeMo's 21 candidates: spans of whole 5-second segments
+            return didemo_windows(decoder.num_frames(path), frame_rate(path))
         if shots is not None:
             return shot_windows(shot_frames(path, shots), decoder.num_frames(path), frame_rate(path), window, stride)
         return plan_windows(decoder.num_frames(path), frame_rate(path), window, stride)
@@ -55,13 +57,13 @@ def video_windows(decoder: Decoder, path, window: float | None, stride: float | 
 
 
 def moment_split(split: Split, decoder: Decoder, window: float | None, stride: float | None,
-                 shots: float | None = None) -> Split:
-    """`split` with one row per window (or shot: `shots`, a PySceneDetect threshold) of each video (module
-    docstring)."""
+                 shots: float | None = None, didemo: bool = False) -> Split:
+    """`split` with one row per window (or shot: `shots`, a PySceneDetect threshold; or DiDeMo's candidate
+    moment: `didemo`) of each video (module docstring)."""
     ids, paths, windows, first_row = [], [], [], []
     for vid, path in zip(split.video_ids, split.video_paths):
         first_row.append(len(ids))
-        for w in video_windows(decoder, path, window, stride, shots):
+        for w in video_windows(decoder, path, window, stride, shots, didemo):
             ids.append(vid)
             paths.append(path)
             windows.append(w)
@@ -75,8 +77,8 @@ def moment_split(split: Split, decoder: Decoder, window: float | None, stride: f
             continue
         spans = torch.tensor([[windows[r].start, windows[r].end] for r in rows])  # [n, 2]
         links.append(rows[int(temporal_iou(spans, torch.tensor(span, dtype=spans.dtype)).argmax())])
-    info = {**split.info, "moments": {"window": window, "stride": stride,
-                                      **({"split": "shots", "shot_threshold": shots} if shots is not None else {})}}
+    kind = {"split": "shots", "shot_threshold": shots} if shots is not None else {"split": "didemo"} if didemo else {}
+    info = {**split.info, "moments": {"window": window, "stride": stride, **kind}}
     return replace(split, video_ids=ids, video_paths=paths, caption_video=links, info=info, windows=windows)
 
 

@@ -30,7 +30,7 @@ def test_didemo_moments_one_query_per_description(tmp_path: Path, real_annotatio
         entry = raw[i]
         assert split.captions[i] == entry["description"]
         assert split.video_ids[split.caption_video[i]] == entry["video"]
-        assert split.info["annotator_times"][i] == entry["times"]
+        assert split.caption_times[i] == [(5.0 * a, 5.0 * (b + 1)) for a, b in entry["times"]]
         # the span most annotators gave, segments of 5 s: [1, 1] is seconds 5-10
         first, last = max(entry["times"], key=entry["times"].count)
         assert split.caption_spans[i] == (5.0 * first, 5.0 * (last + 1))

@@ -6,7 +6,7 @@ order, over the whole video. An optional `{split}_list.txt` (one video file name
 restricts a split to the videos listed, as peers do for the videos they could download.
 With `queries="moments"` each description is its own query with the moment it describes
 (`Split.caption_spans`, seconds: the span most annotators gave, the first of equals; every annotator's
-span in `info["annotator_times"]`), for moment retrieval (docs/retrieval.md).
+span in `Split.caption_times`), for moment retrieval (docs/retrieval.md).
 `load_didemo_moments` reads the same files entry by entry with each annotator's moment (`times`), for
 moment localisation (vop/metrics/moments.py).
 """
@@ -83,17 +83,21 @@ def _moment_split(name: str, path: Path, finder: VideoFinder, keep: set[str] | N
     moments = [m for m in load_didemo_moments(path) if keep is None or m.video in keep]
     videos = list(dict.fromkeys(m.video for m in moments))
     row = {video: i for i, video in enumerate(videos)}
-    info = {"dataset": "didemo", "captions_from": str(path), "paragraphs": False, "restricted_by": restricted,
-            "annotator_times": [[list(t) for t in m.times] for m in moments]}
+    info = {"dataset": "didemo", "captions_from": str(path), "paragraphs": False, "restricted_by": restricted}
     return Split(name, videos, [_find(finder, v) for v in videos], [m.description for m in moments],
-                 [row[m.video] for m in moments], info, caption_spans=[agreed_seconds(m.times) for m in moments])
+                 [row[m.video] for m in moments], info, caption_spans=[agreed_seconds(m.times) for m in moments],
+                 caption_times=[[segment_seconds(t) for t in m.times] for m in moments])
 
 
 def agreed_seconds(times: tuple[tuple[int, int], ...]) -> tuple[float, float]:
     """The span most annotators gave (the first given of equally common ones), in seconds: segment i is
     [5 i, 5 (i + 1))."""
-    first, last = Counter(times).most_common(1)[0][0]
-    return SECONDS * first, SECONDS * (last + 1)
+    return segment_seconds(Counter(times).most_common(1)[0][0])
+
+
+def segment_seconds(span: tuple[int, int]) -> tuple[float, float]:
+    """A (first, last) span of 5-second segments in seconds: [5 first, 5 (last + 1))."""
+    return SECONDS * span[0], SECONDS * (span[1] + 1)
 
 
 def _sentences_by_video(path: Path) -> dict[str, list[str]]:
