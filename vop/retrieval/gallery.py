@@ -240,14 +240,20 @@ def _check_dtypes(path: Path, shapes: dict, expected: dict[str, tuple[str, ...]]
             raise TensorFileError(f"{path}: tensor {name!r} is {shapes[name].dtype}, expected {'/'.join(dtypes)}")
 
 
-def _info(meta: dict, path: Path) -> dict:
-    """The gallery's `info` metadata: ids, paths and captions as lists of strings, the encoder."""
+def info_object(meta: dict, where: str) -> dict:
+    """A gallery's or manifest's metadata key `info`: a JSON object, else InputError starting with `where`."""
     try:
         info = json.loads(meta.get("info", ""))
     except json.JSONDecodeError as err:
-        raise InputError(f"gallery={path}: its metadata key `info` is not JSON ({err})") from None
+        raise InputError(f"{where} its metadata key `info` is not JSON ({err})") from None
     if not isinstance(info, dict):
-        raise InputError(f"gallery={path}: its metadata key `info` must be a JSON object")
+        raise InputError(f"{where} its metadata key `info` must be a JSON object")
+    return info
+
+
+def _info(meta: dict, path: Path) -> dict:
+    """The gallery's `info` metadata: ids, paths and captions as lists of strings, the encoder."""
+    info = info_object(meta, f"gallery={path}:")
     for key in ("video_ids", "video_paths", "captions"):
         value = info.get(key)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -43,7 +43,7 @@ from vop.engine import distributed
 from vop.errors import InputError, MissingFileError, UserError
 from vop.file_writes import save_tensors
 from vop.models.tensor_file import MAX_HEADER_BYTES, TensorFileError, read_header
-from vop.retrieval.gallery import FORMAT_PREFIX, Gallery, build_gallery, file_stats, window_key
+from vop.retrieval.gallery import FORMAT_PREFIX, Gallery, build_gallery, file_stats, info_object, window_key
 from vop.retrieval.query_encoder import Encoder
 
 log = logging.getLogger(__name__)
@@ -196,12 +196,7 @@ def read_manifest(path: str | Path) -> Manifest:
         raise InputError(f"gallery={path} is not a sharded gallery's manifest (its metadata has "
                          f"format={meta.get('format')}, expected {MANIFEST_FORMAT})")
     bad = f"gallery={path}: its manifest is malformed:"
-    try:
-        info = json.loads(meta.get("info", ""))
-    except json.JSONDecodeError as err:
-        raise InputError(f"{bad} its metadata key `info` is not JSON ({err})") from None
-    if not isinstance(info, dict):
-        raise InputError(f"{bad} `info` must be a JSON object")
+    info = info_object(meta, bad)
     for key in ("encoder", "config"):
         if not isinstance(info.get(key), dict):
             raise InputError(f"{bad} info.{key} must be a JSON object")
