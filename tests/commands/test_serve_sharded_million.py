@@ -12,7 +12,6 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.commands.test_serve import TINY, get, start_server, stop
 from tests.helpers import cli

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from functools import partial
 from pathlib import Path
 
 import torch
