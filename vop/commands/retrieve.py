@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from vop.config.check import check_config
+from vop.data.shots import require_scenedetect
 from vop.data.split import Split
 from vop.data.split_checks import checked_test_split
 from vop.engine import assembly, distributed
@@ -26,7 +27,6 @@ from vop.retrieval.gallery_shards import Manifest, build_shards, load_gallery
 from vop.retrieval.gallery_update import update_gallery
 from vop.retrieval.html import write_page
 from vop.retrieval.moment_eval import evaluate_localisation, evaluate_moments
-from vop.data.shots import require_scenedetect
 from vop.retrieval.moments import check_moment_options, moment_split
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.query_encoder import Encoder
