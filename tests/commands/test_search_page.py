@@ -106,3 +106,43 @@ def test_an_avi_result_plays_in_the_browser(browser, avi_gallery):  # noqa: F811
         assert browser.execute_script("return arguments[0].videoWidth", video) == 64
     finally:
         stop(proc)
+
+
+def test_a_moment_plays_from_its_start_and_stops_at_its_end(browser, tmp_path):
+    """A moment gallery's card shows the moment's span; its player starts at the moment, not at 0:00, and
+    stops at the moment's end (the media fragment #t=start,end)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.helpers import cli
+    from tests.library.retrieval.test_moments import LONG, MOMENTS
+
+    path = tmp_path / "long.safetensors"
+    proc = cli("retrieve.py", "action=build", f"gallery={path}", f"paths.data_dir={tmp_path / 'data'}",
+               "trainer.progress=false", *LONG, *MOMENTS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pipeline = RetrievalPipeline.from_gallery(path)
+    query = pipeline.gallery.captions[4]
+    top = pipeline(query, topk=1)
+    start, end = (float(v) for v in pipeline.gallery.spans[top.rows[0]].tolist())
+    assert start > 0  # a moment after the video's first: the player must seek
+    server, url = start_server(path, tmp_path / "data")
+    try:
+        wait = WebDriverWait(browser, WAIT_S)
+        browser.get(url)
+        wait.until(lambda b: "moments" in b.find_element(By.ID, "gallery").text)
+        box = browser.find_element(By.ID, "q")
+        box.clear()
+        box.send_keys(query, Keys.ENTER)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#results .card .span"))
+        first = browser.find_elements(By.CSS_SELECTOR, "#results .card")[0]
+        assert first.find_element(By.CLASS_NAME, "span").text == f"0:{start:04.1f} - 0:{end:04.1f}"
+        video = first.find_element(By.TAG_NAME, "video")
+        wait.until(lambda b: b.execute_script("return arguments[0].readyState", video) >= 1)
+        assert browser.execute_script("return arguments[0].currentTime", video) == pytest.approx(start, abs=0.15)
+        browser.execute_script("arguments[0].muted = true; arguments[0].play()", video)
+        wait.until(lambda b: b.execute_script("return arguments[0].paused && arguments[0].currentTime > 0", video))
+        assert browser.execute_script("return arguments[0].currentTime", video) == pytest.approx(end, abs=0.25)
+    finally:
+        stop(server)
