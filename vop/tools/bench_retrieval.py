@@ -55,7 +55,8 @@ def clustered(n: int, dim: int, clusters: int, seed: int) -> torch.Tensor:
     return out
 
 
-def single_query_ms(index, queries: torch.Tensor, k: int, repeats: int) -> float:
+def single_query_ms(index, queries: torch.Tensor, k: int, repeats: int = 3) -> float:
+    """Median over 16 queries of the best of `repeats` single-query searches, ms."""
     index.search(queries[:1], k)  # warm
     times = []
     for q in queries[:16]:

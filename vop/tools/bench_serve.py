@@ -33,7 +33,7 @@ import torch
 
 from vop import ROOT
 from vop.errors import ArgumentParser
-from vop.tools.bench_retrieval import clustered
+from vop.tools.bench_retrieval import clustered, single_query_ms
 from vop.retrieval.index import FaissIndex, TorchIndex
 from vop.retrieval.pipeline import RetrievalPipeline
 
@@ -105,19 +105,6 @@ def bench_server(gallery: Path, requests: int) -> None:
         print(f"  {name:<26}{p50:9.2f}{p95:9.2f}")
     print(f"  server overhead (HTTP p50 - in-process p50): {percentiles(one)[0] - percentiles(local)[0]:.2f} ms; "
           f"8 clients: {requests / wall:.1f} queries/s")
-
-
-def single_query_ms(index, queries: torch.Tensor, k: int, repeats: int = 3) -> float:
-    index.search(queries[:1], k)
-    times = []
-    for q in queries[:16]:
-        best = math.inf
-        for _ in range(repeats):
-            tic = time.perf_counter()
-            index.search(q[None], k)
-            best = min(best, (time.perf_counter() - tic) * 1000)
-        times.append(best)
-    return statistics.median(times)
 
 
 def recall(rows: torch.Tensor, exact: torch.Tensor) -> float:
