@@ -120,10 +120,15 @@ def check_nms(nms_iou: float, per_video: int) -> None:
 TRUTH_IOU = 0.5  # a moment is a caption's ground truth when it overlaps the caption's span this much
 
 
-def moment_truth(gallery, caption: int) -> set[int]:
-    """The rows of moment gallery `gallery` that caption `caption` describes: the moments of its video
-    overlapping its ground-truth span by TRUTH_IOU or more (every moment of the video without a span)."""
+def caption_truth(gallery, caption: int) -> set[int]:
+    """The rows of `gallery` that caption `caption` describes: its video (none for a caption of no video); in a
+    moment gallery the moments of its video overlapping its ground-truth span by TRUTH_IOU or more (every
+    moment of the video without a span)."""
     owner = gallery.caption_video[caption]
+    if owner < 0:
+        return set()
+    if gallery.spans is None:
+        return {owner}
     rows = gallery.video_rows[(gallery.video_ids[owner], gallery.video_paths[owner])]
     span = gallery.caption_spans[caption] if gallery.caption_spans is not None else None
     if span is None:

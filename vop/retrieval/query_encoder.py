@@ -146,16 +146,10 @@ class Encoder:
         return emb[index.argsort()]
 
     def _encode(self, batches, progress: bool, total: int | None = None) -> torch.Tensor:
-        embs, indices = [], []
         # A text-conditioned pooling (X-Pool) needs the frames [n, T, D]; every other method pools here.
-        for emb, index in encode_video_batches(self.model, batches, self.transform, self.device, self.dtype,
-                                               progress=progress, total=total if total is not None else len(batches),
-                                               per_frame=self.model.text_conditioned):
-            embs.append(emb.cpu())
-            indices.append(index)
-        if not embs:
-            return torch.zeros(0, self.model.clip.config.projection_dim)
-        return torch.cat(embs)[torch.cat(indices).argsort()]
+        return self._in_order([(emb.cpu(), index.cpu()) for emb, index in encode_video_batches(
+            self.model, batches, self.transform, self.device, self.dtype, progress=progress,
+            total=total if total is not None else len(batches), per_frame=self.model.text_conditioned)])
 
     def encode_video_file(self, path: str | Path) -> torch.Tensor:
         """One video file -> [1, D]; InputError naming the file when it cannot be decoded."""

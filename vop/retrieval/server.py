@@ -43,7 +43,7 @@ from vop.errors import ConfigError, UserError
 from vop.retrieval.browser_video import BrowserCopies
 from vop.retrieval.host_check import HostCheck, is_loopback, server_names
 from vop.retrieval.html import thumbnails
-from vop.retrieval.moments import moment_truth
+from vop.retrieval.moments import caption_truth
 from vop.retrieval.pipeline import RetrievalPipeline, RetrievalResult
 from vop.retrieval.request_log import RequestLog
 from vop.result_count import MAX_TOPK, topk_problem
@@ -69,9 +69,8 @@ class SearchService:
         # A gallery caption given as the query marks its videos as the ground truth: looked up, not scanned
         # (a moment gallery: the moments of its video that overlap its span, vop/retrieval/moments.py).
         self.videos_of_caption: dict[str, set[int]] = {}
-        for c, (text, video) in enumerate(zip(self.gallery.captions, self.gallery.caption_video)):
-            rows = moment_truth(self.gallery, c) if self.gallery.spans is not None and video >= 0 else {video}
-            self.videos_of_caption.setdefault(text, set()).update(rows)
+        for c, text in enumerate(self.gallery.captions):
+            self.videos_of_caption.setdefault(text, set()).update(caption_truth(self.gallery, c))
 
     def health(self) -> dict:
         g = self.gallery

@@ -10,7 +10,7 @@ from vop.data.split import Split
 from vop.retrieval.gallery import Gallery
 from vop.retrieval.html import Hit, QueryView, thumbnails
 from vop.retrieval.index import TorchIndex
-from vop.retrieval.moments import moment_truth
+from vop.retrieval.moments import caption_truth
 from vop.retrieval.pipeline import RetrievalResult
 
 
@@ -32,12 +32,8 @@ def result_view(result: RetrievalResult, gallery: Gallery, decoder: Decoder, thu
 
 
 def truth_rows(gallery: Gallery, caption: str) -> set[int]:
-    """The rows a gallery caption given as the query describes: its videos; in a moment gallery every moment
-    of its video, or where the caption has a ground-truth span, those overlapping it by a temporal IoU >= 0.5."""
-    captions = [i for i, c in enumerate(gallery.captions) if c == caption and gallery.caption_video[i] >= 0]
-    if gallery.spans is None:
-        return {gallery.caption_video[i] for i in captions}
-    return set().union(*(moment_truth(gallery, i) for i in captions)) if captions else set()
+    """The rows a gallery caption given as the query describes (vop/retrieval/moments.py caption_truth)."""
+    return set().union(*(caption_truth(gallery, i) for i, c in enumerate(gallery.captions) if c == caption))
 
 
 def example_views(split: Split, text_emb: torch.Tensor, video_emb: torch.Tensor, decoder: Decoder, count: int,
