@@ -53,7 +53,8 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> Gallery | Manifest 
     log.info("building gallery %s from %d videos and %d captions with %s", cfg.gallery, split.num_videos,
              split.num_captions, encoder.describe())
     if window is not None or shots is not None or didemo:  # each window (shot) of a video is a row: retrieval/moments.py
-        split = moment_split(split, encoder.decoder, window, stride, shots, didemo)
+        split = moment_split(split, encoder.decoder, window, stride, shots, didemo, cfg.max_bad_fraction, cfg.strict,
+                             f"gallery={cfg.gallery}")
         log.info("moments: %d %s", split.num_videos, "DiDeMo candidate moments" if didemo else
                  f"windows of {window:g} s every {stride:g} s" if shots is None
                  else "shots" + (f" (cut into windows of {window:g} s every {stride:g} s)" if window else ""))

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import torch
 
+from vop.data.bad_videos import drop_unreadable
 from vop.data.decode_error import VideoDecodeError
 from vop.data.decoders.base import Decoder
 from vop.data.shots import shot_frames
@@ -25,7 +26,6 @@ from vop.errors import InputError
 from vop.metrics.moments import temporal_iou
 
 log = logging.getLogger(__name__)
-NO_WINDOW = Window(0, 0, 0.0, 0.0)  # a video whose length or frame rate cannot be read: counted as unreadable
 
 
 def check_moment_options(window: float | None, stride: float | None) -> None:
@@ -43,8 +43,7 @@ def check_moment_options(window: float | None, stride: float | None) -> None:
 def video_windows(decoder: Decoder, path, window: float | None, stride: float | None, shots: float | None = None,
                   didemo: bool = False) -> list[Window]:
     """The windows of the video at `path` (`shots`: a PySceneDetect threshold, the shots, each cut into windows
-    where longer than `window`); [NO_WINDOW] (one row the build then counts as unreadable) when its frame
-    count or frame rate cannot be read."""
+    where longer than `window`); VideoDecodeError naming it when its frame count or frame rate cannot be read."""
     try:
         if didemo:  # DiDeMo's 21 candidates: spans of whole 5-second segments
             return didemo_windows(decoder.num_frames(path), frame_rate(path))
@@ -52,18 +51,28 @@ def video_windows(decoder: Decoder, path, window: float | None, stride: float | 
             return shot_windows(shot_frames(path, shots), decoder.num_frames(path), frame_rate(path), window, stride)
         return plan_windows(decoder.num_frames(path), frame_rate(path), window, stride)
     except (VideoDecodeError, UnreadableHeader, ValueError, OSError) as err:
-        log.warning("moments: %s: its length or frame rate cannot be read (%s)", path, getattr(err, "reason", err))
-        return [NO_WINDOW]
+        raise VideoDecodeError(path, f"its length or frame rate cannot be read ({getattr(err, 'reason', err)})") \
+            from None
 
 
 def moment_split(split: Split, decoder: Decoder, window: float | None, stride: float | None,
-                 shots: float | None = None, didemo: bool = False) -> Split:
+                 shots: float | None = None, didemo: bool = False, max_bad_fraction: float = 0.1,
+                 strict: bool = False, what: str = "moments") -> Split:
     """`split` with one row per window (or shot: `shots`, a PySceneDetect threshold; or DiDeMo's candidate
-    moment: `didemo`) of each video (module docstring)."""
+    moment: `didemo`) of each video (module docstring). A video whose windows cannot be planned is left out
+    with its captions, named and counted, under the build's bad-video policy over *videos* (not windows:
+    vop/data/bad_videos.py drop_unreadable)."""
+    plans, unreadable = {}, {}
+    for v, path in enumerate(split.video_paths):
+        try:
+            plans[v] = video_windows(decoder, path, window, stride, shots, didemo)
+        except VideoDecodeError as err:
+            unreadable[v] = err.reason
+    split = drop_unreadable(split, unreadable, max_bad_fraction, strict, what)
     ids, paths, windows, first_row = [], [], [], []
-    for vid, path in zip(split.video_ids, split.video_paths):
+    for vid, path, planned in zip(split.video_ids, split.video_paths, [plans[v] for v in sorted(plans)]):
         first_row.append(len(ids))
-        for w in video_windows(decoder, path, window, stride, shots, didemo):
+        for w in planned:
             ids.append(vid)
             paths.append(path)
             windows.append(w)

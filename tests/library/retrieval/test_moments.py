@@ -228,3 +228,30 @@ def test_evaluate_update_and_bad_options(built, capsys) -> None:
         retrieve(compose_cfg("retrieve", [*LONG, *overrides], tmp), overrides)
     with pytest.raises(InputError, match="nms_iou"):
         RetrievalPipeline.from_gallery(path, nms_iou=0)
+
+
+def test_a_video_whose_windows_cannot_be_planned_counts_as_one_video(built, tmp_path, caplog) -> None:
+    """Real bad files among the videos (an mp4 cut after 3 kB, a text file named .mp4): each is one unreadable
+    *video* under max_bad_fraction, named with its reason, not one row among the windows of the others."""
+    import logging
+    import shutil
+
+    from vop.data.bad_videos import BadVideosError
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    good = sorted(set(Gallery.load(built[0]).video_paths))
+    for path in good:
+        shutil.copy(path, folder)
+    (folder / "cut.mp4").write_bytes(Path(good[0]).read_bytes()[:3000])
+    (folder / "notes.mp4").write_text("not a video")
+    overrides = ["action=build", f"gallery={tmp_path / 'g.safetensors'}", f"videos={folder}", *MOMENTS]
+    with pytest.raises(BadVideosError, match=r"2 of 5 videos \(40.0%\) cannot be read.*cut.mp4 \(its length or frame "
+                                             r"rate cannot be read"):
+        retrieve(compose_cfg("retrieve", [*LONG, *overrides], tmp_path), overrides)  # 2 of 5 > 0.1, whatever the windows
+    with caplog.at_level(logging.WARNING):
+        retrieve(compose_cfg("retrieve", [*LONG, *overrides, "max_bad_fraction=0.5"], tmp_path),
+                 [*overrides, "max_bad_fraction=0.5"])
+    gallery = Gallery.load(tmp_path / "g.safetensors")
+    assert {Path(p).name for p in gallery.video_paths} == {Path(p).name for p in good}
+    assert "skipped 2 of 5 videos that cannot be read" in caplog.text and "notes.mp4" in caplog.text
